@@ -1,0 +1,83 @@
+/* brisk: a thread-caching malloc for multithreaded servers.
+ *
+ * The prefixed API below works whether or not brisk also replaces the system
+ * allocator (libbrisk.so under LD_PRELOAD, or libbrisk.a linked in). Blocks from
+ * one family must be released by the same family: brisk_free() for brisk_malloc(),
+ * and, when brisk interposes, free() for both. */
+#ifndef BRISK_H
+#define BRISK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define BRISK_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#define BRISK_ALLOC_SIZE(...) __attribute__((alloc_size(__VA_ARGS__)))
+#else
+#define BRISK_MALLOC_ATTR
+#define BRISK_ALLOC_SIZE(...)
+#endif
+
+#if defined(__GNUC__)
+#define BRISK_API __attribute__((visibility("default")))
+#else
+#define BRISK_API
+#endif
+
+#define BRISK_VERSION_MAJOR 0
+#define BRISK_VERSION_MINOR 1
+
+/* Allocation. All results are 16-byte aligned; failure is NULL with errno ENOMEM. */
+BRISK_API BRISK_MALLOC_ATTR BRISK_ALLOC_SIZE(1) void *brisk_malloc(size_t size);
+BRISK_API BRISK_MALLOC_ATTR BRISK_ALLOC_SIZE(1, 2) void *brisk_calloc(size_t n, size_t size);
+BRISK_API BRISK_ALLOC_SIZE(2) void *brisk_realloc(void *p, size_t size);
+BRISK_API BRISK_ALLOC_SIZE(2, 3) void *brisk_reallocarray(void *p, size_t n, size_t size);
+BRISK_API void brisk_free(void *p);
+/* Free with the size (and alignment) the block was asked for; a wrong size aborts. */
+BRISK_API void brisk_free_sized(void *p, size_t size);
+BRISK_API void brisk_free_aligned_sized(void *p, size_t alignment, size_t size);
+
+/* Aligned allocation: any power-of-two alignment up to 1 GiB and beyond. */
+BRISK_API BRISK_MALLOC_ATTR BRISK_ALLOC_SIZE(2) void *brisk_aligned_alloc(size_t alignment, size_t size);
+BRISK_API BRISK_MALLOC_ATTR BRISK_ALLOC_SIZE(2) void *brisk_memalign(size_t alignment, size_t size);
+BRISK_API int brisk_posix_memalign(void **memptr, size_t alignment, size_t size);
+BRISK_API BRISK_MALLOC_ATTR BRISK_ALLOC_SIZE(1) void *brisk_valloc(size_t size);
+BRISK_API BRISK_MALLOC_ATTR void *brisk_pvalloc(size_t size);
+
+/* The number of bytes usable at p (at least what was asked for); 0 for NULL. */
+BRISK_API size_t brisk_usable_size(const void *p);
+
+/* Return every free page brisk can give back to the OS now (the calling thread's
+ * cache, central lists, idle page-heap spans, cached large spans). Returns 1 if
+ * memory was released, 0 otherwise, like glibc's malloc_trim. */
+BRISK_API int brisk_trim(void);
+
+/* Statistics, merged from all threads on demand. Byte counts. */
+typedef struct brisk_stats_s {
+  uint64_t mapped;        /* address space brisk holds from the OS, metadata included */
+  uint64_t peak_mapped;   /* high-water mark of mapped */
+  uint64_t in_use;        /* bytes in blocks handed to the program (rounded to class size) */
+  uint64_t tcache;        /* bytes free in thread caches */
+  uint64_t central;       /* bytes free in central lists and partly used spans */
+  uint64_t heap_free;     /* free page-heap pages still backed by memory */
+  uint64_t returned;      /* free page-heap pages given back with madvise */
+  uint64_t large_in_use;  /* bytes in large (mmap'd) blocks in use */
+  uint64_t large_cached;  /* bytes in freed large spans kept for reuse */
+  uint64_t metadata;      /* bytes of span and page-map metadata */
+  uint64_t sbrk_bytes;    /* part of mapped that came from sbrk */
+  uint64_t threads;       /* threads that currently have a cache */
+  uint64_t threads_seen;  /* thread caches created since start */
+} brisk_stats_t;
+
+BRISK_API void brisk_get_stats(brisk_stats_t *out);
+/* Print the statistics (totals, then one line per size class in use) to stderr. */
+BRISK_API void brisk_print_stats(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BRISK_H */

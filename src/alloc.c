@@ -1,0 +1,254 @@
+/* The public entry points. malloc and free are the two fast paths of brisk; each
+ * is a handful of instructions with one unlikely branch to a noinline slow path:
+ *
+ *   malloc: size -> class (a table below 1 KiB), pop the thread cache's list;
+ *   free:   address -> span (two loads in the page map), check that the address
+ *           is an object's start, push on the thread cache's list.
+ *
+ * A free list entry holds its successor in word 0 and brisk__free_key in word 1;
+ * malloc clears word 1 again. free() seeing the key in word 1 is the cheap hint
+ * of a double free that sends it to the full check (the thread's list, the
+ * central lists and the span). Everything else here is the API's edges: errno,
+ * alignment, overflow, realloc. */
+#include "internal.h"
+
+static inline void *tc_pop(unsigned cls) {
+  brisk_tlist_t *l = &brisk__tc.list[cls];
+  void *p = l->head;
+  if (brisk_unlikely(p == NULL)) return NULL;
+  l->head = *(void **)p;
+  l->count--;
+  ((void **)p)[1] = NULL;
+  return p;
+}
+
+brisk_noinline void *brisk__malloc_slow(size_t size) {
+  if (size <= BRISK_SMALL_MAX) return brisk__tcache_alloc_slow(size, 0);
+  brisk__ensure_init();
+  return brisk__large_alloc(size, 0, false);
+}
+
+void *brisk_malloc(size_t size) {
+  if (brisk_likely(size <= BRISK_SMALL_MAX)) {
+    void *p = tc_pop(brisk__size_to_class(size));
+    if (brisk_likely(p != NULL)) return p;
+  }
+  return brisk__malloc_slow(size);
+}
+
+/* ------------------------------------------------------------------------------
+   free
+------------------------------------------------------------------------------ */
+
+static brisk_cold void check_double_free(void *p, brisk_span_t *s, unsigned cls, const char *call) {
+  if (brisk__tcache_contains(&brisk__tc, cls, p) || brisk__central_is_free(s, p))
+    brisk__fatal(call, "double free", p);
+  /* the key was the program's own data */
+}
+
+/* Validate p as an object of small span s; aborts on anything else. */
+static inline void small_check(void *p, brisk_span_t *s, unsigned cls, const char *call) {
+  uintptr_t off = (uintptr_t)p - s->start;
+  uint64_t idx = (off * s->div_magic) >> 40;
+  if (brisk_unlikely(idx * s->obj_size != off || idx >= s->capacity))
+    brisk__fatal(call, "invalid pointer", p);
+  if (brisk_unlikely(((uint64_t *)p)[1] == brisk__free_key)) check_double_free(p, s, cls, call);
+}
+
+static inline void small_free(void *p, unsigned cls) {
+  brisk_tcache_t *tc = &brisk__tc;
+  brisk_tlist_t *l = &tc->list[cls];
+  ((void **)p)[0] = l->head;
+  ((uint64_t *)p)[1] = brisk__free_key;
+  l->head = p;
+  if (brisk_unlikely(++l->count > l->max)) brisk__tcache_free_slow(tc, cls);
+}
+
+brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call) {
+  if (s == NULL) {
+    if (p == NULL) return;
+    brisk__fatal(call, "invalid pointer", p);
+  }
+  if (s->state == BRISK_SPAN_LARGE || s->state == BRISK_SPAN_CACHED) {
+    brisk__large_free(s, p, call);
+    return;
+  }
+  brisk__fatal(call, "invalid pointer", p); /* inside a free page-heap span */
+}
+
+void brisk_free(void *p) {
+  brisk_span_t *s = brisk__pagemap_get(p);
+  unsigned cls;
+  if (brisk_unlikely(s == NULL || (cls = s->cls) == 0)) {
+    brisk__free_slow(p, s, "free()");
+    return;
+  }
+  small_check(p, s, cls, "free()");
+  small_free(p, cls);
+}
+
+static size_t usable_of(const void *p, brisk_span_t *s, const char *call) {
+  if (s == NULL) brisk__fatal(call, "invalid pointer", p);
+  if (s->cls != 0) {
+    small_check((void *)p, s, s->cls, call);
+    return s->obj_size;
+  }
+  if (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED)
+    brisk__fatal(call, "invalid pointer", p);
+  if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
+  if (s->state != BRISK_SPAN_LARGE) brisk__fatal(call, "double free", p);
+  return s->map_size;
+}
+
+/* C23 free_sized: the size must be one the block could have been asked for; a
+ * larger one means the caller's bookkeeping is wrong, which we will not guess at. */
+void brisk_free_sized(void *p, size_t size) {
+  if (p == NULL) return;
+  brisk_span_t *s = brisk__pagemap_get(p);
+  if (size > usable_of(p, s, "free_sized()")) brisk__fatal("free_sized()", "size larger than the block", p);
+  brisk_free(p);
+}
+
+void brisk_free_aligned_sized(void *p, size_t alignment, size_t size) {
+  if (p == NULL) return;
+  brisk_span_t *s = brisk__pagemap_get(p);
+  if (size > usable_of(p, s, "free_aligned_sized()"))
+    brisk__fatal("free_aligned_sized()", "size larger than the block", p);
+  if (alignment != 0 && ((uintptr_t)p & (alignment - 1)) != 0)
+    brisk__fatal("free_aligned_sized()", "misaligned pointer", p);
+  brisk_free(p);
+}
+
+size_t brisk_usable_size(const void *p) {
+  if (p == NULL) return 0;
+  return usable_of(p, brisk__pagemap_get(p), "malloc_usable_size()");
+}
+
+/* ------------------------------------------------------------------------------
+   calloc, realloc
+------------------------------------------------------------------------------ */
+
+void *brisk_calloc(size_t n, size_t size) {
+  size_t total;
+  if (brisk_unlikely(__builtin_mul_overflow(n, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (total <= BRISK_SMALL_MAX) {
+    void *p = brisk_malloc(total);
+    if (p != NULL) memset(p, 0, total);
+    return p;
+  }
+  brisk__ensure_init();
+  return brisk__large_alloc(total, 0, true);
+}
+
+void *brisk_realloc(void *p, size_t size) {
+  if (p == NULL) return brisk_malloc(size);
+  if (size == 0) { /* as glibc: free and return NULL */
+    brisk_free(p);
+    return NULL;
+  }
+  brisk_span_t *s = brisk__pagemap_get(p);
+  if (s == NULL) brisk__fatal("realloc()", "invalid pointer", p);
+  size_t old;
+  if (s->cls != 0) {
+    small_check(p, s, s->cls, "realloc()");
+    old = s->obj_size;
+    /* Stay put unless the block would be more than twice what is needed. */
+    if (size <= old && size >= old / 2) return p;
+  } else {
+    /* Large blocks stay large: mremap or an unmapped tail, never a copy. */
+    if (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED)
+      brisk__fatal("realloc()", "invalid pointer", p);
+    return brisk__large_realloc(s, p, size);
+  }
+  void *q = brisk_malloc(size);
+  if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
+  memcpy(q, p, size < old ? size : old);
+  brisk_free(p);
+  return q;
+}
+
+void *brisk_reallocarray(void *p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return brisk_realloc(p, total);
+}
+
+/* ------------------------------------------------------------------------------
+   Aligned allocation
+------------------------------------------------------------------------------ */
+
+static inline bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+void *brisk__alloc_aligned(size_t align, size_t size, const char *call) {
+  (void)call;
+  if (align <= BRISK_ALIGN) return brisk_malloc(size);
+  if (size > PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  brisk__ensure_init();
+  unsigned cls = brisk__size_to_class_aligned(size ? size : 1, align);
+  if (cls != 0) return brisk_malloc(brisk__classes[cls].size);
+  return brisk__large_alloc(size, align, false);
+}
+
+void *brisk_aligned_alloc(size_t alignment, size_t size) {
+  if (!is_pow2(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return brisk__alloc_aligned(alignment, size, "aligned_alloc()");
+}
+
+void *brisk_memalign(size_t alignment, size_t size) {
+  /* glibc rounds an alignment that is not a power of two up to one */
+  if (alignment > (SIZE_MAX >> 1) + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!is_pow2(alignment)) {
+    size_t a = BRISK_ALIGN;
+    while (a < alignment) a <<= 1;
+    alignment = a;
+  }
+  return brisk__alloc_aligned(alignment, size, "memalign()");
+}
+
+int brisk_posix_memalign(void **memptr, size_t alignment, size_t size) {
+  if (!is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+  int saved = errno;
+  void *p = brisk__alloc_aligned(alignment, size, "posix_memalign()");
+  if (p == NULL) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *memptr = p;
+  return 0;
+}
+
+void *brisk_valloc(size_t size) {
+  brisk__ensure_init();
+  return brisk__alloc_aligned(brisk__os_page, size, "valloc()");
+}
+
+void *brisk_pvalloc(size_t size) {
+  brisk__ensure_init();
+  size_t page = brisk__os_page;
+  if (size > SIZE_MAX - page) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t rounded = size ? brisk__align_up(size, page) : page;
+  return brisk__alloc_aligned(page, rounded, "pvalloc()");
+}
+
+int brisk_trim(void) {
+  brisk__ensure_init();
+  return brisk__purge_all() > 0;
+}

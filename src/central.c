@@ -1,0 +1,253 @@
+/* Central lists: one per size class, the level between thread caches and spans.
+ *
+ * Cross-thread frees, the choice and its reason. A block freed by a thread other
+ * than its allocator goes into the *freeing* thread's cache, like any other free:
+ * free() never touches another thread's state, never takes a lock, and needs no
+ * atomic. Caches spill whole batches here and refill whole batches from here, so
+ * in a producer/consumer program the consumer's frees come back to the producer a
+ * batch at a time: one short critical section (push or pop one pointer) per batch
+ * of up to 64 objects, and memory stays bounded by the caches' budgets plus
+ * `max_batches` per class. Handing each block back to its owning page instead
+ * (mimalloc's thread_free lists) costs an atomic per remote free and leaves
+ * memory stranded on pages of threads that stopped allocating; batch transfer
+ * costs neither and keeps the fast path of free identical for local and remote
+ * blocks.
+ *
+ * Each class has:
+ *  - a stack of full batches (NULL-terminated lists of exactly `batch` objects),
+ *    at most max_batches of them: the O(1) path;
+ *  - a list of SMALL spans that have free objects (returned ones on their free
+ *    list, or never-used ones above `bump`); a batch beyond the stack's bound goes
+ *    back to its spans object by object, under the lock once for the whole batch,
+ *    and a span whose objects have all come back returns to the page heap.
+ * The class lock guards all of it, and every SMALL span's freelist/bump/used. */
+#include "internal.h"
+
+/* Bytes of full batches a class keeps ready: the handoff buffer between threads
+ * that free and threads that allocate. Purging drains it once idle. */
+#define CENTRAL_BATCH_BYTES ((size_t)1024 * 1024)
+#define CENTRAL_MAX_BATCHES 64
+#define CENTRAL_MIN_BATCHES 4
+
+typedef struct brisk_central_s {
+  brisk_lock_t lock;
+  uint32_t nbatches;
+  uint32_t max_batches;
+  brisk_span_t *partial;  /* spans with free objects */
+  uint64_t spans;         /* SMALL spans of this class */
+  uint64_t objs_out;      /* objects out of spans: sum of span->used */
+  uint64_t last_use_ms;   /* when the stack was last pushed or popped */
+  void *batch[CENTRAL_MAX_BATCHES];
+} __attribute__((aligned(BRISK_CACHE_LINE))) brisk_central_t;
+
+static brisk_central_t centrals[BRISK_CLASSES];
+
+void brisk__central_init(void) {
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    brisk_central_t *c = &centrals[cls];
+    pthread_mutex_init(&c->lock, NULL);
+    size_t per = (size_t)brisk__classes[cls].batch * brisk__classes[cls].size;
+    size_t m = CENTRAL_BATCH_BYTES / per;
+    c->max_batches = (uint32_t)(m < CENTRAL_MIN_BATCHES ? CENTRAL_MIN_BATCHES
+                                : m > CENTRAL_MAX_BATCHES ? CENTRAL_MAX_BATCHES : m);
+  }
+}
+
+static inline uintptr_t span_end(const brisk_span_t *s) {
+  return s->start + (uintptr_t)s->capacity * s->obj_size;
+}
+static inline bool span_has_free(const brisk_span_t *s) {
+  return s->freelist != NULL || s->bump < span_end(s);
+}
+
+static void partial_add(brisk_central_t *c, brisk_span_t *s) {
+  s->in_partial = 1;
+  s->prev = NULL;
+  s->next = c->partial;
+  if (c->partial) c->partial->prev = s;
+  c->partial = s;
+}
+
+static void partial_remove(brisk_central_t *c, brisk_span_t *s) {
+  if (s->prev) s->prev->next = s->next;
+  else c->partial = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  s->in_partial = 0;
+}
+
+/* Take up to want objects from one span, appending to the list (*head, *tail).
+ * Returned objects first (they are warm), then fresh ones in address order. */
+static uint32_t span_take(brisk_span_t *s, uint32_t want, void **head, void **tail) {
+  uint32_t n = 0;
+  while (n < want) {
+    void *obj;
+    if (s->freelist != NULL) {
+      obj = s->freelist;
+      s->freelist = *(void **)obj;
+    } else if (s->bump < span_end(s)) {
+      obj = (void *)s->bump;
+      s->bump += s->obj_size;
+    } else {
+      break;
+    }
+    *(void **)obj = NULL;
+    if (*tail) *(void **)*tail = obj;
+    else *head = obj;
+    *tail = obj;
+    n++;
+  }
+  s->used += n;
+  return n;
+}
+
+/* A fresh span for cls, not yet visible to other threads. */
+static brisk_span_t *span_make(unsigned cls) {
+  const brisk_class_info_t *ci = &brisk__classes[cls];
+  brisk_span_t *s = brisk__heap_alloc(ci->span_pages);
+  if (s == NULL) return NULL;
+  s->obj_size = ci->size;
+  s->div_magic = ci->div_magic;
+  s->capacity = ci->span_objs;
+  s->bump = s->start;
+  s->freelist = NULL;
+  s->used = 0;
+  s->in_partial = 0;
+  /* cls last: free() reads it without the lock to classify the span */
+  __atomic_store_n(&s->cls, (uint8_t)cls, __ATOMIC_RELEASE);
+  return s;
+}
+
+uint32_t brisk__central_take(unsigned cls, uint32_t want, void **head) {
+  brisk_central_t *c = &centrals[cls];
+  uint32_t batch = brisk__classes[cls].batch;
+  void *tail = NULL;
+  uint32_t n = 0;
+  *head = NULL;
+  brisk__lock(&c->lock);
+  if (want == batch && c->nbatches > 0) {
+    *head = c->batch[--c->nbatches];
+    c->last_use_ms = brisk__os_now_ms();
+    brisk__unlock(&c->lock);
+    return batch;
+  }
+  while (n < want && c->partial != NULL) {
+    brisk_span_t *s = c->partial;
+    n += span_take(s, want - n, head, &tail);
+    if (!span_has_free(s)) partial_remove(c, s);
+  }
+  c->objs_out += n;
+  brisk__unlock(&c->lock);
+  while (n < want) {
+    brisk_span_t *s = span_make(cls);
+    if (s == NULL) break;
+    uint32_t got = span_take(s, want - n, head, &tail);
+    n += got;
+    brisk__lock(&c->lock);
+    c->spans++;
+    c->objs_out += got;
+    if (span_has_free(s)) partial_add(c, s);
+    brisk__unlock(&c->lock);
+  }
+  return n;
+}
+
+/* Return objects to their spans; spans that become empty are collected in *empty
+ * (linked through next) for the caller to free once the lock is dropped. */
+static void release_to_spans(brisk_central_t *c, void *head, brisk_span_t **empty) {
+  uint64_t n = 0;
+  while (head != NULL) {
+    void *obj = head;
+    head = *(void **)obj;
+    brisk_span_t *s = brisk__pagemap_get(obj);
+    brisk_assert(s != NULL && s->state == BRISK_SPAN_SMALL && s->used > 0);
+    *(void **)obj = s->freelist;
+    s->freelist = obj;
+    s->used--;
+    n++;
+    if (s->used == 0) {
+      if (s->in_partial) partial_remove(c, s);
+      s->next = *empty;
+      *empty = s;
+      c->spans--;
+    } else if (!s->in_partial) {
+      partial_add(c, s);
+    }
+  }
+  c->objs_out -= n;
+}
+
+static void free_spans(brisk_span_t *empty) {
+  while (empty != NULL) {
+    brisk_span_t *s = empty;
+    empty = s->next;
+    s->next = NULL;
+    __atomic_store_n(&s->cls, 0, __ATOMIC_RELAXED);
+    brisk__heap_free(s);
+  }
+}
+
+void brisk__central_give(unsigned cls, void *head, uint32_t n) {
+  brisk_central_t *c = &centrals[cls];
+  brisk_span_t *empty = NULL;
+  brisk__lock(&c->lock);
+  if (n == brisk__classes[cls].batch && c->nbatches < c->max_batches) {
+    c->batch[c->nbatches++] = head;
+    c->last_use_ms = brisk__os_now_ms();
+    brisk__unlock(&c->lock);
+    return;
+  }
+  release_to_spans(c, head, &empty);
+  brisk__unlock(&c->lock);
+  free_spans(empty);
+}
+
+/* Give stacked batches back to their spans: all of them, or (for the idle purge)
+ * those of classes whose stack has not been used for a purge delay. */
+void brisk__central_drain(bool all) {
+  uint64_t now = brisk__os_now_ms();
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    brisk_central_t *c = &centrals[cls];
+    if (c->nbatches == 0) continue; /* racy peek; a stale answer only delays */
+    brisk_span_t *empty = NULL;
+    brisk__lock(&c->lock);
+    if (all || now - c->last_use_ms >= brisk__opt.purge_delay_ms) {
+      while (c->nbatches > 0) release_to_spans(c, c->batch[--c->nbatches], &empty);
+    }
+    brisk__unlock(&c->lock);
+    free_spans(empty);
+  }
+}
+
+bool brisk__central_is_free(brisk_span_t *span, void *obj) {
+  unsigned cls = span->cls;
+  brisk_central_t *c = &centrals[cls];
+  bool found = false;
+  brisk__lock(&c->lock);
+  if ((uintptr_t)obj >= span->bump) found = true; /* never handed out */
+  for (void *o = span->freelist; o != NULL && !found; o = *(void **)o)
+    if (o == obj) found = true;
+  for (uint32_t b = 0; b < c->nbatches && !found; b++)
+    for (void *o = c->batch[b]; o != NULL; o = *(void **)o)
+      if (o == obj) { found = true; break; }
+  brisk__unlock(&c->lock);
+  return found;
+}
+
+void brisk__central_class_stats(unsigned cls, uint64_t *out_objs, uint64_t *free_objs,
+                                uint64_t *spans) {
+  brisk_central_t *c = &centrals[cls];
+  brisk__lock(&c->lock);
+  uint64_t batched = (uint64_t)c->nbatches * brisk__classes[cls].batch;
+  *out_objs = c->objs_out - batched; /* in use or in thread caches */
+  *free_objs = c->spans * brisk__classes[cls].span_objs - c->objs_out + batched;
+  *spans = c->spans;
+  brisk__unlock(&c->lock);
+}
+
+void brisk__central_fork_lock(void) {
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__lock(&centrals[cls].lock);
+}
+void brisk__central_fork_unlock(void) {
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__unlock(&centrals[cls].lock);
+}

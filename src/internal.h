@@ -1,0 +1,316 @@
+/* brisk internal declarations, shared by every layer.
+ *
+ * Layers, from the program down:
+ *   alloc.c        public entry points and the malloc/free fast paths
+ *   thread_cache.c per-thread free lists (owned by their thread, no locks)
+ *   central.c      per-class central lists of batches and partly used spans
+ *   page_heap.c    spans of pages carved from sbrk'd (or mmap'd) regions
+ *   large.c        blocks above the small limit: one mmap each, a reuse cache
+ *   pagemap.c      address -> span map, read without locks
+ *   meta.c         span descriptors and other metadata, never from malloc
+ *   options.c os.c stats.c init.c
+ * Names: public brisk_*, cross-file internal brisk__*, types brisk_*_t. */
+#ifndef BRISK_INTERNAL_H
+#define BRISK_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "brisk.h"
+
+#define brisk_likely(x) __builtin_expect(!!(x), 1)
+#define brisk_unlikely(x) __builtin_expect(!!(x), 0)
+#define brisk_noinline __attribute__((noinline))
+#define brisk_cold __attribute__((cold, noinline))
+#define brisk_hidden __attribute__((visibility("hidden")))
+#define BRISK_CACHE_LINE 64
+
+#ifdef BRISK_DEBUG
+#define brisk_assert(c) ((c) ? (void)0 : brisk__assert_fail(#c, __FILE__, __LINE__))
+#else
+#define brisk_assert(c) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------------------
+   Sizes
+------------------------------------------------------------------------------ */
+
+/* A brisk page is the unit of spans and of the page map. 8 KiB keeps the map small
+ * while a span of the smallest classes still holds hundreds of objects. It is not
+ * the OS page: that is read at run time (brisk__os_page) and only matters when
+ * memory is given back. */
+#define BRISK_PAGE_SHIFT 13
+#define BRISK_PAGE_SIZE ((size_t)1 << BRISK_PAGE_SHIFT)
+
+/* Every block is 16-byte aligned (max_align_t on x86-64 and aarch64). */
+#define BRISK_ALIGN 16
+
+/* Small classes: 16-byte steps up to 128 B, then 8 classes per doubling, so the
+ * rounding waste of a request of 128 B or more stays under 1/8. 64 KiB keeps the
+ * 4-64 KiB buffers that servers churn in thread caches. */
+#define BRISK_SMALL_MAX ((size_t)64 * 1024)
+#define BRISK_CLASS_STEP_MAX 128 /* the end of the 16-byte steps */
+#define BRISK_CLASSES 81         /* class 0 is never used; 1..80 */
+
+/* Sizes up to this are classed through a table; above, by arithmetic. */
+#define BRISK_CLASS_TABLE_MAX 1024
+
+typedef struct brisk_class_info_s {
+  uint32_t size;       /* object size */
+  uint32_t batch;      /* objects moved between a thread cache and central at once */
+  uint32_t span_pages; /* pages in a span of this class */
+  uint32_t span_objs;  /* objects in such a span */
+  uint64_t div_magic;  /* ceil(2^40 / size): offset / size without a division */
+} brisk_class_info_t;
+
+extern brisk_class_info_t brisk__classes[BRISK_CLASSES];
+extern uint8_t brisk__class_table[BRISK_CLASS_TABLE_MAX / 16 + 1];
+
+void brisk__size_class_init(void);
+unsigned brisk__size_to_class_slow(size_t size); /* any size <= BRISK_SMALL_MAX */
+/* The smallest class whose size is >= size and a multiple of align (0 if none). */
+unsigned brisk__size_to_class_aligned(size_t size, size_t align);
+
+/* For size <= BRISK_SMALL_MAX. Above the table: 8 classes per doubling, the
+ * class read off the top four bits of size - 1. */
+static inline unsigned brisk__size_to_class(size_t size) {
+  if (brisk_likely(size <= BRISK_CLASS_TABLE_MAX)) return brisk__class_table[(size + 15) >> 4];
+  size_t s = size - 1;
+  unsigned k = 63u - (unsigned)__builtin_clzll(s);
+  return BRISK_CLASS_STEP_MAX / 16 + (k - 7) * 8 + ((unsigned)(s >> (k - 3)) & 7) + 1;
+}
+
+static inline size_t brisk__align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
+
+/* ------------------------------------------------------------------------------
+   Spans and the page map
+------------------------------------------------------------------------------ */
+
+typedef enum brisk_span_state_e {
+  BRISK_SPAN_FREE = 1,  /* in the page heap's free lists */
+  BRISK_SPAN_SMALL,     /* carved into objects of one class */
+  BRISK_SPAN_LARGE,     /* one large block in use */
+  BRISK_SPAN_CACHED,    /* a freed large block kept for reuse */
+} brisk_span_state_t;
+
+/* A span is a run of pages. Who may write which field:
+ *  - start, npages, state: the page heap (heap lock) or large.c (large lock), set
+ *    before the span is published in the page map;
+ *  - freelist, bump, used, next/prev while SMALL: the class's central lock;
+ *  - cls, obj_size, div_magic: written once when the span becomes SMALL, read by
+ *    free() without a lock (the page map publication orders them). */
+typedef struct brisk_span_s {
+  uintptr_t start;
+  size_t npages;          /* brisk pages; for large spans, bytes / BRISK_PAGE_SIZE rounded up */
+  uint8_t state;          /* brisk_span_state_t */
+  uint8_t cls;            /* size class; 0 for page-heap and large spans */
+  uint8_t purged;         /* FREE: every page was given back with madvise */
+  uint8_t in_partial;     /* SMALL: on its class's list of spans with free objects */
+  uint32_t obj_size;
+  uint64_t div_magic;
+  /* small spans */
+  void *freelist;         /* objects returned to this span */
+  uintptr_t bump;         /* objects at or above bump were never handed out */
+  uint32_t used;          /* objects out of the span: in use, in caches or in batches */
+  uint32_t capacity;
+  /* large spans */
+  size_t map_size;        /* bytes of the mapping (large) */
+  size_t req_size;        /* usable bytes (large) */
+  uint64_t idle_since_ms; /* FREE or CACHED: when it became so */
+  struct brisk_span_s *next, *prev;
+} brisk_span_t;
+
+/* The page map is a two-level radix tree over the 48-bit address space: a root of
+ * 2^17 pointers (in .bss, touched sparsely) to leaves of 2^18 span pointers, each
+ * leaf covering 2 GiB. Leaves are created once and never freed, so readers need no
+ * lock; writers publish an entry after the span is filled in. */
+#define BRISK_VA_BITS 48
+#define BRISK_PM_LEAF_BITS 18
+#define BRISK_PM_ROOT_BITS (BRISK_VA_BITS - BRISK_PAGE_SHIFT - BRISK_PM_LEAF_BITS)
+
+typedef struct brisk_pm_leaf_s {
+  _Atomic(brisk_span_t *) span[(size_t)1 << BRISK_PM_LEAF_BITS];
+} brisk_pm_leaf_t;
+
+extern _Atomic(brisk_pm_leaf_t *) brisk__pagemap_root[(size_t)1 << BRISK_PM_ROOT_BITS];
+
+static inline brisk_span_t *brisk__pagemap_get(const void *p) {
+  uintptr_t page = (uintptr_t)p >> BRISK_PAGE_SHIFT;
+  uintptr_t ri = page >> BRISK_PM_LEAF_BITS;
+  if (brisk_unlikely(ri >= ((uintptr_t)1 << BRISK_PM_ROOT_BITS))) return NULL;
+  brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[ri], memory_order_acquire);
+  if (brisk_unlikely(leaf == NULL)) return NULL;
+  return atomic_load_explicit(&leaf->span[page & (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)],
+                              memory_order_acquire);
+}
+/* Set the entries of pages [first, first+n) to span; false if a leaf could not be
+ * mapped (out of memory). */
+bool brisk__pagemap_set(uintptr_t first_page, size_t n, brisk_span_t *span);
+/* Make sure leaves exist for a range before it is published (so set cannot fail). */
+bool brisk__pagemap_ensure(uintptr_t first_page, size_t n);
+
+/* ------------------------------------------------------------------------------
+   Locks: pthread mutexes, statically initialised, so they need no allocation and
+   sleep under contention instead of spinning on a 2-core machine. Every lock is
+   registered with the fork handler in init.c.
+------------------------------------------------------------------------------ */
+typedef pthread_mutex_t brisk_lock_t;
+#define BRISK_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+static inline void brisk__lock(brisk_lock_t *l) { pthread_mutex_lock(l); }
+static inline void brisk__unlock(brisk_lock_t *l) { pthread_mutex_unlock(l); }
+
+/* ------------------------------------------------------------------------------
+   OS layer (os.c): the only file that makes system calls.
+------------------------------------------------------------------------------ */
+extern size_t brisk__os_page; /* the OS page size, read at start */
+void brisk__os_init(void);
+void *brisk__os_mmap(size_t size);                     /* NULL on failure */
+void *brisk__os_mmap_aligned(size_t size, size_t align); /* NULL on failure */
+void brisk__os_munmap(void *p, size_t size);
+void *brisk__os_mremap(void *p, size_t old_size, size_t new_size); /* NULL on failure */
+void *brisk__os_sbrk(size_t size);                     /* NULL on failure */
+void brisk__os_purge(void *p, size_t size);            /* madvise(DONTNEED), rounded inwards */
+uint64_t brisk__os_now_ms(void);                       /* a cheap monotonic clock */
+uint64_t brisk__os_random(void);
+void brisk__os_write_err(const char *s, size_t n);
+__attribute__((noreturn, cold)) void brisk__fatal(const char *call, const char *what, const void *p);
+__attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const char *file, int line);
+/* Format into buf without malloc: %s %zu %llu %p %d, width for numbers. Returns length. */
+int brisk__snprintf(char *buf, size_t n, const char *fmt, ...);
+void brisk__printf_err(const char *fmt, ...);
+
+/* ------------------------------------------------------------------------------
+   Options (options.c): read once from the environment at start.
+------------------------------------------------------------------------------ */
+typedef struct brisk_options_s {
+  bool sbrk;                 /* BRISK_SBRK: grow the small heap with sbrk */
+  bool stats;                /* BRISK_STATS: print statistics at exit */
+  bool verbose;              /* BRISK_VERBOSE: warn about fallbacks */
+  size_t tcache_bytes;       /* BRISK_TCACHE_BYTES: a thread cache's budget */
+  size_t tcache_total;       /* BRISK_TCACHE_TOTAL: all thread caches together */
+  uint64_t purge_delay_ms;   /* BRISK_PURGE_DELAY_MS: idle time before memory goes back */
+  size_t large_cache_bytes;  /* BRISK_LARGE_CACHE: freed large spans kept for reuse */
+  size_t heap_grow;          /* BRISK_HEAP_GROW: bytes the page heap grows by at once */
+} brisk_options_t;
+
+extern brisk_options_t brisk__opt;
+void brisk__options_init(void);
+/* Parse one "NAME=value" environment entry into opt (exposed for the tests). */
+void brisk__options_parse_entry(brisk_options_t *opt, const char *entry, size_t len);
+void brisk__options_defaults(brisk_options_t *opt);
+/* Parse a size with an optional K/M/G suffix; false if malformed. */
+bool brisk__parse_size(const char *s, size_t len, uint64_t *out);
+
+/* ------------------------------------------------------------------------------
+   Metadata (meta.c)
+------------------------------------------------------------------------------ */
+brisk_span_t *brisk__span_new(void);
+void brisk__span_delete(brisk_span_t *s);
+void *brisk__meta_alloc(size_t size); /* zeroed, never freed */
+
+/* ------------------------------------------------------------------------------
+   Page heap (page_heap.c)
+------------------------------------------------------------------------------ */
+extern brisk_lock_t brisk__heap_lock;
+/* A span of npages, registered in the page map for every page when all_pages, else
+ * for its first page. NULL when memory is exhausted. */
+brisk_span_t *brisk__heap_alloc(size_t npages);
+void brisk__heap_free(brisk_span_t *s);
+/* Give back free spans idle for at least min_idle_ms; returns bytes purged. */
+size_t brisk__heap_purge(uint64_t now_ms, uint64_t min_idle_ms);
+void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t *sbrk_bytes);
+bool brisk__heap_owns_sbrk(void); /* whether any region came from sbrk (for tests) */
+
+/* ------------------------------------------------------------------------------
+   Central lists (central.c)
+------------------------------------------------------------------------------ */
+/* Take up to want objects (usually the class's batch) as a NULL-terminated list;
+ * returns how many, 0 when memory is exhausted. */
+uint32_t brisk__central_take(unsigned cls, uint32_t want, void **head);
+/* Give back a NULL-terminated list of n objects. */
+void brisk__central_give(unsigned cls, void *head, uint32_t n);
+/* Move every cached batch back to its spans and free empty spans. */
+void brisk__central_drain(bool all);
+void brisk__central_class_stats(unsigned cls, uint64_t *out_objs, uint64_t *free_objs,
+                                uint64_t *spans);
+void brisk__central_fork_lock(void);
+void brisk__central_fork_unlock(void);
+/* Slow double-free check: true if obj is already free in central or its span. */
+bool brisk__central_is_free(brisk_span_t *span, void *obj);
+
+/* ------------------------------------------------------------------------------
+   Thread caches (thread_cache.c)
+------------------------------------------------------------------------------ */
+typedef struct brisk_tlist_s {
+  void *head;
+  uint32_t count;
+  uint32_t max; /* spill when count exceeds max; 0 while the cache is not live */
+} brisk_tlist_t;
+
+typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_DEAD } brisk_tc_state_t;
+
+typedef struct brisk_tcache_s {
+  brisk_tlist_t list[BRISK_CLASSES];
+  /* below: slow path only */
+  int state;
+  uint32_t slow_events;
+  uint64_t last_scavenge_ms;
+  size_t budget_used; /* sum over classes of max * size */
+  uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
+  struct brisk_tcache_s *next, *prev; /* registry, under the registry lock */
+} brisk_tcache_t;
+
+extern __thread brisk_tcache_t brisk__tc;
+extern uint64_t brisk__free_key; /* marks objects on free lists, to see double frees */
+
+void *brisk__tcache_alloc_slow(size_t size, unsigned cls);
+void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
+void brisk__tcache_flush(brisk_tcache_t *tc); /* return everything to central */
+bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);
+void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],
+                                  uint64_t *live, uint64_t *seen);
+extern brisk_lock_t brisk__registry_lock;
+
+/* ------------------------------------------------------------------------------
+   Large blocks (large.c)
+------------------------------------------------------------------------------ */
+extern brisk_lock_t brisk__large_lock;
+void *brisk__large_alloc(size_t size, size_t align, bool zero);
+void brisk__large_free(brisk_span_t *s, void *p, const char *call);
+void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size);
+size_t brisk__large_purge(uint64_t now_ms, uint64_t min_idle_ms);
+void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count);
+
+/* ------------------------------------------------------------------------------
+   Start-up, fork, purging (init.c), statistics (stats.c)
+------------------------------------------------------------------------------ */
+extern atomic_int brisk__init_state; /* 0 none, 1 running, 2 done */
+brisk_cold void brisk__init_slow(void);
+static inline void brisk__ensure_init(void) {
+  if (brisk_unlikely(atomic_load_explicit(&brisk__init_state, memory_order_acquire) != 2))
+    brisk__init_slow();
+}
+/* Called from slow paths: gives memory back once it has been idle long enough. */
+void brisk__purge_tick(void);
+size_t brisk__purge_all(void);
+
+/* Process-wide counters, updated on slow paths only. */
+typedef struct brisk_counters_s {
+  _Atomic uint64_t mapped;
+  _Atomic uint64_t peak_mapped;
+  _Atomic uint64_t meta;
+} brisk_counters_t;
+extern brisk_counters_t brisk__counters;
+void brisk__stat_mapped(int64_t delta);
+
+/* The allocation entry points shared by the override and the prefixed API. */
+void *brisk__malloc_slow(size_t size);
+void brisk__free_slow(void *p, brisk_span_t *span, const char *call);
+void *brisk__alloc_aligned(size_t align, size_t size, const char *call);
+
+#endif /* BRISK_INTERNAL_H */

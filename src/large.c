@@ -1,0 +1,225 @@
+/* Large blocks: every request above BRISK_SMALL_MAX (or with an alignment the
+ * classes cannot give) is its own mmap, page aligned, described by one span whose
+ * first page is in the page map. A freed block is kept in a cache, most recent
+ * first, and reused by a later request of about its size without a system call;
+ * the cache is bounded (BRISK_LARGE_CACHE) and a block idle for a purge delay is
+ * unmapped. realloc grows with mremap and shrinks by unmapping the tail: the
+ * contents are never copied.
+ *
+ * large_lock guards the cache list and the counters; a span in use belongs to
+ * the program's block, and only its owner's free or realloc touches it. System
+ * calls are made outside the lock. */
+#include "internal.h"
+
+/* A cached block serves a request up to this fraction smaller than itself; the
+ * slack is at most a quarter, the same order as the small classes' rounding. */
+#define REUSE_SLACK_SHIFT 2
+/* Bound on cached blocks, however small: the reuse search walks the list. */
+#define CACHE_MAX_COUNT 64
+
+brisk_lock_t brisk__large_lock = BRISK_LOCK_INIT;
+
+static brisk_span_t *cache_head, *cache_tail; /* most recently freed first */
+static size_t cache_bytes, cache_count;
+static size_t in_use_bytes, in_use_count;
+
+static void cache_remove(brisk_span_t *s) {
+  if (s->prev) s->prev->next = s->next;
+  else cache_head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  else cache_tail = s->prev;
+  s->next = s->prev = NULL;
+  cache_bytes -= s->map_size;
+  cache_count--;
+}
+
+static void cache_push(brisk_span_t *s) {
+  s->prev = NULL;
+  s->next = cache_head;
+  if (cache_head) cache_head->prev = s;
+  else cache_tail = s;
+  cache_head = s;
+  cache_bytes += s->map_size;
+  cache_count++;
+}
+
+static void span_unmap(brisk_span_t *s) {
+  brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, NULL);
+  brisk__os_munmap((void *)s->start, s->map_size);
+  brisk__stat_mapped(-(int64_t)s->map_size);
+  brisk__span_delete(s);
+}
+
+static void unmap_list(brisk_span_t *s) {
+  while (s != NULL) {
+    brisk_span_t *next = s->next;
+    span_unmap(s);
+    s = next;
+  }
+}
+
+static brisk_span_t *cache_find_locked(size_t map, size_t align) {
+  brisk_span_t *best = NULL;
+  for (brisk_span_t *s = cache_head; s != NULL; s = s->next) {
+    if (s->map_size < map || s->map_size - map > map >> REUSE_SLACK_SHIFT) continue;
+    if ((s->start & (align - 1)) != 0) continue;
+    if (best == NULL || s->map_size < best->map_size) best = s;
+    if (s->map_size == map) break;
+  }
+  return best;
+}
+
+void *brisk__large_alloc(size_t size, size_t align, bool zero) {
+  if (size > PTRDIFF_MAX - 2 * brisk__os_page) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (align < brisk__os_page) align = brisk__os_page;
+  size_t map = brisk__align_up(size ? size : 1, brisk__os_page);
+  brisk__purge_tick();
+  brisk__lock(&brisk__large_lock);
+  brisk_span_t *s = cache_find_locked(map, align);
+  if (s != NULL) {
+    cache_remove(s);
+    s->state = BRISK_SPAN_LARGE;
+    s->req_size = size;
+    in_use_bytes += s->map_size;
+    in_use_count++;
+    brisk__unlock(&brisk__large_lock);
+    if (zero) memset((void *)s->start, 0, size);
+    return (void *)s->start;
+  }
+  brisk__unlock(&brisk__large_lock);
+
+  void *p = brisk__os_mmap_aligned(map, align);
+  if (p == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  s = brisk__span_new();
+  if (s == NULL) {
+    brisk__os_munmap(p, map);
+    errno = ENOMEM;
+    return NULL;
+  }
+  s->start = (uintptr_t)p;
+  s->map_size = map;
+  s->req_size = size;
+  s->npages = (map + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
+  s->state = BRISK_SPAN_LARGE;
+  if (!brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, s)) {
+    brisk__span_delete(s);
+    brisk__os_munmap(p, map);
+    errno = ENOMEM;
+    return NULL;
+  }
+  brisk__stat_mapped((int64_t)map);
+  brisk__lock(&brisk__large_lock);
+  in_use_bytes += map;
+  in_use_count++;
+  brisk__unlock(&brisk__large_lock);
+  return p; /* fresh anonymous memory is already zero */
+}
+
+static void large_check(brisk_span_t *s, void *p, const char *call) {
+  if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
+  if (s->state != BRISK_SPAN_LARGE) brisk__fatal(call, "double free", p);
+}
+
+void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
+  large_check(s, p, call);
+  brisk_span_t *evict = NULL;
+  brisk__lock(&brisk__large_lock);
+  in_use_bytes -= s->map_size;
+  in_use_count--;
+  if (s->map_size > brisk__opt.large_cache_bytes) {
+    s->state = BRISK_SPAN_CACHED; /* a second free until unmapped still aborts */
+    brisk__unlock(&brisk__large_lock);
+    span_unmap(s);
+    return;
+  }
+  s->state = BRISK_SPAN_CACHED;
+  s->idle_since_ms = brisk__os_now_ms();
+  cache_push(s);
+  /* Over budget: the least recently freed blocks go first. */
+  while (cache_tail != NULL && (cache_bytes > brisk__opt.large_cache_bytes || cache_count > CACHE_MAX_COUNT)) {
+    brisk_span_t *old = cache_tail;
+    cache_remove(old);
+    old->next = evict;
+    evict = old;
+  }
+  brisk__unlock(&brisk__large_lock);
+  unmap_list(evict);
+  brisk__purge_tick();
+}
+
+void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
+  large_check(s, p, "realloc()");
+  if (size > PTRDIFF_MAX - 2 * brisk__os_page) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t map = brisk__align_up(size ? size : 1, brisk__os_page);
+  size_t old = s->map_size;
+  if (map <= old) {
+    if (map < old) { /* shrink in place: the tail goes back to the OS */
+      brisk__os_munmap((char *)p + map, old - map);
+      brisk__stat_mapped(-(int64_t)(old - map));
+      brisk__lock(&brisk__large_lock);
+      in_use_bytes -= old - map;
+      brisk__unlock(&brisk__large_lock);
+      s->map_size = map;
+      s->npages = (map + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
+    }
+    s->req_size = size;
+    return p;
+  }
+  /* Unpublish first: once mremap moves the block, the kernel may hand the old
+   * address to another thread's mmap, whose span must not be overwritten. */
+  uintptr_t page = s->start >> BRISK_PAGE_SHIFT;
+  brisk__pagemap_set(page, 1, NULL);
+  void *q = brisk__os_mremap(p, old, map);
+  if (q == NULL) {
+    brisk__pagemap_set(page, 1, s);
+    errno = ENOMEM;
+    return NULL;
+  }
+  s->start = (uintptr_t)q;
+  s->map_size = map;
+  s->req_size = size;
+  s->npages = (map + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
+  if (!brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, s))
+    brisk__fatal("realloc()", "out of memory for the page map after mremap of", q);
+  brisk__stat_mapped((int64_t)(map - old));
+  brisk__lock(&brisk__large_lock);
+  in_use_bytes += map - old;
+  brisk__unlock(&brisk__large_lock);
+  return q;
+}
+
+size_t brisk__large_purge(uint64_t now, uint64_t min_idle) {
+  brisk_span_t *evict = NULL;
+  size_t bytes = 0;
+  brisk__lock(&brisk__large_lock);
+  for (brisk_span_t *s = cache_tail; s != NULL;) {
+    brisk_span_t *prev = s->prev;
+    if (now - s->idle_since_ms >= min_idle) {
+      cache_remove(s);
+      bytes += s->map_size;
+      s->next = evict;
+      evict = s;
+    }
+    s = prev;
+  }
+  brisk__unlock(&brisk__large_lock);
+  unmap_list(evict);
+  return bytes;
+}
+
+void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count) {
+  brisk__lock(&brisk__large_lock);
+  *in_use = in_use_bytes;
+  *cached = cache_bytes;
+  *count = in_use_count;
+  brisk__unlock(&brisk__large_lock);
+}

@@ -1,0 +1,54 @@
+/* Metadata: span descriptors and other internal records. They never come from
+ * malloc (brisk is malloc) but from chunks mmap'd here and kept for the life of
+ * the process; freed span descriptors go on a free list for reuse. meta_lock
+ * guards everything in this file. */
+#include "internal.h"
+
+#define META_CHUNK ((size_t)256 * 1024)
+
+static brisk_lock_t meta_lock = BRISK_LOCK_INIT;
+static char *meta_cur, *meta_end;
+static brisk_span_t *span_free;
+
+static void *meta_alloc_locked(size_t size) {
+  size = brisk__align_up(size, BRISK_CACHE_LINE);
+  if ((size_t)(meta_end - meta_cur) < size) {
+    size_t chunk = size > META_CHUNK ? brisk__align_up(size, brisk__os_page) : META_CHUNK;
+    char *p = brisk__os_mmap(chunk);
+    if (p == NULL) return NULL;
+    atomic_fetch_add_explicit(&brisk__counters.meta, chunk, memory_order_relaxed);
+    meta_cur = p;
+    meta_end = p + chunk;
+  }
+  void *r = meta_cur;
+  meta_cur += size;
+  return r; /* fresh mmap memory is zero */
+}
+
+void *brisk__meta_alloc(size_t size) {
+  brisk__lock(&meta_lock);
+  void *p = meta_alloc_locked(size);
+  brisk__unlock(&meta_lock);
+  return p;
+}
+
+brisk_span_t *brisk__span_new(void) {
+  brisk__lock(&meta_lock);
+  brisk_span_t *s = span_free;
+  if (s != NULL) span_free = s->next;
+  else s = meta_alloc_locked(sizeof(brisk_span_t));
+  brisk__unlock(&meta_lock);
+  if (s != NULL) memset(s, 0, sizeof *s);
+  return s;
+}
+
+void brisk__span_delete(brisk_span_t *s) {
+  brisk__lock(&meta_lock);
+  s->state = 0;
+  s->next = span_free;
+  span_free = s;
+  brisk__unlock(&meta_lock);
+}
+
+void brisk__meta_fork_lock(void) { brisk__lock(&meta_lock); }
+void brisk__meta_fork_unlock(void) { brisk__unlock(&meta_lock); }

@@ -1,0 +1,201 @@
+/* The OS layer: every system call brisk makes goes through here, so the rest of
+ * the allocator never sees errno from the kernel and a port touches one file.
+ * Nothing here allocates; messages are formatted into stack buffers and written
+ * with write(2), which is safe from inside malloc and after a heap corruption. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+size_t brisk__os_page = 4096;
+
+void brisk__os_init(void) {
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps > 0) brisk__os_page = (size_t)ps;
+}
+
+void *brisk__os_mmap(size_t size) {
+  int saved = errno;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  errno = saved;
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* Over-map by the alignment and cut the excess on both sides: the kernel gives no
+ * alignment beyond its page, and 1 GiB alignments must work. */
+void *brisk__os_mmap_aligned(size_t size, size_t align) {
+  if (align <= brisk__os_page) return brisk__os_mmap(size);
+  size_t total = size + align;
+  if (total < size) return NULL;
+  char *p = brisk__os_mmap(total);
+  if (p == NULL) return NULL;
+  uintptr_t start = brisk__align_up((uintptr_t)p, align);
+  size_t head = start - (uintptr_t)p;
+  size_t tail = total - head - size;
+  if (head) brisk__os_munmap(p, head);
+  if (tail) brisk__os_munmap((char *)start + size, tail);
+  return (void *)start;
+}
+
+void brisk__os_munmap(void *p, size_t size) {
+  int saved = errno;
+  munmap(p, size);
+  errno = saved;
+}
+
+void *brisk__os_mremap(void *p, size_t old_size, size_t new_size) {
+  int saved = errno;
+  void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+  errno = saved;
+  return q == MAP_FAILED ? NULL : q;
+}
+
+void *brisk__os_sbrk(size_t size) {
+  if (size > (size_t)INTPTR_MAX) return NULL;
+  int saved = errno;
+  void *p = sbrk((intptr_t)size);
+  errno = saved;
+  return p == (void *)-1 ? NULL : p;
+}
+
+void brisk__os_purge(void *p, size_t size) {
+  uintptr_t start = brisk__align_up((uintptr_t)p, brisk__os_page);
+  uintptr_t end = ((uintptr_t)p + size) & ~(uintptr_t)(brisk__os_page - 1);
+  if (end <= start) return;
+  int saved = errno;
+  madvise((void *)start, end - start, MADV_DONTNEED);
+  errno = saved;
+}
+
+/* The coarse clock is read from the vDSO in a few nanoseconds; its resolution
+ * (a few ms) is plenty for delays of a second. */
+uint64_t brisk__os_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t brisk__os_random(void) {
+  uint64_t r = 0;
+  int saved = errno;
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32 ^ (uintptr_t)&r;
+  }
+  errno = saved;
+  return r | 1; /* never zero: zero is what fresh memory holds */
+}
+
+void brisk__os_write_err(const char *s, size_t n) {
+  int saved = errno;
+  while (n > 0) {
+    ssize_t w = write(2, s, n);
+    if (w <= 0) break;
+    s += w;
+    n -= (size_t)w;
+  }
+  errno = saved;
+}
+
+/* ------------------------------------------------------------------------------
+   A formatter that needs no heap: %s %c %d %u %zu %llu %p %x and a field width.
+------------------------------------------------------------------------------ */
+static size_t fmt_uint(char *tmp, unsigned long long v, unsigned base) {
+  size_t n = 0;
+  do {
+    unsigned d = (unsigned)(v % base);
+    tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
+    v /= base;
+  } while (v);
+  return n;
+}
+
+static int vformat(char *buf, size_t cap, const char *fmt, va_list ap) {
+  size_t o = 0;
+#define PUT(ch) do { if (o + 1 < cap) buf[o] = (ch); o++; } while (0)
+  for (const char *f = fmt; *f; f++) {
+    if (*f != '%') { PUT(*f); continue; }
+    f++;
+    bool left = false;
+    if (*f == '-') { left = true; f++; }
+    size_t width = 0;
+    while (*f >= '0' && *f <= '9') width = width * 10 + (size_t)(*f++ - '0');
+    int longs = 0;
+    bool zsize = false;
+    while (*f == 'l') { longs++; f++; }
+    if (*f == 'z') { zsize = true; f++; }
+    char tmp[32];
+    const char *s = tmp;
+    size_t n = 0;
+    bool reversed = true;
+    switch (*f) {
+    case 's': s = va_arg(ap, const char *); if (!s) s = "(null)"; n = strlen(s); reversed = false; break;
+    case 'c': tmp[0] = (char)va_arg(ap, int); n = 1; reversed = false; break;
+    case 'd': {
+      long long v = longs ? va_arg(ap, long long) : va_arg(ap, int);
+      unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+      n = fmt_uint(tmp, u, 10);
+      if (v < 0) tmp[n++] = '-';
+      break;
+    }
+    case 'u': case 'x': {
+      unsigned long long v = zsize ? va_arg(ap, size_t)
+                           : longs ? va_arg(ap, unsigned long long) : va_arg(ap, unsigned);
+      n = fmt_uint(tmp, v, *f == 'x' ? 16 : 10);
+      break;
+    }
+    case 'p': {
+      n = fmt_uint(tmp, (uintptr_t)va_arg(ap, void *), 16);
+      tmp[n++] = 'x';
+      tmp[n++] = '0';
+      break;
+    }
+    case '%': tmp[0] = '%'; n = 1; reversed = false; break;
+    default: tmp[0] = '?'; n = 1; reversed = false; break;
+    }
+    if (!left) for (size_t i = n; i < width; i++) PUT(' ');
+    for (size_t i = 0; i < n; i++) PUT(reversed ? s[n - 1 - i] : s[i]);
+    if (left) for (size_t i = n; i < width; i++) PUT(' ');
+  }
+  if (cap) buf[o < cap ? o : cap - 1] = 0;
+#undef PUT
+  return (int)o;
+}
+
+int brisk__snprintf(char *buf, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int r = vformat(buf, n, fmt, ap);
+  va_end(ap);
+  return r;
+}
+
+void brisk__printf_err(const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int r = vformat(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  brisk__os_write_err(buf, (size_t)r < sizeof buf ? (size_t)r : sizeof buf - 1);
+}
+
+/* Heap corruption: one line naming the call and the address, then abort. Nothing
+ * on this path may touch the heap it has just found broken. */
+void brisk__fatal(const char *call, const char *what, const void *p) {
+  brisk__printf_err("brisk: %s: %s %p\n", call, what, p);
+  abort();
+}
+
+void brisk__assert_fail(const char *c, const char *file, int line) {
+  brisk__printf_err("brisk: assertion failed: %s (%s:%d)\n", c, file, line);
+  abort();
+}

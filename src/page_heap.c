@@ -1,0 +1,218 @@
+/* The page heap: runs of brisk pages (spans) for the small-object classes.
+ *
+ * Memory comes from sbrk in chunks of BRISK_HEAP_GROW bytes, so the small heap is
+ * one contiguous range for as long as the program break can grow; when it cannot
+ * (another mapping in the way, RLIMIT_DATA, BRISK_SBRK=0) regions are mmap'd
+ * instead and nothing else changes. Heap memory is never unmapped: freed pages are
+ * given back with madvise(MADV_DONTNEED) once idle, which keeps their addresses
+ * valid for the page map and for coalescing.
+ *
+ * Free spans sit in lists by length (exact up to HEAP_EXACT pages, one list of
+ * longer ones) and coalesce with free neighbours on free; only a free span's first
+ * and last pages are in the page map, which is all coalescing needs. heap_lock
+ * guards every free list, every FREE span and the counters below. */
+#include "internal.h"
+
+#define HEAP_EXACT 128
+
+brisk_lock_t brisk__heap_lock = BRISK_LOCK_INIT;
+
+static brisk_span_t *free_exact[HEAP_EXACT + 1]; /* [n]: free spans of n pages */
+static brisk_span_t *free_long;                  /* free spans of more pages */
+static size_t free_pages;                        /* pages in free spans */
+static size_t returned_pages;                    /* of those, given back with madvise */
+static size_t sbrk_bytes;
+static bool sbrk_failed;
+
+static inline uintptr_t span_first_page(const brisk_span_t *s) { return s->start >> BRISK_PAGE_SHIFT; }
+static inline uintptr_t span_last_page(const brisk_span_t *s) { return span_first_page(s) + s->npages - 1; }
+
+static brisk_span_t **list_for(size_t npages) {
+  return npages <= HEAP_EXACT ? &free_exact[npages] : &free_long;
+}
+
+static void list_push(brisk_span_t *s) {
+  brisk_span_t **head = list_for(s->npages);
+  s->prev = NULL;
+  s->next = *head;
+  if (*head) (*head)->prev = s;
+  *head = s;
+  free_pages += s->npages;
+  if (s->purged) returned_pages += s->npages;
+}
+
+static void list_remove(brisk_span_t *s) {
+  if (s->prev) s->prev->next = s->next;
+  else *list_for(s->npages) = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  free_pages -= s->npages;
+  if (s->purged) returned_pages -= s->npages;
+}
+
+/* Mark s free, merge it with free neighbours and put it on its list. Page-map
+ * entries of pages that become interior are cleared, so a stale pointer into a
+ * free span never reaches a descriptor that has been reused. */
+static void insert_coalesced(brisk_span_t *s, uint64_t now) {
+  s->state = BRISK_SPAN_FREE;
+  s->cls = 0;
+  s->idle_since_ms = now;
+  uintptr_t first = span_first_page(s);
+  brisk_span_t *left = first > 0 ? brisk__pagemap_get((void *)((first - 1) << BRISK_PAGE_SHIFT)) : NULL;
+  if (left != NULL && left->state == BRISK_SPAN_FREE) {
+    list_remove(left);
+    brisk__pagemap_set(span_last_page(left), 1, NULL);
+    brisk__pagemap_set(first, 1, NULL);
+    s->start = left->start;
+    s->npages += left->npages;
+    s->purged = s->purged && left->purged;
+    if (left->idle_since_ms > s->idle_since_ms) s->idle_since_ms = left->idle_since_ms;
+    brisk__span_delete(left);
+  }
+  brisk_span_t *right = brisk__pagemap_get((void *)((span_last_page(s) + 1) << BRISK_PAGE_SHIFT));
+  if (right != NULL && right->state == BRISK_SPAN_FREE) {
+    list_remove(right);
+    brisk__pagemap_set(span_last_page(s), 1, NULL);
+    brisk__pagemap_set(span_first_page(right), 1, NULL);
+    s->npages += right->npages;
+    s->purged = s->purged && right->purged;
+    if (right->idle_since_ms > s->idle_since_ms) s->idle_since_ms = right->idle_since_ms;
+    brisk__span_delete(right);
+  }
+  brisk__pagemap_set(span_first_page(s), 1, s);
+  brisk__pagemap_set(span_last_page(s), 1, s);
+  list_push(s);
+}
+
+/* sbrk first; the break is padded to a brisk page once so every later chunk that
+ * follows on contiguously is aligned too. */
+static void *grow_sbrk(size_t bytes) {
+  void *cur = brisk__os_sbrk(0);
+  if (cur == NULL) return NULL;
+  size_t pad = brisk__align_up((uintptr_t)cur, BRISK_PAGE_SIZE) - (uintptr_t)cur;
+  char *p = brisk__os_sbrk(pad + bytes);
+  if (p == NULL) return NULL;
+  if (p != cur) { /* someone else moved the break between the two calls */
+    uintptr_t a = brisk__align_up((uintptr_t)p, BRISK_PAGE_SIZE);
+    if (a + bytes > (uintptr_t)p + pad + bytes) return NULL; /* leave the odd piece */
+    return (void *)a;
+  }
+  return p + pad;
+}
+
+static bool grow_locked(size_t npages) {
+  size_t bytes = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE);
+  if (npages * BRISK_PAGE_SIZE > bytes) bytes = npages * BRISK_PAGE_SIZE;
+  void *p = NULL;
+  bool from_sbrk = false;
+  if (brisk__opt.sbrk && !sbrk_failed) {
+    p = grow_sbrk(bytes);
+    if (p != NULL) from_sbrk = true;
+    else {
+      /* Sticky: a break that could not grow once (a mapping above it, a limit)
+       * rarely can later, and each failed try is a system call. */
+      sbrk_failed = true;
+      if (brisk__opt.verbose) brisk__printf_err("brisk: sbrk failed, using mmap for the heap\n");
+    }
+  }
+  if (p == NULL) p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
+  if (p == NULL) return false;
+  brisk_span_t *s = brisk__span_new();
+  if (s == NULL || !brisk__pagemap_ensure((uintptr_t)p >> BRISK_PAGE_SHIFT, bytes / BRISK_PAGE_SIZE)) {
+    /* Out of memory for metadata: sbrk'd memory is kept for the next try, mmap'd
+     * memory goes back. */
+    if (s) brisk__span_delete(s);
+    if (!from_sbrk) brisk__os_munmap(p, bytes);
+    return false;
+  }
+  if (from_sbrk) sbrk_bytes += bytes;
+  brisk__stat_mapped((int64_t)bytes);
+  s->start = (uintptr_t)p;
+  s->npages = bytes / BRISK_PAGE_SIZE;
+  s->purged = 1; /* fresh pages cost no memory until touched */
+  insert_coalesced(s, brisk__os_now_ms());
+  return true;
+}
+
+static brisk_span_t *find_locked(size_t npages) {
+  for (size_t n = npages; n <= HEAP_EXACT; n++)
+    if (free_exact[n] != NULL) return free_exact[n];
+  brisk_span_t *best = NULL;
+  for (brisk_span_t *s = free_long; s != NULL; s = s->next)
+    if (s->npages >= npages && (best == NULL || s->npages < best->npages)) best = s;
+  return best;
+}
+
+brisk_span_t *brisk__heap_alloc(size_t npages) {
+  brisk__lock(&brisk__heap_lock);
+  brisk_span_t *s = find_locked(npages);
+  if (s == NULL && grow_locked(npages)) s = find_locked(npages);
+  if (s == NULL) {
+    brisk__unlock(&brisk__heap_lock);
+    return NULL;
+  }
+  list_remove(s);
+  if (s->npages > npages) {
+    brisk_span_t *rest = brisk__span_new();
+    if (rest != NULL) {
+      rest->start = s->start + npages * BRISK_PAGE_SIZE;
+      rest->npages = s->npages - npages;
+      rest->purged = s->purged;
+      rest->state = BRISK_SPAN_FREE;
+      rest->idle_since_ms = s->idle_since_ms;
+      s->npages = npages;
+      brisk__pagemap_set(span_first_page(rest), 1, rest);
+      brisk__pagemap_set(span_last_page(rest), 1, rest);
+      list_push(rest);
+    } /* else: hand out the whole span; its length says so */
+  }
+  s->state = BRISK_SPAN_SMALL;
+  s->purged = 0;
+  brisk__pagemap_set(span_first_page(s), s->npages, s);
+  brisk__unlock(&brisk__heap_lock);
+  return s;
+}
+
+void brisk__heap_free(brisk_span_t *s) {
+  uint64_t now = brisk__os_now_ms();
+  brisk__lock(&brisk__heap_lock);
+  brisk__pagemap_set(span_first_page(s), s->npages, NULL);
+  s->purged = 0;
+  s->freelist = NULL;
+  s->used = 0;
+  insert_coalesced(s, now);
+  brisk__unlock(&brisk__heap_lock);
+}
+
+static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle) {
+  size_t bytes = 0;
+  for (; s != NULL; s = s->next) {
+    if (s->purged || now - s->idle_since_ms < min_idle) continue;
+    brisk__os_purge((void *)s->start, s->npages * BRISK_PAGE_SIZE);
+    s->purged = 1;
+    returned_pages += s->npages;
+    bytes += s->npages * BRISK_PAGE_SIZE;
+  }
+  return bytes;
+}
+
+size_t brisk__heap_purge(uint64_t now, uint64_t min_idle) {
+  size_t bytes = 0;
+  brisk__lock(&brisk__heap_lock);
+  if (free_pages > returned_pages) {
+    for (size_t n = 1; n <= HEAP_EXACT; n++) bytes += purge_list(free_exact[n], now, min_idle);
+    bytes += purge_list(free_long, now, min_idle);
+  }
+  brisk__unlock(&brisk__heap_lock);
+  return bytes;
+}
+
+void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t *sbrk_out) {
+  brisk__lock(&brisk__heap_lock);
+  *free_bytes = (uint64_t)(free_pages - returned_pages) * BRISK_PAGE_SIZE;
+  *returned_bytes = (uint64_t)returned_pages * BRISK_PAGE_SIZE;
+  *sbrk_out = sbrk_bytes;
+  brisk__unlock(&brisk__heap_lock);
+}
+
+bool brisk__heap_owns_sbrk(void) { return sbrk_bytes > 0; }

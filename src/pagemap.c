@@ -1,0 +1,49 @@
+/* The page map: brisk page number -> span descriptor, for every address brisk
+ * hands out. free() reads it without a lock (two loads); an address whose root or
+ * leaf entry is empty was never brisk's. Leaves are mmap'd on first use under
+ * pm_lock and never freed, so a reader never sees a leaf go away. Entries are
+ * written by whoever owns the span at that moment (page heap or large lock). */
+#include "internal.h"
+
+_Atomic(brisk_pm_leaf_t *) brisk__pagemap_root[(size_t)1 << BRISK_PM_ROOT_BITS];
+static brisk_lock_t pm_lock = BRISK_LOCK_INIT;
+
+#define LEAF_MASK (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)
+
+static brisk_pm_leaf_t *leaf_for(uintptr_t ri) {
+  brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[ri], memory_order_acquire);
+  if (brisk_likely(leaf != NULL)) return leaf;
+  brisk__lock(&pm_lock);
+  leaf = atomic_load_explicit(&brisk__pagemap_root[ri], memory_order_relaxed);
+  if (leaf == NULL) {
+    leaf = brisk__os_mmap(sizeof(brisk_pm_leaf_t));
+    if (leaf != NULL) {
+      atomic_fetch_add_explicit(&brisk__counters.meta, sizeof(brisk_pm_leaf_t), memory_order_relaxed);
+      atomic_store_explicit(&brisk__pagemap_root[ri], leaf, memory_order_release);
+    }
+  }
+  brisk__unlock(&pm_lock);
+  return leaf;
+}
+
+bool brisk__pagemap_ensure(uintptr_t first_page, size_t n) {
+  if (n == 0) return true;
+  uintptr_t last = first_page + n - 1;
+  if ((last >> BRISK_PM_LEAF_BITS) >= ((uintptr_t)1 << BRISK_PM_ROOT_BITS)) return false;
+  for (uintptr_t ri = first_page >> BRISK_PM_LEAF_BITS; ri <= last >> BRISK_PM_LEAF_BITS; ri++)
+    if (leaf_for(ri) == NULL) return false;
+  return true;
+}
+
+bool brisk__pagemap_set(uintptr_t first_page, size_t n, brisk_span_t *span) {
+  if (!brisk__pagemap_ensure(first_page, n)) return false;
+  for (uintptr_t pg = first_page; pg < first_page + n; pg++) {
+    brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[pg >> BRISK_PM_LEAF_BITS],
+                                                 memory_order_relaxed);
+    atomic_store_explicit(&leaf->span[pg & LEAF_MASK], span, memory_order_release);
+  }
+  return true;
+}
+
+void brisk__pagemap_fork_lock(void) { brisk__lock(&pm_lock); }
+void brisk__pagemap_fork_unlock(void) { brisk__unlock(&pm_lock); }

@@ -1,0 +1,76 @@
+/* Size classes: the table that maps a request to a class, and per class the span
+ * size and the batch moved between thread caches and central lists. Filled once
+ * at start (init.c) and read-only after; the fast path reads brisk__class_table
+ * before start-up too, where every entry is 0: class 0's thread-cache list is
+ * always empty, so such a call falls to the slow path, which starts brisk.
+ *
+ * Classes: 16, 32, ..., 128 (16-byte steps), then 8 per doubling: 144, 160, ...,
+ * 256, 288, ..., 512, ... up to BRISK_SMALL_MAX. A request just above a class
+ * boundary 2^k wastes at most 2^(k-3) - 1 bytes, under 1/8 of it. */
+#include "internal.h"
+
+brisk_class_info_t brisk__classes[BRISK_CLASSES];
+uint8_t brisk__class_table[BRISK_CLASS_TABLE_MAX / 16 + 1];
+
+/* Thread caches move objects in batches of about this many bytes: enough to pay
+ * for the central lock, little enough that a thread holding one batch of every
+ * class stays small. */
+#define BATCH_BYTES (32 * 1024)
+#define BATCH_MIN 2
+#define BATCH_MAX 64
+
+static inline unsigned floor_log2(size_t x) { return 63u - (unsigned)__builtin_clzll(x); }
+
+static size_t class_size_of(unsigned cls) {
+  if (cls <= BRISK_CLASS_STEP_MAX / 16) return (size_t)cls * 16;
+  unsigned j = cls - BRISK_CLASS_STEP_MAX / 16 - 1; /* 0-based among the doublings */
+  unsigned k = 7 + j / 8;                            /* 2^7 = 128 */
+  unsigned m = j % 8 + 1;
+  return ((size_t)1 << k) + (size_t)m * ((size_t)1 << (k - 3));
+}
+
+unsigned brisk__size_to_class_slow(size_t size) {
+  if (size <= BRISK_CLASS_STEP_MAX) return size == 0 ? 1 : (unsigned)((size + 15) >> 4);
+  size_t s = size - 1;
+  unsigned k = floor_log2(s); /* >= 7 */
+  unsigned m = (unsigned)(s >> (k - 3)) & 7;
+  return BRISK_CLASS_STEP_MAX / 16 + (k - 7) * 8 + m + 1;
+}
+
+unsigned brisk__size_to_class_aligned(size_t size, size_t align) {
+  if (size > BRISK_SMALL_MAX || align > BRISK_PAGE_SIZE) return 0;
+  /* Spans start on a brisk page, objects sit at multiples of their size: a class
+   * whose size is a multiple of align gives aligned objects. Power-of-two classes
+   * exist at every doubling, so the search ends by the next power of two. */
+  for (unsigned cls = brisk__size_to_class_slow(size); cls < BRISK_CLASSES; cls++)
+    if (brisk__classes[cls].size % align == 0) return cls;
+  return 0;
+}
+
+/* The fewest pages that hold at least a few objects with under 1/8 of the span
+ * left over at its end. */
+static uint32_t span_pages_for(size_t size) {
+  size_t min_bytes = size * 4 > BRISK_PAGE_SIZE ? size * 4 : BRISK_PAGE_SIZE;
+  size_t pages = (min_bytes + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
+  for (;; pages++) {
+    size_t bytes = pages * BRISK_PAGE_SIZE;
+    if (bytes % size <= bytes / 8) return (uint32_t)pages;
+  }
+}
+
+void brisk__size_class_init(void) {
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    brisk_class_info_t *c = &brisk__classes[cls];
+    size_t size = class_size_of(cls);
+    c->size = (uint32_t)size;
+    size_t batch = BATCH_BYTES / size;
+    c->batch = (uint32_t)(batch < BATCH_MIN ? BATCH_MIN : batch > BATCH_MAX ? BATCH_MAX : batch);
+    c->span_pages = span_pages_for(size);
+    c->span_objs = (uint32_t)(c->span_pages * BRISK_PAGE_SIZE / size);
+    c->div_magic = (((uint64_t)1 << 40) + size - 1) / size;
+  }
+  brisk_assert(class_size_of(BRISK_CLASSES - 1) == BRISK_SMALL_MAX);
+  /* Written last: the table being non-zero is what lets fast paths hit. */
+  for (size_t i = 0; i <= BRISK_CLASS_TABLE_MAX / 16; i++)
+    brisk__class_table[i] = (uint8_t)brisk__size_to_class_slow(i * 16);
+}

@@ -1,0 +1,230 @@
+/* Thread caches: one per thread, in thread-local storage, owned and touched only
+ * by that thread (the statistics read its counters racily). The fast paths in
+ * alloc.c pop and push its lists; everything here is the slow path: refill from
+ * and spill to the central lists in batches, budgets, scavenging, thread exit.
+ *
+ * A list's `max` is 0 until the cache is live, so the first malloc (empty list)
+ * and the first free (count 1 > max 0) of a thread both land here without an
+ * "initialised?" test on the fast path. The same trick serves threads whose cache
+ * is being set up (nested allocations from pthread_setspecific) or was torn down
+ * (allocations from later TLS destructors): they go straight to central.
+ *
+ * Bounds: a list starts at one batch and grows by a batch on each refill, up to
+ * LIST_MAX_BATCHES batches, while the thread's budget allows; the budget (the
+ * growth beyond one batch per class) is min(BRISK_TCACHE_BYTES,
+ * BRISK_TCACHE_TOTAL / live threads). Lists with no
+ * slow-path activity for a purge delay give half their objects back. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#define LIST_MAX_BATCHES 8
+/* A thread always gets at least this budget, however many threads there are: a
+ * cache that cannot hold a batch per class would turn every call into a refill. */
+#define TCACHE_MIN_BUDGET ((size_t)256 * 1024)
+
+__thread brisk_tcache_t brisk__tc;
+uint64_t brisk__free_key;
+brisk_lock_t brisk__registry_lock = BRISK_LOCK_INIT;
+
+static pthread_key_t tc_key;
+static brisk_tcache_t *registry;
+static _Atomic uint64_t threads_live, threads_seen;
+
+static void tcache_on_thread_exit(void *arg);
+
+void brisk__tcache_global_init(void) {
+  brisk__free_key = brisk__os_random();
+  pthread_key_create(&tc_key, tcache_on_thread_exit);
+}
+
+static size_t thread_budget(void) {
+  uint64_t live = atomic_load_explicit(&threads_live, memory_order_relaxed);
+  size_t b = brisk__opt.tcache_bytes;
+  if (live > 0 && brisk__opt.tcache_total / live < b) b = brisk__opt.tcache_total / live;
+  return b < TCACHE_MIN_BUDGET ? TCACHE_MIN_BUDGET : b;
+}
+
+static void tcache_init(brisk_tcache_t *tc) {
+  tc->state = BRISK_TC_INIT; /* allocations from here on until LIVE go to central */
+  tc->last_scavenge_ms = brisk__os_now_ms();
+  brisk__lock(&brisk__registry_lock);
+  tc->prev = NULL;
+  tc->next = registry;
+  if (registry) registry->prev = tc;
+  registry = tc;
+  brisk__unlock(&brisk__registry_lock);
+  atomic_fetch_add_explicit(&threads_live, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed);
+  pthread_setspecific(tc_key, tc); /* may allocate: we are in state INIT */
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) tc->list[cls].max = brisk__classes[cls].batch;
+  tc->budget_used = 0; /* the first batch of each class is free of charge */
+  tc->state = BRISK_TC_LIVE;
+}
+
+/* Give back `n` objects from the head of a list, in batch-sized pieces so that
+ * full batches take the O(1) path in central. */
+static void list_release(unsigned cls, brisk_tlist_t *l, uint32_t n) {
+  uint32_t batch = brisk__classes[cls].batch;
+  while (n > 0) {
+    uint32_t k = n < batch ? n : batch;
+    void *head = l->head, *last = head;
+    for (uint32_t i = 1; i < k; i++) last = *(void **)last;
+    l->head = *(void **)last;
+    *(void **)last = NULL;
+    l->count -= k;
+    n -= k;
+    brisk__central_give(cls, head, k);
+  }
+}
+
+void brisk__tcache_flush(brisk_tcache_t *tc) {
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++)
+    if (tc->list[cls].count > 0) list_release(cls, &tc->list[cls], tc->list[cls].count);
+}
+
+static void tcache_unregister(brisk_tcache_t *tc) {
+  brisk__lock(&brisk__registry_lock);
+  if (tc->prev) tc->prev->next = tc->next;
+  else if (registry == tc) registry = tc->next;
+  if (tc->next) tc->next->prev = tc->prev;
+  tc->next = tc->prev = NULL;
+  brisk__unlock(&brisk__registry_lock);
+  atomic_fetch_sub_explicit(&threads_live, 1, memory_order_relaxed);
+}
+
+static void tcache_on_thread_exit(void *arg) {
+  brisk_tcache_t *tc = arg;
+  if (tc->state != BRISK_TC_LIVE) return;
+  tc->state = BRISK_TC_DEAD;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) tc->list[cls].max = 0;
+  brisk__tcache_flush(tc);
+  tcache_unregister(tc);
+}
+
+/* Every purge delay: lists that saw no refill or spill since the last look give
+ * half of what they hold back, and shrink toward one batch. A list in steady use
+ * through the fast path alone loses at most one refill to this. */
+static void tcache_scavenge(brisk_tcache_t *tc, uint64_t now) {
+  tc->last_scavenge_ms = now;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    brisk_tlist_t *l = &tc->list[cls];
+    uint32_t batch = brisk__classes[cls].batch;
+    if (!tc->active[cls]) {
+      if (l->count > 0) list_release(cls, l, (l->count + 1) / 2);
+      if (l->max > batch) {
+        tc->budget_used -= (size_t)(l->max - batch) * brisk__classes[cls].size;
+        l->max = batch;
+      }
+    }
+    tc->active[cls] = 0;
+  }
+}
+
+static inline void tcache_tick(brisk_tcache_t *tc, unsigned cls) {
+  tc->active[cls] = 1;
+  /* Read the clock every few slow events only; a refill is ~64 mallocs. */
+  if ((++tc->slow_events & 15) != 0) return;
+  uint64_t now = brisk__os_now_ms();
+  if (now - tc->last_scavenge_ms >= brisk__opt.purge_delay_ms) {
+    tcache_scavenge(tc, now);
+    brisk__purge_tick();
+  }
+}
+
+/* Allocation for a thread without a live cache: one object straight from central. */
+static void *direct_alloc(unsigned cls) {
+  void *p;
+  if (brisk__central_take(cls, 1, &p) == 0) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  ((void **)p)[0] = NULL;
+  ((void **)p)[1] = NULL;
+  return p;
+}
+
+void *brisk__tcache_alloc_slow(size_t size, unsigned cls) {
+  brisk__ensure_init();
+  brisk_tcache_t *tc = &brisk__tc;
+  cls = brisk__size_to_class(size); /* the table may have been empty before start-up */
+  if (brisk_unlikely(tc->state != BRISK_TC_LIVE)) {
+    if (tc->state != BRISK_TC_NEW) return direct_alloc(cls);
+    tcache_init(tc);
+  }
+  brisk_tlist_t *l = &tc->list[cls];
+  void *p = l->head;
+  if (p == NULL) {
+    const brisk_class_info_t *ci = &brisk__classes[cls];
+    uint32_t n = brisk__central_take(cls, ci->batch, &p);
+    if (n == 0) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    l->head = p;
+    l->count = n;
+    /* Slow start: a class that keeps running dry earns a longer list. */
+    if (l->max < ci->batch * LIST_MAX_BATCHES &&
+        tc->budget_used + (size_t)ci->batch * ci->size <= thread_budget()) {
+      l->max += ci->batch;
+      tc->budget_used += (size_t)ci->batch * ci->size;
+    }
+    tcache_tick(tc, cls);
+  }
+  l->head = *(void **)p;
+  l->count--;
+  ((void **)p)[1] = NULL;
+  return p;
+}
+
+void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
+  brisk_tlist_t *l = &tc->list[cls];
+  if (tc->state != BRISK_TC_LIVE) {
+    if (tc->state == BRISK_TC_NEW) {
+      tcache_init(tc);
+      if (l->count <= l->max) return;
+    } else {
+      list_release(cls, l, l->count); /* INIT or DEAD: nothing stays here */
+      return;
+    }
+  }
+  list_release(cls, l, brisk__classes[cls].batch);
+  tcache_tick(tc, cls);
+}
+
+bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj) {
+  uint32_t n = 0;
+  for (void *o = tc->list[cls].head; o != NULL && n <= tc->list[cls].count; o = *(void **)o, n++)
+    if (o == obj) return true;
+  return false;
+}
+
+void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],
+                                  uint64_t *live, uint64_t *seen) {
+  uint64_t total = 0;
+  brisk__lock(&brisk__registry_lock);
+  for (brisk_tcache_t *tc = registry; tc != NULL; tc = tc->next) {
+    for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+      uint32_t n = __atomic_load_n(&tc->list[cls].count, __ATOMIC_RELAXED);
+      if (per_class_objs) per_class_objs[cls] += n;
+      total += (uint64_t)n * brisk__classes[cls].size;
+    }
+  }
+  brisk__unlock(&brisk__registry_lock);
+  *bytes = total;
+  *live = atomic_load_explicit(&threads_live, memory_order_relaxed);
+  *seen = atomic_load_explicit(&threads_seen, memory_order_relaxed);
+}
+
+/* In a forked child only the forking thread exists: the other caches' objects are
+ * lost to it (as with every thread-caching allocator), and must not be counted. */
+void brisk__tcache_after_fork_child(void) {
+  brisk_tcache_t *tc = &brisk__tc;
+  registry = NULL;
+  uint64_t live = 0;
+  if (tc->state == BRISK_TC_LIVE) {
+    tc->next = tc->prev = NULL;
+    registry = tc;
+    live = 1;
+  }
+  atomic_store_explicit(&threads_live, live, memory_order_relaxed);
+}
