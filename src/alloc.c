@@ -17,7 +17,7 @@ static inline void *tc_pop(unsigned cls) {
   void *p = l->head;
   if (brisk_unlikely(p == NULL)) return NULL;
   l->head = *(void **)p;
-  l->count--;
+  l->room++;
   ((void **)p)[1] = NULL;
   return p;
 }
@@ -40,19 +40,22 @@ void *brisk_malloc(size_t size) {
    free
 ------------------------------------------------------------------------------ */
 
+/* Validate p as the start of an object of small span s; aborts on anything else.
+ * Returns true when word 1 holds the free key: p may already be free. */
+static inline bool small_check(void *p, const brisk_span_t *s, const char *call) {
+  uintptr_t off = (uintptr_t)p - s->start;
+  if (brisk_unlikely(off >= s->limit)) brisk__fatal(call, "invalid pointer", p);
+  uint64_t idx = (off * s->div_magic) >> 40; /* exact: off < 2^24 */
+  if (brisk_unlikely(idx * s->obj_size != off)) brisk__fatal(call, "invalid pointer", p);
+  return brisk_unlikely(((uint64_t *)p)[1] == brisk__free_key);
+}
+
+/* The full double-free check: the thread's own list, then central and the span.
+ * A block in another thread's cache is out of sight and passes. */
 static brisk_cold void check_double_free(void *p, brisk_span_t *s, unsigned cls, const char *call) {
   if (brisk__tcache_contains(&brisk__tc, cls, p) || brisk__central_is_free(s, p))
     brisk__fatal(call, "double free", p);
   /* the key was the program's own data */
-}
-
-/* Validate p as an object of small span s; aborts on anything else. */
-static inline void small_check(void *p, brisk_span_t *s, unsigned cls, const char *call) {
-  uintptr_t off = (uintptr_t)p - s->start;
-  uint64_t idx = (off * s->div_magic) >> 40;
-  if (brisk_unlikely(idx * s->obj_size != off || idx >= s->capacity))
-    brisk__fatal(call, "invalid pointer", p);
-  if (brisk_unlikely(((uint64_t *)p)[1] == brisk__free_key)) check_double_free(p, s, cls, call);
 }
 
 static inline void small_free(void *p, unsigned cls) {
@@ -61,7 +64,13 @@ static inline void small_free(void *p, unsigned cls) {
   ((void **)p)[0] = l->head;
   ((uint64_t *)p)[1] = brisk__free_key;
   l->head = p;
-  if (brisk_unlikely(++l->count > l->max)) brisk__tcache_free_slow(tc, cls);
+  if (brisk_unlikely(--l->room < 0)) brisk__tcache_free_slow(tc, cls);
+}
+
+/* Kept out of line so that the fast path below needs no stack frame. */
+static brisk_noinline void free_suspect(void *p, brisk_span_t *s, unsigned cls) {
+  check_double_free(p, s, cls, "free()");
+  small_free(p, cls);
 }
 
 brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call) {
@@ -83,14 +92,17 @@ void brisk_free(void *p) {
     brisk__free_slow(p, s, "free()");
     return;
   }
-  small_check(p, s, cls, "free()");
+  if (small_check(p, s, "free()")) {
+    free_suspect(p, s, cls);
+    return;
+  }
   small_free(p, cls);
 }
 
 static size_t usable_of(const void *p, brisk_span_t *s, const char *call) {
   if (s == NULL) brisk__fatal(call, "invalid pointer", p);
   if (s->cls != 0) {
-    small_check((void *)p, s, s->cls, call);
+    if (small_check((void *)p, s, call)) check_double_free((void *)p, s, s->cls, call);
     return s->obj_size;
   }
   if (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED)
@@ -153,7 +165,7 @@ void *brisk_realloc(void *p, size_t size) {
   if (s == NULL) brisk__fatal("realloc()", "invalid pointer", p);
   size_t old;
   if (s->cls != 0) {
-    small_check(p, s, s->cls, "realloc()");
+    if (small_check(p, s, "realloc()")) check_double_free(p, s, s->cls, "realloc()");
     old = s->obj_size;
     /* Stay put unless the block would be more than twice what is needed. */
     if (size <= old && size >= old / 2) return p;

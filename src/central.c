@@ -109,6 +109,7 @@ static brisk_span_t *span_make(unsigned cls) {
   s->obj_size = ci->size;
   s->div_magic = ci->div_magic;
   s->capacity = ci->span_objs;
+  s->limit = ci->span_objs * ci->size;
   s->bump = s->start;
   s->freelist = NULL;
   s->used = 0;

@@ -112,6 +112,7 @@ typedef struct brisk_span_s {
   uint8_t purged;         /* FREE: every page was given back with madvise */
   uint8_t in_partial;     /* SMALL: on its class's list of spans with free objects */
   uint32_t obj_size;
+  uint32_t limit;         /* SMALL: capacity * obj_size, the end of the objects */
   uint64_t div_magic;
   /* small spans */
   void *freelist;         /* objects returned to this span */
@@ -139,10 +140,11 @@ typedef struct brisk_pm_leaf_s {
 
 extern _Atomic(brisk_pm_leaf_t *) brisk__pagemap_root[(size_t)1 << BRISK_PM_ROOT_BITS];
 
+/* An address above the 48 bits wraps to a low one here: the caller's check that
+ * the address lies inside the span it gets back rejects it. */
 static inline brisk_span_t *brisk__pagemap_get(const void *p) {
   uintptr_t page = (uintptr_t)p >> BRISK_PAGE_SHIFT;
-  uintptr_t ri = page >> BRISK_PM_LEAF_BITS;
-  if (brisk_unlikely(ri >= ((uintptr_t)1 << BRISK_PM_ROOT_BITS))) return NULL;
+  uintptr_t ri = (page >> BRISK_PM_LEAF_BITS) & (((uintptr_t)1 << BRISK_PM_ROOT_BITS) - 1);
   brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[ri], memory_order_acquire);
   if (brisk_unlikely(leaf == NULL)) return NULL;
   return atomic_load_explicit(&leaf->span[page & (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)],
@@ -246,11 +248,15 @@ bool brisk__central_is_free(brisk_span_t *span, void *obj);
 /* ------------------------------------------------------------------------------
    Thread caches (thread_cache.c)
 ------------------------------------------------------------------------------ */
+/* A thread-cache list. It keeps the room left (max - count) rather than the count,
+ * so that free's bound check is one decrement and a sign test. */
 typedef struct brisk_tlist_s {
   void *head;
-  uint32_t count;
-  uint32_t max; /* spill when count exceeds max; 0 while the cache is not live */
+  int32_t room; /* max - count: below 0, free spills */
+  uint32_t max; /* 0 while the cache is not live */
 } brisk_tlist_t;
+
+static inline uint32_t brisk__tl_count(const brisk_tlist_t *l) { return (uint32_t)((int64_t)l->max - l->room); }
 
 typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_DEAD } brisk_tc_state_t;
 

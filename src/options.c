@@ -13,6 +13,7 @@
 brisk_options_t brisk__opt;
 
 void brisk__options_defaults(brisk_options_t *o) {
+  memset(o, 0, sizeof *o);
   o->sbrk = true;
   o->stats = false;
   o->verbose = false;

@@ -3,8 +3,8 @@
  * alloc.c pop and push its lists; everything here is the slow path: refill from
  * and spill to the central lists in batches, budgets, scavenging, thread exit.
  *
- * A list's `max` is 0 until the cache is live, so the first malloc (empty list)
- * and the first free (count 1 > max 0) of a thread both land here without an
+ * A list's `max` (and room) is 0 until the cache is live, so the first malloc
+ * (empty list) and the first free (room -1) of a thread both land here without an
  * "initialised?" test on the fast path. The same trick serves threads whose cache
  * is being set up (nested allocations from pthread_setspecific) or was torn down
  * (allocations from later TLS destructors): they go straight to central.
@@ -56,7 +56,10 @@ static void tcache_init(brisk_tcache_t *tc) {
   atomic_fetch_add_explicit(&threads_live, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed);
   pthread_setspecific(tc_key, tc); /* may allocate: we are in state INIT */
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) tc->list[cls].max = brisk__classes[cls].batch;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    tc->list[cls].max += brisk__classes[cls].batch;
+    tc->list[cls].room += (int32_t)brisk__classes[cls].batch;
+  }
   tc->budget_used = 0; /* the first batch of each class is free of charge */
   tc->state = BRISK_TC_LIVE;
 }
@@ -71,7 +74,7 @@ static void list_release(unsigned cls, brisk_tlist_t *l, uint32_t n) {
     for (uint32_t i = 1; i < k; i++) last = *(void **)last;
     l->head = *(void **)last;
     *(void **)last = NULL;
-    l->count -= k;
+    l->room += (int32_t)k;
     n -= k;
     brisk__central_give(cls, head, k);
   }
@@ -79,7 +82,8 @@ static void list_release(unsigned cls, brisk_tlist_t *l, uint32_t n) {
 
 void brisk__tcache_flush(brisk_tcache_t *tc) {
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++)
-    if (tc->list[cls].count > 0) list_release(cls, &tc->list[cls], tc->list[cls].count);
+    if (brisk__tl_count(&tc->list[cls]) > 0)
+      list_release(cls, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
 }
 
 static void tcache_unregister(brisk_tcache_t *tc) {
@@ -96,8 +100,8 @@ static void tcache_on_thread_exit(void *arg) {
   brisk_tcache_t *tc = arg;
   if (tc->state != BRISK_TC_LIVE) return;
   tc->state = BRISK_TC_DEAD;
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) tc->list[cls].max = 0;
   brisk__tcache_flush(tc);
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) tc->list[cls].max = tc->list[cls].room = 0;
   tcache_unregister(tc);
 }
 
@@ -110,9 +114,11 @@ static void tcache_scavenge(brisk_tcache_t *tc, uint64_t now) {
     brisk_tlist_t *l = &tc->list[cls];
     uint32_t batch = brisk__classes[cls].batch;
     if (!tc->active[cls]) {
-      if (l->count > 0) list_release(cls, l, (l->count + 1) / 2);
+      uint32_t count = brisk__tl_count(l);
+      if (count > 0) list_release(cls, l, (count + 1) / 2);
       if (l->max > batch) {
         tc->budget_used -= (size_t)(l->max - batch) * brisk__classes[cls].size;
+        l->room -= (int32_t)(l->max - batch);
         l->max = batch;
       }
     }
@@ -161,17 +167,18 @@ void *brisk__tcache_alloc_slow(size_t size, unsigned cls) {
       return NULL;
     }
     l->head = p;
-    l->count = n;
+    l->room = (int32_t)l->max - (int32_t)n;
     /* Slow start: a class that keeps running dry earns a longer list. */
     if (l->max < ci->batch * LIST_MAX_BATCHES &&
         tc->budget_used + (size_t)ci->batch * ci->size <= thread_budget()) {
       l->max += ci->batch;
+      l->room += (int32_t)ci->batch;
       tc->budget_used += (size_t)ci->batch * ci->size;
     }
     tcache_tick(tc, cls);
   }
   l->head = *(void **)p;
-  l->count--;
+  l->room++;
   ((void **)p)[1] = NULL;
   return p;
 }
@@ -181,9 +188,9 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
   if (tc->state != BRISK_TC_LIVE) {
     if (tc->state == BRISK_TC_NEW) {
       tcache_init(tc);
-      if (l->count <= l->max) return;
+      if (l->room >= 0) return;
     } else {
-      list_release(cls, l, l->count); /* INIT or DEAD: nothing stays here */
+      list_release(cls, l, brisk__tl_count(l)); /* INIT or DEAD: nothing stays here */
       return;
     }
   }
@@ -193,7 +200,8 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
 
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj) {
   uint32_t n = 0;
-  for (void *o = tc->list[cls].head; o != NULL && n <= tc->list[cls].count; o = *(void **)o, n++)
+  uint32_t count = brisk__tl_count(&tc->list[cls]);
+  for (void *o = tc->list[cls].head; o != NULL && n <= count; o = *(void **)o, n++)
     if (o == obj) return true;
   return false;
 }
@@ -204,7 +212,10 @@ void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK
   brisk__lock(&brisk__registry_lock);
   for (brisk_tcache_t *tc = registry; tc != NULL; tc = tc->next) {
     for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
-      uint32_t n = __atomic_load_n(&tc->list[cls].count, __ATOMIC_RELAXED);
+      brisk_tlist_t l;
+      l.room = __atomic_load_n(&tc->list[cls].room, __ATOMIC_RELAXED);
+      l.max = __atomic_load_n(&tc->list[cls].max, __ATOMIC_RELAXED);
+      uint32_t n = brisk__tl_count(&l);
       if (per_class_objs) per_class_objs[cls] += n;
       total += (uint64_t)n * brisk__classes[cls].size;
     }

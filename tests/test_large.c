@@ -1,0 +1,126 @@
+/* Large blocks: reuse without system calls, mremap growth, shrinking in place,
+ * idle unmapping, alignment. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static bool is_mapped(void *p) {
+  unsigned char v;
+  size_t os = (size_t)sysconf(_SC_PAGESIZE);
+  return mincore((void *)((uintptr_t)p & ~(os - 1)), os, &v) == 0;
+}
+
+static void test_freed_block_is_reused_without_mapping_more(void **state) {
+  (void)state;
+  void *p = brisk_malloc(10 << 20);
+  assert_non_null(p);
+  memset(p, 1, 10 << 20);
+  brisk_free(p);
+  brisk_stats_t a, b;
+  brisk_get_stats(&a);
+  assert_true(a.large_cached >= 10u << 20);
+  void *q = brisk_malloc(10 << 20);
+  brisk_get_stats(&b);
+  assert_ptr_equal(q, p);
+  assert_int_equal(b.mapped, a.mapped);
+  brisk_free(q);
+}
+
+static void test_realloc_grows_with_mremap_keeping_contents(void **state) {
+  (void)state;
+  size_t n = 1 << 20;
+  unsigned char *p = brisk_malloc(n);
+  for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 7);
+  unsigned char *q = brisk_realloc(p, 64 << 20);
+  assert_non_null(q);
+  for (size_t i = 0; i < n; i++)
+    if (q[i] != (unsigned char)(i * 7)) fail_msg("byte %zu lost", i);
+  memset(q + n, 3, (64u << 20) - n);
+  assert_true(brisk_usable_size(q) >= 64u << 20);
+  brisk_span_t *s = brisk__pagemap_get(q);
+  assert_non_null(s);
+  assert_int_equal(s->start, (uintptr_t)q);
+  brisk_free(q);
+}
+
+static void test_realloc_shrinks_in_place(void **state) {
+  (void)state;
+  char *p = brisk_malloc(8 << 20);
+  memset(p, 9, 8 << 20);
+  char *q = brisk_realloc(p, 300 << 10);
+  assert_ptr_equal(q, p);
+  assert_true(brisk_usable_size(q) >= 300u << 10 && brisk_usable_size(q) < 400u << 10);
+  assert_false(is_mapped(p + (1 << 20))); /* the tail went back */
+  assert_int_equal(q[(300 << 10) - 1], 9);
+  char *r = brisk_realloc(q, 100); /* large stays large, in place */
+  assert_ptr_equal(r, p);
+  brisk_free(r);
+}
+
+static void test_idle_cached_blocks_are_unmapped(void **state) {
+  (void)state;
+  void *p = brisk_malloc(3 << 20);
+  brisk_free(p);
+  assert_true(is_mapped(p));
+  uint64_t now = brisk__os_now_ms();
+  brisk__large_purge(now, 60000); /* too recent */
+  assert_true(is_mapped(p));
+  brisk__large_purge(now + 60000, 60000);
+  assert_false(is_mapped(p));
+  brisk_stats_t st;
+  brisk_get_stats(&st);
+  assert_int_equal(st.large_cached, 0);
+}
+
+static void test_block_above_cache_budget_is_unmapped_at_once(void **state) {
+  (void)state;
+  size_t n = brisk__opt.large_cache_bytes + (1 << 20);
+  void *p = brisk_malloc(n);
+  assert_non_null(p);
+  brisk_free(p);
+  assert_false(is_mapped(p));
+}
+
+static void test_huge_alignments(void **state) {
+  (void)state;
+  for (size_t align = 1 << 14; align <= ((size_t)1 << 30); align <<= 4) {
+    void *p = NULL;
+    assert_int_equal(brisk_posix_memalign(&p, align, 100), 0);
+    assert_int_equal((uintptr_t)p % align, 0);
+    memset(p, 1, 100);
+    brisk_free(p);
+  }
+}
+
+static void test_impossible_sizes_fail_with_enomem(void **state) {
+  (void)state;
+  volatile size_t too_big = (size_t)PTRDIFF_MAX + 1, huge = SIZE_MAX - 4096;
+  errno = 0;
+  assert_null(brisk_malloc(too_big));
+  assert_int_equal(errno, ENOMEM);
+  void *p = brisk_malloc(1 << 20);
+  errno = 0;
+  assert_null(brisk_realloc(p, huge));
+  assert_int_equal(errno, ENOMEM);
+  brisk_free(p); /* still intact */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_freed_block_is_reused_without_mapping_more),
+    cmocka_unit_test(test_realloc_grows_with_mremap_keeping_contents),
+    cmocka_unit_test(test_realloc_shrinks_in_place),
+    cmocka_unit_test(test_idle_cached_blocks_are_unmapped),
+    cmocka_unit_test(test_block_above_cache_budget_is_unmapped_at_once),
+    cmocka_unit_test(test_huge_alignments),
+    cmocka_unit_test(test_impossible_sizes_fail_with_enomem),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

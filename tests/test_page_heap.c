@@ -1,0 +1,161 @@
+/* The page heap: splitting, coalescing, purging, and the sbrk -> mmap fallback. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int setup(void **state) {
+  (void)state;
+  brisk_free(brisk_malloc(1));
+  return 0;
+}
+
+static size_t resident_pages(void *p, size_t bytes) {
+  size_t os = (size_t)sysconf(_SC_PAGESIZE), n = bytes / os, count = 0;
+  unsigned char vec[4096];
+  assert_true(n <= sizeof vec);
+  assert_int_equal(mincore(p, bytes, vec), 0);
+  for (size_t i = 0; i < n; i++) count += vec[i] & 1;
+  return count;
+}
+
+static void test_alloc_splits_and_maps_every_page(void **state) {
+  (void)state;
+  brisk_span_t *s = brisk__heap_alloc(5);
+  assert_non_null(s);
+  assert_int_equal(s->npages, 5);
+  assert_int_equal(s->start % BRISK_PAGE_SIZE, 0);
+  for (size_t i = 0; i < 5; i++)
+    assert_ptr_equal(brisk__pagemap_get((void *)(s->start + i * BRISK_PAGE_SIZE + 100)), s);
+  brisk__heap_free(s);
+}
+
+static void test_free_neighbours_coalesce_into_one_span(void **state) {
+  (void)state;
+  brisk_span_t *a = brisk__heap_alloc(3), *b = brisk__heap_alloc(3), *c = brisk__heap_alloc(3);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_non_null(c);
+  uintptr_t as = a->start, bs = b->start, cs = c->start;
+  assert_int_equal(bs, as + 3 * BRISK_PAGE_SIZE);
+  assert_int_equal(cs, bs + 3 * BRISK_PAGE_SIZE);
+  brisk__heap_free(a);
+  brisk__heap_free(c);
+  brisk_span_t *left = brisk__pagemap_get((void *)as);
+  assert_non_null(left);
+  assert_int_equal(left->state, BRISK_SPAN_FREE);
+  brisk__heap_free(b); /* joins both neighbours */
+  brisk_span_t *all = brisk__pagemap_get((void *)as);
+  assert_non_null(all);
+  assert_int_equal(all->state, BRISK_SPAN_FREE);
+  assert_int_equal(all->start, as);
+  assert_true(all->npages >= 9);
+  /* pages that became interior are no longer in the map */
+  assert_null(brisk__pagemap_get((void *)bs));
+  assert_null(brisk__pagemap_get((void *)cs));
+  assert_ptr_equal(brisk__pagemap_get((void *)(all->start + (all->npages - 1) * BRISK_PAGE_SIZE)), all);
+}
+
+static void test_idle_free_pages_are_given_back(void **state) {
+  (void)state;
+  const size_t pages = 64, bytes = pages * BRISK_PAGE_SIZE;
+  brisk_span_t *s = brisk__heap_alloc(pages);
+  assert_non_null(s);
+  void *p = (void *)s->start;
+  memset(p, 0xab, bytes);
+  assert_int_equal(resident_pages(p, bytes), bytes / (size_t)sysconf(_SC_PAGESIZE));
+  uint64_t free0, ret0, sb;
+  brisk__heap_stats(&free0, &ret0, &sb);
+  brisk__heap_free(s);
+  uint64_t now = brisk__os_now_ms();
+  /* not idle long enough yet: nothing happens */
+  brisk__heap_purge(now, 60000);
+  assert_true(resident_pages(p, bytes) > 0);
+  assert_true(brisk__heap_purge(now + 60000, 60000) >= bytes);
+  assert_int_equal(resident_pages(p, bytes), 0);
+  uint64_t free1, ret1;
+  brisk__heap_stats(&free1, &ret1, &sb);
+  assert_true(ret1 >= ret0 + bytes);
+}
+
+static void test_trim_returns_small_heap_memory(void **state) {
+  (void)state;
+  enum { N = 20000 };
+  static void *blocks[N];
+  for (int i = 0; i < N; i++) {
+    blocks[i] = brisk_malloc(512);
+    memset(blocks[i], 1, 512);
+  }
+  for (int i = 0; i < N; i++) brisk_free(blocks[i]);
+  brisk_trim();
+  brisk_stats_t st;
+  brisk_get_stats(&st);
+  assert_true(st.heap_free < 1024 * 1024);
+  assert_true(st.returned >= (uint64_t)N * 512 / 2);
+}
+
+/* Grow in a child whose program break is blocked by a mapping: brisk must carry
+ * on with mmap'd regions. */
+static void test_blocked_break_falls_back_to_mmap(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    size_t os = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t brk_now = (uintptr_t)sbrk(0);
+    void *wall = (void *)((brk_now + os - 1) & ~(os - 1));
+    if (mmap(wall, os, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != wall) _exit(10);
+    brisk_stats_t before, after;
+    brisk_get_stats(&before);
+    static void *blocks[40000];
+    for (int i = 0; i < 40000; i++) {
+      blocks[i] = brisk_malloc(1000);
+      if (blocks[i] == NULL) _exit(11);
+      memset(blocks[i], i & 0xff, 1000);
+    }
+    for (int i = 0; i < 40000; i++)
+      if (((unsigned char *)blocks[i])[999] != (i & 0xff)) _exit(12);
+    brisk_get_stats(&after);
+    if (after.sbrk_bytes != before.sbrk_bytes) _exit(13);
+    if (after.mapped < before.mapped + 30 * 1000 * 1000) _exit(14);
+    _exit(0);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_sbrk_option_off_uses_mmap_only(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  if (pid == 0) {
+    brisk__opt.sbrk = false;
+    brisk_stats_t before, after;
+    brisk_get_stats(&before);
+    for (int i = 0; i < 20000; i++) memset(brisk_malloc(2000), 1, 2000);
+    brisk_get_stats(&after);
+    _exit(after.sbrk_bytes == before.sbrk_bytes && after.mapped > before.mapped ? 0 : 1);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_alloc_splits_and_maps_every_page),
+    cmocka_unit_test(test_free_neighbours_coalesce_into_one_span),
+    cmocka_unit_test(test_idle_free_pages_are_given_back),
+    cmocka_unit_test(test_trim_returns_small_heap_memory),
+    cmocka_unit_test(test_blocked_break_falls_back_to_mmap),
+    cmocka_unit_test(test_sbrk_option_off_uses_mmap_only),
+  };
+  return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -1,0 +1,141 @@
+/* Thread caches: refill and spill in batches, bounded lists, caches returned at
+ * thread exit, and memory that stays bounded when threads hand blocks around. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <pthread.h>
+
+#include "internal.h"
+
+static void *run_in_thread(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  void *ret;
+  assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+  assert_int_equal(pthread_join(t, &ret), 0);
+  return ret;
+}
+
+static void *first_malloc_refills_one_batch(void *arg) {
+  (void)arg;
+  unsigned cls = brisk__size_to_class(48);
+  void *p = brisk_malloc(48);
+  brisk_tlist_t *l = &brisk__tc.list[cls];
+  uintptr_t ok = p != NULL && brisk__tc.state == BRISK_TC_LIVE &&
+                 brisk__tl_count(l) == brisk__classes[cls].batch - 1;
+  brisk_free(p);
+  return (void *)ok;
+}
+
+static void test_first_malloc_refills_one_batch(void **state) {
+  (void)state;
+  assert_true((uintptr_t)run_in_thread(first_malloc_refills_one_batch, NULL));
+}
+
+static void *lists_stay_bounded(void *arg) {
+  (void)arg;
+  enum { N = 50000 };
+  static void *blocks[N];
+  unsigned cls = brisk__size_to_class(64);
+  for (int i = 0; i < N; i++) blocks[i] = brisk_malloc(64);
+  for (int i = 0; i < N; i++) {
+    brisk_free(blocks[i]);
+    brisk_tlist_t *l = &brisk__tc.list[cls];
+    if (brisk__tl_count(l) > l->max) return (void *)0;
+  }
+  brisk_tlist_t *l = &brisk__tc.list[cls];
+  uintptr_t ok = l->max <= 8 * brisk__classes[cls].batch && brisk__tl_count(l) <= l->max;
+  return (void *)ok;
+}
+
+static void test_lists_stay_bounded_when_a_thread_frees_much(void **state) {
+  (void)state;
+  assert_true((uintptr_t)run_in_thread(lists_stay_bounded, NULL));
+}
+
+static void *hold_cache(void *arg) {
+  brisk_stats_t *st = arg;
+  void *p[100];
+  for (int i = 0; i < 100; i++) p[i] = brisk_malloc(200);
+  for (int i = 0; i < 100; i++) brisk_free(p[i]);
+  brisk_get_stats(st); /* while this thread's cache holds blocks */
+  return NULL;
+}
+
+static void test_thread_exit_returns_the_cache(void **state) {
+  (void)state;
+  brisk_stats_t before, during, after;
+  brisk_free(brisk_malloc(8)); /* main thread's cache exists */
+  brisk_get_stats(&before);
+  run_in_thread(hold_cache, &during);
+  brisk_get_stats(&after);
+  assert_int_equal(during.threads, before.threads + 1);
+  assert_true(during.tcache >= before.tcache + 100 * 208 / 2);
+  assert_int_equal(after.threads, before.threads);
+  assert_int_equal(after.threads_seen, before.threads_seen + 1);
+  assert_true(after.tcache <= before.tcache);
+}
+
+/* Producer/consumer: one thread allocates, another frees. Blocks come back to the
+ * producer through central in batches; memory must not grow round after round. */
+enum { PC_BLOCKS = 20000, PC_ROUNDS = 60 };
+static void *pc_blocks[PC_BLOCKS];
+
+static void *produce(void *arg) {
+  (void)arg;
+  for (int i = 0; i < PC_BLOCKS; i++) {
+    pc_blocks[i] = brisk_malloc(16 + (size_t)(i % 40) * 16);
+    memset(pc_blocks[i], 0x5a, 16);
+  }
+  return NULL;
+}
+static void *consume(void *arg) {
+  (void)arg;
+  for (int i = 0; i < PC_BLOCKS; i++) brisk_free(pc_blocks[i]);
+  return NULL;
+}
+
+static void test_producer_consumer_memory_stays_bounded(void **state) {
+  (void)state;
+  brisk_stats_t st;
+  uint64_t mapped_after_warmup = 0;
+  for (int round = 0; round < PC_ROUNDS; round++) {
+    run_in_thread(produce, NULL);
+    run_in_thread(consume, NULL);
+    brisk_get_stats(&st);
+    if (round == 5) mapped_after_warmup = st.mapped;
+  }
+  /* later rounds reuse the same memory: at most a little growth after warm-up */
+  assert_true(st.mapped <= mapped_after_warmup + 4 * 1024 * 1024);
+  assert_true(st.in_use < 1024 * 1024);
+}
+
+static void *tiny_thread(void *arg) {
+  (void)arg;
+  void *p = brisk_malloc(100), *q = brisk_malloc(5000);
+  brisk_free(p);
+  return q; /* freed by the main thread */
+}
+
+static void test_thousands_of_threads_do_not_grow_memory(void **state) {
+  (void)state;
+  brisk_stats_t st0, st1;
+  for (int i = 0; i < 200; i++) brisk_free(run_in_thread(tiny_thread, NULL));
+  brisk_get_stats(&st0);
+  for (int i = 0; i < 5000; i++) brisk_free(run_in_thread(tiny_thread, NULL));
+  brisk_get_stats(&st1);
+  assert_int_equal(st1.threads_seen, st0.threads_seen + 5000);
+  assert_int_equal(st1.threads, st0.threads);
+  assert_true(st1.mapped <= st0.mapped + 2 * 1024 * 1024);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_first_malloc_refills_one_batch),
+    cmocka_unit_test(test_lists_stay_bounded_when_a_thread_frees_much),
+    cmocka_unit_test(test_thread_exit_returns_the_cache),
+    cmocka_unit_test(test_producer_consumer_memory_stays_bounded),
+    cmocka_unit_test(test_thousands_of_threads_do_not_grow_memory),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
