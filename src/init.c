@@ -43,7 +43,10 @@ static void fork_unlock_all(void) {
   brisk__unlock(&brisk__registry_lock);
 }
 
+static atomic_int purger_state; /* 0 none, 1 running, 2 could not start */
+
 static void fork_child(void) {
+  atomic_store(&purger_state, 0); /* the parent's purger does not exist here */
   brisk__tcache_after_fork_child(); /* the registry lock is still ours here */
   fork_unlock_all();
 }
@@ -79,11 +82,57 @@ void brisk__stat_mapped(int64_t delta) {
 }
 
 /* ------------------------------------------------------------------------------
-   Purging: memory idle for BRISK_PURGE_DELAY_MS goes back to the OS. There is no
-   background thread: slow paths call the tick, and one caller at a time (the one
-   that wins the timestamp) does the work, at most twice per delay.
+   Purging: memory idle for BRISK_PURGE_DELAY_MS goes back to the OS.
+
+   Slow paths call the tick, and one caller at a time (the one that wins the
+   timestamp) does the work, at most twice per delay. That alone never frees the
+   memory of a program that releases a big working set and then goes quiet, so
+   the first time PURGER_START_BYTES lie idle (page heap or large cache, as they
+   report through brisk__purge_note_idle) brisk starts a background
+   thread that ticks on its own (BRISK_PURGE_THREAD=0 turns it off). Short-lived
+   programs never get there and never see the thread. It blocks every signal,
+   and a forked child starts its own when it needs one.
 ------------------------------------------------------------------------------ */
+#include <signal.h>
+#include <time.h>
+
+#define PURGER_START_BYTES ((uint64_t)8 << 20)
+#define PURGER_MIN_SLEEP_MS 100
+
 static _Atomic uint64_t last_purge_ms;
+
+static void *purger_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    uint64_t ms = brisk__opt.purge_delay_ms / 2;
+    if (ms < PURGER_MIN_SLEEP_MS) ms = PURGER_MIN_SLEEP_MS;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    brisk__purge_tick();
+  }
+  return NULL;
+}
+
+static brisk_noinline void purger_start(void) {
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&purger_state, &expected, 1)) return;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits the mask */
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  int err = pthread_create(&t, &attr, purger_main, NULL);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err != 0) {
+    atomic_store(&purger_state, 2); /* lazily purging slow paths remain */
+    return;
+  }
+  pthread_setname_np(t, "brisk-purge");
+}
 
 void brisk__purge_tick(void) {
   uint64_t delay = brisk__opt.purge_delay_ms;
@@ -96,6 +145,12 @@ void brisk__purge_tick(void) {
   brisk__central_drain(false);
   brisk__heap_purge(now, delay);
   brisk__large_purge(now, delay);
+}
+
+void brisk__purge_note_idle(uint64_t idle_bytes) {
+  if (brisk_unlikely(idle_bytes >= PURGER_START_BYTES) && brisk__opt.purge_thread &&
+      atomic_load_explicit(&purger_state, memory_order_relaxed) == 0)
+    purger_start();
 }
 
 size_t brisk__purge_all(void) {

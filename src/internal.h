@@ -196,6 +196,7 @@ typedef struct brisk_options_s {
   size_t tcache_bytes;       /* BRISK_TCACHE_BYTES: a thread cache's budget */
   size_t tcache_total;       /* BRISK_TCACHE_TOTAL: all thread caches together */
   uint64_t purge_delay_ms;   /* BRISK_PURGE_DELAY_MS: idle time before memory goes back */
+  bool purge_thread;         /* BRISK_PURGE_THREAD: purge from a background thread */
   size_t large_cache_bytes;  /* BRISK_LARGE_CACHE: freed large spans kept for reuse */
   size_t heap_grow;          /* BRISK_HEAP_GROW: bytes the page heap grows by at once */
 } brisk_options_t;
@@ -303,6 +304,8 @@ static inline void brisk__ensure_init(void) {
 }
 /* Called from slow paths: gives memory back once it has been idle long enough. */
 void brisk__purge_tick(void);
+/* The page heap and the large cache report how much idle memory they hold. */
+void brisk__purge_note_idle(uint64_t idle_bytes);
 size_t brisk__purge_all(void);
 
 /* Process-wide counters, updated on slow paths only. */

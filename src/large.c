@@ -148,8 +148,10 @@ void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
     old->next = evict;
     evict = old;
   }
+  uint64_t idle = cache_bytes;
   brisk__unlock(&brisk__large_lock);
   unmap_list(evict);
+  brisk__purge_note_idle(idle);
   brisk__purge_tick();
 }
 

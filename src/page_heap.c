@@ -181,7 +181,9 @@ void brisk__heap_free(brisk_span_t *s) {
   s->freelist = NULL;
   s->used = 0;
   insert_coalesced(s, now);
+  uint64_t idle = (uint64_t)(free_pages - returned_pages) * BRISK_PAGE_SIZE;
   brisk__unlock(&brisk__heap_lock);
+  brisk__purge_note_idle(idle);
 }
 
 static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle) {
