@@ -3,41 +3,49 @@
  * Cross-thread frees, the choice and its reason. A block freed by a thread other
  * than its allocator goes into the *freeing* thread's cache, like any other free:
  * free() never touches another thread's state, never takes a lock, and needs no
- * atomic. Caches spill whole batches here and refill whole batches from here, so
- * in a producer/consumer program the consumer's frees come back to the producer a
- * batch at a time: one short critical section (push or pop one pointer) per batch
- * of up to 64 objects, and memory stays bounded by the caches' budgets plus
- * `max_batches` per class. Handing each block back to its owning page instead
- * (mimalloc's thread_free lists) costs an atomic per remote free and leaves
- * memory stranded on pages of threads that stopped allocating; batch transfer
- * costs neither and keeps the fast path of free identical for local and remote
- * blocks.
+ * atomic. A cache that overflows hands its whole list here in one piece, and a
+ * cache that runs dry takes one list back, so in a producer/consumer program the
+ * consumer's frees reach the producer a list at a time: one short critical
+ * section (push or pop one pointer) per list of tens to hundreds of objects, and
+ * memory stays bounded by the caches' budgets plus `max_objs` per class. Handing
+ * each block back to its owning page instead (mimalloc's thread_free lists)
+ * costs an atomic per remote free and leaves memory stranded on pages of threads
+ * that stopped allocating; list transfer costs neither and keeps the fast path of
+ * free identical for local and remote blocks.
  *
  * Each class has:
- *  - a stack of full batches (NULL-terminated lists of exactly `batch` objects),
- *    at most max_batches of them: the O(1) path;
+ *  - a stack of whole lists (NULL-terminated, with their lengths), at most
+ *    max_objs objects in all: the O(1) path;
  *  - a list of SMALL spans that have free objects (returned ones on their free
- *    list, or never-used ones above `bump`); a batch beyond the stack's bound goes
- *    back to its spans object by object, under the lock once for the whole batch,
+ *    list, or never-used ones above `bump`); a list beyond the stack's bound goes
+ *    back to its spans object by object, under the lock once for the whole list,
  *    and a span whose objects have all come back returns to the page heap.
+ *    Spans that are mostly free wait at the tail, so that they can empty.
  * The class lock guards all of it, and every SMALL span's freelist/bump/used. */
 #include "internal.h"
 
-/* Bytes of full batches a class keeps ready: the handoff buffer between threads
- * that free and threads that allocate. Purging drains it once idle. */
-#define CENTRAL_BATCH_BYTES ((size_t)1024 * 1024)
-#define CENTRAL_MAX_BATCHES 64
-#define CENTRAL_MIN_BATCHES 4
+/* Bytes of free lists a class keeps ready: the handoff buffer between threads
+ * that free and threads that allocate. Every byte here is memory the program
+ * does not use, so it is kept small; purging drains it once idle. */
+#define CENTRAL_STACK_BYTES ((size_t)256 * 1024)
+#define CENTRAL_MAX_LISTS 32
+
+typedef struct brisk_clist_s {
+  void *head;
+  uint32_t n;
+} brisk_clist_t;
 
 typedef struct brisk_central_s {
   brisk_lock_t lock;
-  uint32_t nbatches;
-  uint32_t max_batches;
-  brisk_span_t *partial;  /* spans with free objects */
+  uint32_t nlists;
+  uint32_t stacked;       /* objects in the stack */
+  uint32_t max_objs;
+  brisk_span_t *partial;  /* spans with free objects; mostly free ones at the tail */
+  brisk_span_t *partial_tail;
   uint64_t spans;         /* SMALL spans of this class */
   uint64_t objs_out;      /* objects out of spans: sum of span->used */
   uint64_t last_use_ms;   /* when the stack was last pushed or popped */
-  void *batch[CENTRAL_MAX_BATCHES];
+  brisk_clist_t list[CENTRAL_MAX_LISTS];
 } __attribute__((aligned(BRISK_CACHE_LINE))) brisk_central_t;
 
 static brisk_central_t centrals[BRISK_CLASSES];
@@ -46,10 +54,11 @@ void brisk__central_init(void) {
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     brisk_central_t *c = &centrals[cls];
     pthread_mutex_init(&c->lock, NULL);
-    size_t per = (size_t)brisk__classes[cls].batch * brisk__classes[cls].size;
-    size_t m = CENTRAL_BATCH_BYTES / per;
-    c->max_batches = (uint32_t)(m < CENTRAL_MIN_BATCHES ? CENTRAL_MIN_BATCHES
-                                : m > CENTRAL_MAX_BATCHES ? CENTRAL_MAX_BATCHES : m);
+    /* at least two batches, so a handoff between two threads never has to
+     * go through the spans */
+    size_t m = CENTRAL_STACK_BYTES / brisk__classes[cls].size;
+    size_t min = 2 * (size_t)brisk__classes[cls].batch;
+    c->max_objs = (uint32_t)(m < min ? min : m);
   }
 }
 
@@ -65,13 +74,24 @@ static void partial_add(brisk_central_t *c, brisk_span_t *s) {
   s->prev = NULL;
   s->next = c->partial;
   if (c->partial) c->partial->prev = s;
+  else c->partial_tail = s;
   c->partial = s;
+}
+
+static void partial_add_tail(brisk_central_t *c, brisk_span_t *s) {
+  s->in_partial = 1;
+  s->next = NULL;
+  s->prev = c->partial_tail;
+  if (c->partial_tail) c->partial_tail->next = s;
+  else c->partial = s;
+  c->partial_tail = s;
 }
 
 static void partial_remove(brisk_central_t *c, brisk_span_t *s) {
   if (s->prev) s->prev->next = s->next;
   else c->partial = s->next;
   if (s->next) s->next->prev = s->prev;
+  else c->partial_tail = s->prev;
   s->next = s->prev = NULL;
   s->in_partial = 0;
 }
@@ -119,18 +139,20 @@ static brisk_span_t *span_make(unsigned cls) {
   return s;
 }
 
-uint32_t brisk__central_take(unsigned cls, uint32_t want, void **head) {
+uint32_t brisk__central_take(unsigned cls, uint32_t want, bool whole, void **head) {
   brisk_central_t *c = &centrals[cls];
-  uint32_t batch = brisk__classes[cls].batch;
   void *tail = NULL;
   uint32_t n = 0;
   *head = NULL;
   brisk__lock(&c->lock);
-  if (want == batch && c->nbatches > 0) {
-    *head = c->batch[--c->nbatches];
+  if (whole && c->nlists > 0) {
+    brisk_clist_t *l = &c->list[--c->nlists];
+    *head = l->head;
+    n = l->n;
+    c->stacked -= n;
     c->last_use_ms = brisk__os_now_ms();
     brisk__unlock(&c->lock);
-    return batch;
+    return n;
   }
   while (n < want && c->partial != NULL) {
     brisk_span_t *s = c->partial;
@@ -173,6 +195,10 @@ static void release_to_spans(brisk_central_t *c, void *head, brisk_span_t **empt
       c->spans--;
     } else if (!s->in_partial) {
       partial_add(c, s);
+    } else if (s->used == s->capacity / 4 && s->next != NULL) {
+      /* mostly free now: serve others first and give this one time to empty */
+      partial_remove(c, s);
+      partial_add_tail(c, s);
     }
   }
   c->objs_out -= n;
@@ -192,8 +218,9 @@ void brisk__central_give(unsigned cls, void *head, uint32_t n) {
   brisk_central_t *c = &centrals[cls];
   brisk_span_t *empty = NULL;
   brisk__lock(&c->lock);
-  if (n == brisk__classes[cls].batch && c->nbatches < c->max_batches) {
-    c->batch[c->nbatches++] = head;
+  if (c->nlists < CENTRAL_MAX_LISTS && c->stacked + n <= c->max_objs) {
+    c->list[c->nlists++] = (brisk_clist_t){head, n};
+    c->stacked += n;
     c->last_use_ms = brisk__os_now_ms();
     brisk__unlock(&c->lock);
     return;
@@ -203,17 +230,18 @@ void brisk__central_give(unsigned cls, void *head, uint32_t n) {
   free_spans(empty);
 }
 
-/* Give stacked batches back to their spans: all of them, or (for the idle purge)
+/* Give stacked lists back to their spans: all of them, or (for the idle purge)
  * those of classes whose stack has not been used for a purge delay. */
 void brisk__central_drain(bool all) {
   uint64_t now = brisk__os_now_ms();
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     brisk_central_t *c = &centrals[cls];
-    if (c->nbatches == 0) continue; /* racy peek; a stale answer only delays */
+    if (c->nlists == 0) continue; /* racy peek; a stale answer only delays */
     brisk_span_t *empty = NULL;
     brisk__lock(&c->lock);
     if (all || now - c->last_use_ms >= brisk__opt.purge_delay_ms) {
-      while (c->nbatches > 0) release_to_spans(c, c->batch[--c->nbatches], &empty);
+      while (c->nlists > 0) release_to_spans(c, c->list[--c->nlists].head, &empty);
+      c->stacked = 0;
     }
     brisk__unlock(&c->lock);
     free_spans(empty);
@@ -228,8 +256,8 @@ bool brisk__central_is_free(brisk_span_t *span, void *obj) {
   if ((uintptr_t)obj >= span->bump) found = true; /* never handed out */
   for (void *o = span->freelist; o != NULL && !found; o = *(void **)o)
     if (o == obj) found = true;
-  for (uint32_t b = 0; b < c->nbatches && !found; b++)
-    for (void *o = c->batch[b]; o != NULL; o = *(void **)o)
+  for (uint32_t b = 0; b < c->nlists && !found; b++)
+    for (void *o = c->list[b].head; o != NULL; o = *(void **)o)
       if (o == obj) { found = true; break; }
   brisk__unlock(&c->lock);
   return found;
@@ -239,7 +267,7 @@ void brisk__central_class_stats(unsigned cls, uint64_t *out_objs, uint64_t *free
                                 uint64_t *spans) {
   brisk_central_t *c = &centrals[cls];
   brisk__lock(&c->lock);
-  uint64_t batched = (uint64_t)c->nbatches * brisk__classes[cls].batch;
+  uint64_t batched = c->stacked;
   *out_objs = c->objs_out - batched; /* in use or in thread caches */
   *free_objs = c->spans * brisk__classes[cls].span_objs - c->objs_out + batched;
   *spans = c->spans;

@@ -232,10 +232,12 @@ bool brisk__heap_owns_sbrk(void); /* whether any region came from sbrk (for test
 /* ------------------------------------------------------------------------------
    Central lists (central.c)
 ------------------------------------------------------------------------------ */
-/* Take up to want objects (usually the class's batch) as a NULL-terminated list;
- * returns how many, 0 when memory is exhausted. */
-uint32_t brisk__central_take(unsigned cls, uint32_t want, void **head);
-/* Give back a NULL-terminated list of n objects. */
+/* A NULL-terminated list of objects; returns how many, 0 when memory is
+ * exhausted. With whole, a list that a cache gave back is taken as it is, however
+ * long; otherwise, and when there is none, want objects come from spans. */
+uint32_t brisk__central_take(unsigned cls, uint32_t want, bool whole, void **head);
+/* Give back a NULL-terminated list of n objects, in O(1) while the class's
+ * stack has room. */
 void brisk__central_give(unsigned cls, void *head, uint32_t n);
 /* Move every cached batch back to its spans and free empty spans. */
 void brisk__central_drain(bool all);

@@ -9,6 +9,10 @@
  * is being set up (nested allocations from pthread_setspecific) or was torn down
  * (allocations from later TLS destructors): they go straight to central.
  *
+ * A list that overflows goes to central whole but for its newest block; a list
+ * that runs dry takes one list from central whole (or a batch carved from
+ * spans): neither walks the list.
+ *
  * Bounds: a list starts at one batch and grows by a batch on each refill, up to
  * LIST_MAX_BATCHES batches, while the thread's budget allows; the budget (the
  * growth beyond one batch per class) is min(BRISK_TCACHE_BYTES,
@@ -140,7 +144,7 @@ static inline void tcache_tick(brisk_tcache_t *tc, unsigned cls) {
 /* Allocation for a thread without a live cache: one object straight from central. */
 static void *direct_alloc(unsigned cls) {
   void *p;
-  if (brisk__central_take(cls, 1, &p) == 0) {
+  if (brisk__central_take(cls, 1, false, &p) == 0) {
     errno = ENOMEM;
     return NULL;
   }
@@ -161,7 +165,7 @@ void *brisk__tcache_alloc_slow(size_t size, unsigned cls) {
   void *p = l->head;
   if (p == NULL) {
     const brisk_class_info_t *ci = &brisk__classes[cls];
-    uint32_t n = brisk__central_take(cls, ci->batch, &p);
+    uint32_t n = brisk__central_take(cls, ci->batch, true, &p);
     if (n == 0) {
       errno = ENOMEM;
       return NULL;
@@ -194,7 +198,15 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
       return;
     }
   }
-  list_release(cls, l, brisk__classes[cls].batch);
+  /* Overflow: the whole list but the block just freed goes to central in one
+   * piece. Walking to a batch boundary instead would touch every block, and they
+   * are cold when other threads freed them. */
+  uint32_t count = brisk__tl_count(l);
+  void *keep = l->head;
+  void *rest = *(void **)keep;
+  *(void **)keep = NULL;
+  l->room = (int32_t)l->max - 1;
+  brisk__central_give(cls, rest, count - 1);
   tcache_tick(tc, cls);
 }
 
