@@ -116,20 +116,27 @@ static size_t usable_of(const void *p, brisk_span_t *s, const char *call) {
   return s->map_size;
 }
 
-/* C23 free_sized: the size must be one the block could have been asked for; a
- * larger one means the caller's bookkeeping is wrong, which we will not guess at. */
+/* C23 free_sized: the size must be one the block could have been asked for.
+ * Small: not above the class, and not so far below it that neither malloc nor
+ * an in-place realloc could have left it there (realloc keeps a block down to
+ * half its class). Large: the same pages as the size last asked for. */
 void brisk_free_sized(void *p, size_t size) {
   if (p == NULL) return;
   brisk_span_t *s = brisk__pagemap_get(p);
-  if (size > usable_of(p, s, "free_sized()")) brisk__fatal("free_sized()", "size larger than the block", p);
+  size_t usable = usable_of(p, s, "free_sized()");
+  bool wrong;
+  if (s->cls != 0) wrong = size > usable || (brisk__size_to_class(size) < s->cls && size * 2 < usable);
+  else wrong = brisk__large_rounded(size) != brisk__large_rounded(s->req_size);
+  if (wrong) brisk__fatal("free_sized()", "wrong size for the block", p);
   brisk_free(p);
 }
 
 void brisk_free_aligned_sized(void *p, size_t alignment, size_t size) {
   if (p == NULL) return;
   brisk_span_t *s = brisk__pagemap_get(p);
-  if (size > usable_of(p, s, "free_aligned_sized()"))
-    brisk__fatal("free_aligned_sized()", "size larger than the block", p);
+  if (size > usable_of(p, s, "free_aligned_sized()") ||
+      (s->cls == 0 && brisk__large_rounded(size) != brisk__large_rounded(s->req_size)))
+    brisk__fatal("free_aligned_sized()", "wrong size for the block", p);
   if (alignment != 0 && ((uintptr_t)p & (alignment - 1)) != 0)
     brisk__fatal("free_aligned_sized()", "misaligned pointer", p);
   brisk_free(p);

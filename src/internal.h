@@ -293,6 +293,7 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero);
 void brisk__large_free(brisk_span_t *s, void *p, const char *call);
 void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size);
 size_t brisk__large_purge(uint64_t now_ms, uint64_t min_idle_ms);
+size_t brisk__large_rounded(size_t size); /* what a request of size maps */
 void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count);
 
 /* ------------------------------------------------------------------------------

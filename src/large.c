@@ -17,6 +17,14 @@
 /* Bound on cached blocks, however small: the reuse search walks the list. */
 #define CACHE_MAX_COUNT 64
 
+/* Large mappings are sized in whole brisk pages (or OS pages, if larger): the
+ * page map knows a large block by its first brisk page, and a mapping of a single
+ * 4 KiB OS page would let the kernel put the next mapping into that same brisk
+ * page. */
+static inline size_t large_granule(void) {
+  return brisk__os_page > BRISK_PAGE_SIZE ? brisk__os_page : BRISK_PAGE_SIZE;
+}
+
 brisk_lock_t brisk__large_lock = BRISK_LOCK_INIT;
 
 static brisk_span_t *cache_head, *cache_tail; /* most recently freed first */
@@ -75,7 +83,7 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
     return NULL;
   }
   if (align < brisk__os_page) align = brisk__os_page;
-  size_t map = brisk__align_up(size ? size : 1, brisk__os_page);
+  size_t map = brisk__align_up(size ? size : 1, large_granule());
   brisk__purge_tick();
   brisk__lock(&brisk__large_lock);
   brisk_span_t *s = cache_find_locked(map, align);
@@ -121,6 +129,8 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
   return p; /* fresh anonymous memory is already zero */
 }
 
+size_t brisk__large_rounded(size_t size) { return brisk__align_up(size ? size : 1, large_granule()); }
+
 static void large_check(brisk_span_t *s, void *p, const char *call) {
   if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
   if (s->state != BRISK_SPAN_LARGE) brisk__fatal(call, "double free", p);
@@ -161,7 +171,7 @@ void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t map = brisk__align_up(size ? size : 1, brisk__os_page);
+  size_t map = brisk__align_up(size ? size : 1, large_granule());
   size_t old = s->map_size;
   if (map <= old) {
     if (map < old) { /* shrink in place: the tail goes back to the OS */

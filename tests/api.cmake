@@ -1,0 +1,23 @@
+# API-level tests (included from tests/CMakeLists.txt).
+#   test_api        the brisk_* API, malloc stays glibc's (brisk_api)
+#   test_override   the libc names when libbrisk.a is linked in (brisk_static)
+#   test_bad_usage  double frees and foreign pointers abort with one "brisk: " line
+#   stress          randomized multithreaded stress, 3 s; stress_long runs it 60 s
+# The stress run is reproducible with STRESS_SEED (printed at start);
+# STRESS_SECONDS sets its length.
+
+brisk_add_test(test_api LABEL api SOURCES test_api.c LIBS brisk_api TIMEOUT 300)
+
+brisk_add_test(test_override LABEL api SOURCES test_override.c LIBS brisk_static)
+# Every call must reach the symbol: no folding of strdup, memset+malloc, etc.
+target_compile_options(test_override PRIVATE -fno-builtin)
+
+brisk_add_test(test_bad_usage LABEL api SOURCES test_bad_usage.c LIBS brisk_api)
+
+brisk_add_test(stress LABEL stress SOURCES test_stress.c LIBS brisk_static)
+target_compile_options(stress PRIVATE -fno-builtin)
+
+# The same binary as a 60-second soak, excluded by `ctest -LE long`.
+add_test(NAME stress_long COMMAND stress)
+set_tests_properties(stress_long PROPERTIES LABELS long TIMEOUT 300
+  ENVIRONMENT "STRESS_SECONDS=60")

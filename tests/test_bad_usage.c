@@ -1,0 +1,337 @@
+/* Wrong usage of the prefixed API: double frees, foreign and interior pointers,
+ * free_sized with the wrong size. Brisk must abort with exactly one line on stderr,
+ * "brisk: <call>(): <what> 0x<address>". Each case runs in a forked child whose
+ * stderr goes into a pipe; the parent checks the signal and the line. Strict about
+ * the call, the address and SIGABRT; tolerant about the wording in between. */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "api_helpers.h"
+#include "brisk.h"
+
+/* A child that survives its wrong call exits with this. */
+#define EXIT_SURVIVED 77
+
+/* The address the child passes to brisk, written before the wrong call, in memory
+ * shared with the parent. */
+static volatile uintptr_t *reported_addr;
+
+static void *report(void *p) {
+  *reported_addr = (uintptr_t)p;
+  return opaque_ptr(p);
+}
+
+typedef struct outcome_s {
+  int status;
+  char err[8192]; /* the child's stderr, NUL-terminated */
+} outcome_t;
+
+static void run_in_child(void (*wrong)(void), outcome_t *out) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  *reported_addr = 0;
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[1]);
+    /* The default action for SIGABRT whatever the harness installed, and no core. */
+    signal(SIGABRT, SIG_DFL);
+    signal(SIGSEGV, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGABRT);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    wrong();
+    _exit(EXIT_SURVIVED);
+  }
+  close(fds[1]);
+  size_t len = 0;
+  for (;;) {
+    char buf[1024];
+    ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    size_t take = (size_t)n < sizeof out->err - 1 - len ? (size_t)n : sizeof out->err - 1 - len;
+    memcpy(out->err + len, buf, take);
+    len += take;
+  }
+  out->err[len] = 0;
+  close(fds[0]);
+  assert_int_equal(waitpid(pid, &out->status, 0), pid);
+}
+
+/* Whether line (up to its end) holds "0x<hex>" equal to addr. */
+static int line_names_address(const char *line, const char *end, uintptr_t addr) {
+  for (const char *s = line; s + 2 < end; s++) {
+    if (s[0] != '0' || (s[1] != 'x' && s[1] != 'X') || !isxdigit((unsigned char)s[2])) continue;
+    char *stop;
+    unsigned long long v = strtoull(s + 2, &stop, 16);
+    if (stop > s + 2 && stop <= end && v == (unsigned long long)addr) return 1;
+  }
+  return 0;
+}
+
+static int line_has_word(const char *line, const char *end, const char *word) {
+  size_t n = strlen(word), len = (size_t)(end - line);
+  for (size_t i = 0; i + n <= len; i++)
+    if (strncmp(line + i, word, n) == 0) return 1;
+  return 0;
+}
+
+/* Run wrong() in a child; it must die of SIGABRT after printing one "brisk: " line
+ * that starts "brisk: <call>: ", names the reported address, and holds one of
+ * words (NULL-terminated; words == NULL accepts any wording). */
+static void expect_abort(void (*wrong)(void), const char *call, const char *const *words) {
+  static outcome_t out;
+  run_in_child(wrong, &out);
+  uintptr_t addr = *reported_addr;
+  if (WIFEXITED(out.status)) {
+    if (WEXITSTATUS(out.status) == EXIT_SURVIVED)
+      fail_msg("%s on %#lx did not abort; stderr: \"%s\"", call, (unsigned long)addr, out.err);
+    fail_msg("%s on %#lx: the child exited with %d, want SIGABRT; stderr: \"%s\"", call,
+             (unsigned long)addr, WEXITSTATUS(out.status), out.err);
+  }
+  expect(WIFSIGNALED(out.status) && WTERMSIG(out.status) == SIGABRT,
+         "%s on %#lx: the child died of signal %d, want SIGABRT (%d); stderr: \"%s\"", call,
+         (unsigned long)addr, WTERMSIG(out.status), SIGABRT, out.err);
+
+  const char *line = NULL, *line_end = NULL;
+  int brisk_lines = 0;
+  for (const char *s = out.err; *s;) {
+    const char *e = strchr(s, '\n');
+    if (!e) e = s + strlen(s);
+    if (strncmp(s, "brisk: ", 7) == 0) {
+      brisk_lines++;
+      line = s;
+      line_end = e;
+    }
+    s = *e ? e + 1 : e;
+  }
+  expect(brisk_lines == 1, "%s on %#lx: %d lines start with \"brisk: \", want 1; stderr: \"%s\"",
+         call, (unsigned long)addr, brisk_lines, out.err);
+
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "brisk: %s: ", call);
+  expect(strncmp(line, prefix, strlen(prefix)) == 0, "want a line starting \"%s\"; stderr: \"%s\"",
+         prefix, out.err);
+  expect(line_names_address(line, line_end, addr),
+         "the line does not name the address %#lx as 0x<hex>; stderr: \"%s\"",
+         (unsigned long)addr, out.err);
+  if (words) {
+    int found = 0;
+    for (const char *const *w = words; *w; w++) found |= line_has_word(line, line_end, *w);
+    expect(found, "the line names neither \"%s\" nor the other expected words; stderr: \"%s\"",
+           words[0], out.err);
+  }
+}
+
+static const char *const double_free[] = {"double free", NULL};
+static const char *const invalid_pointer[] = {"invalid pointer", NULL};
+/* A freed large block may be unmapped already: then it is simply not brisk's. */
+static const char *const double_free_or_invalid[] = {"double free", "invalid pointer", NULL};
+
+/* ------------------------------------------------------------------------------
+   The wrong calls (each runs in the child)
+------------------------------------------------------------------------------ */
+
+static void free_small_block_twice(void) {
+  void *p = brisk_malloc(64);
+  brisk_free(p);
+  brisk_free(report(p));
+}
+
+static void free_large_block_twice(void) {
+  void *p = brisk_malloc(MiB);
+  memset(p, 1, MiB);
+  brisk_free(p);
+  brisk_free(report(p));
+}
+
+static void free_stack_address(void) {
+  char buf[64];
+  memset(buf, 0, sizeof buf);
+  brisk_free(report(buf + 16));
+}
+
+static void free_glibc_small_block(void) {
+  void *p = malloc(64);
+  brisk_free(report(p));
+}
+
+static void free_glibc_large_block(void) {
+  void *p = malloc(4 * MiB); /* glibc mmaps this one */
+  brisk_free(report(p));
+}
+
+static void free_address_0x1000(void) { brisk_free(report((void *)0x1000)); }
+
+static void free_interior_pointer_of_small_block(void) {
+  unsigned char *p = brisk_malloc(64);
+  brisk_free(report(p + 16));
+}
+
+static void free_interior_pointer_of_large_block(void) {
+  unsigned char *p = brisk_malloc(MiB);
+  brisk_free(report(p + 4096));
+}
+
+static void realloc_stack_address(void) {
+  char buf[64];
+  memset(buf, 0, sizeof buf);
+  void *q = brisk_realloc(report(buf + 16), 100);
+  (void)q;
+}
+
+static void realloc_address_0x1000(void) {
+  void *q = brisk_realloc(report((void *)0x1000), 100);
+  (void)q;
+}
+
+static void realloc_interior_pointer_of_small_block(void) {
+  unsigned char *p = brisk_malloc(64);
+  void *q = brisk_realloc(report(p + 16), 200);
+  (void)q;
+}
+
+static void free_sized_small_block_with_large_size(void) {
+  void *p = brisk_malloc(64);
+  brisk_free_sized(report(p), 4096);
+}
+
+static void free_sized_large_block_with_small_size(void) {
+  void *p = brisk_malloc(MiB);
+  brisk_free_sized(report(p), 64);
+}
+
+static void free_sized_small_block_with_other_small_size(void) {
+  void *p = brisk_malloc(32);
+  brisk_free_sized(report(p), 1000);
+}
+
+/* ------------------------------------------------------------------------------
+   Tests
+------------------------------------------------------------------------------ */
+
+static void test_double_free_of_small_block_aborts_naming_free_and_address(void **state) {
+  (void)state;
+  expect_abort(free_small_block_twice, "free()", double_free);
+}
+
+static void test_double_free_of_large_block_aborts_naming_free_and_address(void **state) {
+  (void)state;
+  expect_abort(free_large_block_twice, "free()", double_free_or_invalid);
+}
+
+static void test_free_of_stack_address_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(free_stack_address, "free()", invalid_pointer);
+}
+
+static void test_free_of_glibc_small_block_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(free_glibc_small_block, "free()", invalid_pointer);
+}
+
+static void test_free_of_glibc_large_block_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(free_glibc_large_block, "free()", invalid_pointer);
+}
+
+static void test_free_of_address_0x1000_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(free_address_0x1000, "free()", invalid_pointer);
+}
+
+static void test_free_of_interior_pointer_of_small_block_aborts_with_invalid_pointer(
+    void **state) {
+  (void)state;
+  expect_abort(free_interior_pointer_of_small_block, "free()", invalid_pointer);
+}
+
+static void test_free_of_interior_pointer_of_large_block_aborts_with_invalid_pointer(
+    void **state) {
+  (void)state;
+  expect_abort(free_interior_pointer_of_large_block, "free()", invalid_pointer);
+}
+
+static void test_realloc_of_stack_address_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(realloc_stack_address, "realloc()", invalid_pointer);
+}
+
+static void test_realloc_of_address_0x1000_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(realloc_address_0x1000, "realloc()", invalid_pointer);
+}
+
+static void test_realloc_of_interior_pointer_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(realloc_interior_pointer_of_small_block, "realloc()", invalid_pointer);
+}
+
+/* The wording of a size mismatch is brisk's choice; the call and address are not. */
+static void test_free_sized_of_small_block_with_large_size_aborts(void **state) {
+  (void)state;
+  expect_abort(free_sized_small_block_with_large_size, "free_sized()", NULL);
+}
+
+static void test_free_sized_of_large_block_with_small_size_aborts(void **state) {
+  (void)state;
+  expect_abort(free_sized_large_block_with_small_size, "free_sized()", NULL);
+}
+
+static void test_free_sized_of_small_block_with_other_class_size_aborts(void **state) {
+  (void)state;
+  expect_abort(free_sized_small_block_with_other_small_size, "free_sized()", NULL);
+}
+
+static int setup_shared(void **state) {
+  (void)state;
+  /* Start brisk here, so that whatever it says at start (a warning about an
+   * unknown BRISK_ variable) goes to the harness, not into a child's pipe. */
+  brisk_free(brisk_malloc(1));
+  void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return -1;
+  reported_addr = m;
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_double_free_of_small_block_aborts_naming_free_and_address),
+      cmocka_unit_test(test_double_free_of_large_block_aborts_naming_free_and_address),
+      cmocka_unit_test(test_free_of_stack_address_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_free_of_glibc_small_block_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_free_of_glibc_large_block_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_free_of_address_0x1000_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_free_of_interior_pointer_of_small_block_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_free_of_interior_pointer_of_large_block_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_realloc_of_stack_address_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_realloc_of_address_0x1000_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_realloc_of_interior_pointer_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_free_sized_of_small_block_with_large_size_aborts),
+      cmocka_unit_test(test_free_sized_of_large_block_with_small_size_aborts),
+      cmocka_unit_test(test_free_sized_of_small_block_with_other_class_size_aborts),
+  };
+  return cmocka_run_group_tests(tests, setup_shared, NULL);
+}
