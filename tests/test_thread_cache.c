@@ -5,6 +5,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -129,6 +132,69 @@ static void test_thousands_of_threads_do_not_grow_memory(void **state) {
   assert_true(st1.mapped <= st0.mapped + 2 * 1024 * 1024);
 }
 
+/* A TLS destructor that runs after brisk has returned the thread's cache (keys
+ * created after brisk's run later) must still be able to allocate and free. */
+static pthread_key_t late_key;
+static _Atomic int late_destructor_ok;
+
+static void late_destructor(void *arg) {
+  void *blocks[300];
+  for (int i = 0; i < 300; i++) {
+    blocks[i] = brisk_malloc((size_t)(i % 30) * 100 + 1);
+    if (blocks[i] == NULL) return;
+    memset(blocks[i], 0x33, (size_t)(i % 30) * 100 + 1);
+  }
+  for (int i = 0; i < 300; i++) brisk_free(blocks[i]);
+  brisk_free(arg);
+  late_destructor_ok = brisk__tc.state == BRISK_TC_DEAD ? 1 : -1;
+}
+
+static void *thread_with_late_key(void *arg) {
+  (void)arg;
+  brisk_free(brisk_malloc(10)); /* the cache is live before the key is set */
+  pthread_setspecific(late_key, brisk_malloc(64));
+  return NULL;
+}
+
+static void test_tls_destructor_can_allocate_after_the_cache_is_gone(void **state) {
+  (void)state;
+  brisk_free(brisk_malloc(1)); /* brisk's own key exists first */
+  assert_int_equal(pthread_key_create(&late_key, late_destructor), 0);
+  brisk_stats_t before, after;
+  brisk_get_stats(&before);
+  run_in_thread(thread_with_late_key, NULL);
+  assert_int_equal(late_destructor_ok, 1);
+  brisk_get_stats(&after);
+  assert_int_equal(after.threads, before.threads);
+  assert_true(after.in_use <= before.in_use + 4096);
+}
+
+static void *exit_block;
+static void allocate_at_exit(void) {
+  char *p = brisk_malloc(100000), *q = brisk_calloc(10, 10);
+  if (p == NULL || q == NULL || q[99] != 0) _exit(3);
+  memset(p, 1, 100000);
+  brisk_free(p);
+  brisk_free(q);
+  brisk_free(exit_block);
+  _exit(0); /* reached only if everything above worked */
+}
+
+static void test_atexit_handler_can_allocate(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    exit_block = brisk_malloc(50);
+    atexit(allocate_at_exit);
+    exit(7); /* the handler turns this into 0 */
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_first_malloc_refills_one_batch),
@@ -136,6 +202,8 @@ int main(void) {
     cmocka_unit_test(test_thread_exit_returns_the_cache),
     cmocka_unit_test(test_producer_consumer_memory_stays_bounded),
     cmocka_unit_test(test_thousands_of_threads_do_not_grow_memory),
+    cmocka_unit_test(test_tls_destructor_can_allocate_after_the_cache_is_gone),
+    cmocka_unit_test(test_atexit_handler_can_allocate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

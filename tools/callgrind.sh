@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 usage() {
   cat <<'EOF'
 usage: tools/callgrind.sh [options]
-  --build-dir DIR  where libbrisk.so is (default ./build); not built here
+  --build-dir DIR  brisk's build directory (default ./build; configured and built if needed)
   -n N             pairs in the measured run (default 200000)
   --no-hold        keep no block of each size live (every free empties a page)
 Prints a Markdown table on stdout; progress goes to stderr.
@@ -37,15 +37,14 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $pairs_n =~ ^[1-9][0-9]*$ ]] || bench_die "-n needs a positive count"
+bench_install_build_deps valgrind
+bench_install_peers
 command -v valgrind >/dev/null ||
   bench_die "valgrind is not installed (apt-get install valgrind)"
 
 names=() libs=()
-if [[ -f $build/libbrisk.so ]]; then
-  names+=(brisk) libs+=("$(realpath "$build/libbrisk.so")")
-else
-  bench_say "note: $build/libbrisk.so does not exist; measuring the peers only"
-fi
+bench_build_brisk "$build"
+names+=(brisk) libs+=("$(realpath "$build/libbrisk.so")")
 names+=(glibc) libs+=("")
 bench_add_peers
 

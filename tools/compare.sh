@@ -56,7 +56,10 @@ fi
 
 # --- the allocators --------------------------------------------------------------
 
-[[ $do_install == 1 ]] && bench_install_peers
+if [[ $do_install == 1 ]]; then
+  bench_install_build_deps
+  bench_install_peers
+fi
 
 names=() libs=()
 brisk_lib="$build/libbrisk.so"
