@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Runs one real program with brisk preloaded and decides whether the run passed.
+#
+# The program must (1) exit as expected, (2) print what it should, and (3) have been
+# served by brisk: its `brisk: summary ...` line (BRISK_STATS=1) must be present and
+# meet the thresholds the workload is known to reach. Only the program gets
+# LD_PRELOAD; this script and the tools it uses run on the system allocator.
+#
+# usage: run_preloaded.sh [options] -- command [args...]
+#   --lib PATH              the allocator to preload (required; "" runs it without any)
+#   --no-preload            link-time brisk: run without LD_PRELOAD, still BRISK_STATS=1
+#   --env NAME=VALUE        extra environment for the program only (repeatable)
+#   --stdin FILE            feed FILE to the program's standard input
+#   --expect-status N       the exit status the program must return (default 0)
+#   --expect-stdout FILE    stdout must equal FILE exactly
+#   --expect-pattern ERE    stdout must match the extended regex (repeatable)
+#   --min-peak BYTES        summary peak_mapped >= BYTES (K/M/G suffixes)
+#   --min-threads N         summary threads_seen >= N
+#   --min FIELD=N           summary FIELD >= N (repeatable)
+#   --max FIELD=N           summary FIELD <= N (repeatable)
+#   --no-summary            skip the summary checks (to try the programs on another malloc)
+#   --timeout SECONDS       kill the program after this long (default 120)
+#   --workdir DIR           run the program in DIR (default: a fresh temporary dir)
+set -u
+
+SUMMARY_FIELDS="mapped peak_mapped in_use tcache central heap_free returned large_in_use \
+large_cached metadata sbrk threads threads_seen"
+
+me=${0##*/}
+fail() {
+  echo "FAIL [$me]: $*" >&2
+  exit 1
+}
+
+# "64M" -> 67108864. Anything else that is not a plain decimal is a usage error.
+to_bytes() {
+  local v=$1 mult=1
+  case $v in
+  *[kK]) mult=1024 v=${v%?} ;;
+  *[mM]) mult=$((1024 * 1024)) v=${v%?} ;;
+  *[gG]) mult=$((1024 * 1024 * 1024)) v=${v%?} ;;
+  esac
+  [[ $v =~ ^[0-9]+$ ]] || fail "usage: '$1' is not a byte count"
+  echo $((v * mult))
+}
+
+check_field_name() {
+  local f
+  for f in $SUMMARY_FIELDS; do [[ $f == "$1" ]] && return 0; done
+  fail "usage: '$1' is not a summary field (one of: $SUMMARY_FIELDS)"
+}
+
+lib=unset preload=1 stdin_file='' expect_status=0 expect_stdout='' timeout_s=120
+workdir='' want_summary=1
+patterns=() extra_env=() mins=() maxs=()
+while (($#)); do
+  case $1 in
+  --lib) lib=$2; shift 2 ;;
+  --no-preload) preload=0; shift ;;
+  --env) [[ $2 == *=* ]] || fail "usage: --env wants NAME=VALUE, got '$2'"
+    extra_env+=("$2"); shift 2 ;;
+  --stdin) stdin_file=$2; shift 2 ;;
+  --expect-status) expect_status=$2; shift 2 ;;
+  --expect-stdout) expect_stdout=$2; shift 2 ;;
+  --expect-pattern) patterns+=("$2"); shift 2 ;;
+  --min-peak) mins+=("peak_mapped=$(to_bytes "$2")") || exit 1; shift 2 ;;
+  --min-threads) mins+=("threads_seen=$(to_bytes "$2")") || exit 1; shift 2 ;;
+  --min) mins+=("${2%%=*}=$(to_bytes "${2#*=}")") || exit 1; shift 2 ;;
+  --max) maxs+=("${2%%=*}=$(to_bytes "${2#*=}")") || exit 1; shift 2 ;;
+  --no-summary) want_summary=0; shift ;;
+  --timeout) timeout_s=$2; shift 2 ;;
+  --workdir) workdir=$2; shift 2 ;;
+  --) shift; break ;;
+  *) fail "usage: unknown option '$1' (the command goes after --)" ;;
+  esac
+done
+(($#)) || fail "usage: no command given (put it after --)"
+for kv in "${mins[@]}" "${maxs[@]}"; do check_field_name "${kv%%=*}"; done
+
+# The program must exist: a missing python3 or sqlite3 is a failure, never a skip.
+prog=$1
+if [[ $prog == */* ]]; then
+  [[ -x $prog ]] || fail "required program '$prog' is missing or not executable"
+else
+  command -v -- "$prog" >/dev/null ||
+    fail "required program '$prog' is not installed (not found in PATH=$PATH)"
+fi
+if ((preload)); then
+  [[ $lib != unset ]] || fail "usage: --lib PATH is required (or --no-preload)"
+  if [[ -n $lib && ! -f $lib ]]; then fail "allocator library '$lib' does not exist"; fi
+fi
+[[ -z $stdin_file || -r $stdin_file ]] || fail "stdin file '$stdin_file' is not readable"
+[[ -z $expect_stdout || -r $expect_stdout ]] ||
+  fail "expected-output file '$expect_stdout' is not readable"
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/brisk-preload.XXXXXX") || fail "mktemp failed"
+trap 'rm -rf "$scratch"' EXIT
+out=$scratch/stdout err=$scratch/stderr
+[[ -n $workdir ]] || { workdir=$scratch/work; mkdir "$workdir"; }
+
+# Only `env`'s child, the program, sees LD_PRELOAD; timeout and env themselves do not.
+# The subshell does not exec timeout, so that bash's "Aborted" notice for a program
+# killed by a signal lands in the program's stderr file rather than in our output.
+run_env=(BRISK_STATS=1 "${extra_env[@]}")
+if ((preload)) && [[ -n $lib ]]; then run_env=(LD_PRELOAD="$lib" "${run_env[@]}"); fi
+echo "run: ${run_env[*]} $* (in $workdir)"
+(
+  cd "$workdir" || exit 126
+  if [[ -n $stdin_file ]]; then exec <"$stdin_file"; else exec </dev/null; fi
+  timeout -s KILL "$timeout_s" env "${run_env[@]}" "$@"
+  exit $?
+) >"$out" 2>"$err"
+status=$?
+
+# The head and the tail of a long file: the first error and the last words.
+show_file() {
+  local n
+  n=$(wc -l <"$1")
+  if ((n <= 80)); then
+    cat "$1"
+  else
+    head -n 40 "$1"
+    echo "[... $((n - 80)) lines ...]"
+    tail -n 40 "$1"
+  fi
+}
+
+# stderr without the body of brisk's statistics tables (one per process that
+# exits), which would bury the error; the summary lines stay.
+stats_filtered=$scratch/stderr.filtered
+filter_stats() {
+  awk '
+    /^brisk: stats for pid / { skip = 1; hidden++; next }
+    skip && /^brisk: summary / { print; skip = 0; next }
+    skip && /^brisk: / { hidden++; next }
+    { skip = 0; print }
+    END { if (hidden) printf "[%d lines of brisk statistics tables hidden]\n", hidden }
+  ' "$err" >"$stats_filtered"
+}
+
+show_output() {
+  echo "---- stdout ----" >&2
+  show_file "$out" >&2
+  filter_stats
+  echo "---- stderr ----" >&2
+  show_file "$stats_filtered" >&2
+  echo "----------------" >&2
+}
+
+# 1. The exit status. timeout -s KILL reports 137 for the program it killed.
+if ((status != expect_status)); then
+  why="exit status $status, expected $expect_status"
+  if ((status == 137)); then
+    why="$why (killed: it ran past the ${timeout_s}s timeout, or SIGKILL)"
+  elif ((status > 128)); then
+    why="$why (killed by signal $((status - 128)): $(kill -l $((status - 128)) 2>/dev/null))"
+  elif ((status == 127)); then
+    why="$why (command not found)"
+  fi
+  show_output
+  fail "$why"
+fi
+
+# 2. The output.
+if [[ -n $expect_stdout ]] && ! cmp -s "$expect_stdout" "$out"; then
+  echo "---- diff expected actual ----" >&2
+  diff -u "$expect_stdout" "$out" | head -n 60 >&2
+  show_output
+  fail "stdout differs from $expect_stdout"
+fi
+for re in "${patterns[@]}"; do
+  if ! grep -Eq -- "$re" "$out"; then
+    show_output
+    fail "stdout does not match /$re/"
+  fi
+done
+
+# 3. brisk served it. Several processes (a shell, children that exit) may each print
+# a summary; the run passes when one of them meets every threshold.
+if ((want_summary)); then
+  mapfile -t summaries < <(grep -E '^brisk: summary ' "$err")
+  if ((${#summaries[@]} == 0)); then
+    show_output
+    fail "no 'brisk: summary' line on stderr: the program did not run on brisk" \
+      "(library not preloaded or not linked, or it printed no statistics at exit)"
+  fi
+  reasons=()
+  for line in "${summaries[@]}"; do
+    declare -A val=()
+    for tok in $line; do
+      [[ $tok == *=* ]] && val[${tok%%=*}]=${tok#*=}
+    done
+    bad=()
+    for kv in "${mins[@]}"; do
+      f=${kv%%=*} want=${kv#*=} got=${val[${kv%%=*}]:-}
+      if [[ ! $got =~ ^[0-9]+$ ]]; then bad+=("$f missing or not a number ('$got')")
+      elif ((got < want)); then bad+=("$f=$got < $want"); fi
+    done
+    for kv in "${maxs[@]}"; do
+      f=${kv%%=*} want=${kv#*=} got=${val[${kv%%=*}]:-}
+      if [[ ! $got =~ ^[0-9]+$ ]]; then bad+=("$f missing or not a number ('$got')")
+      elif ((got > want)); then bad+=("$f=$got > $want"); fi
+    done
+    unset val
+    if ((${#bad[@]} == 0)); then
+      echo "program output (first 20 lines):"
+      head -n 20 "$out"
+      echo "served by brisk: $line"
+      echo "PASS"
+      exit 0
+    fi
+    reasons+=("  ${bad[*]}   <- $line")
+  done
+  show_output
+  printf '%s\n' "summary thresholds not met by any of ${#summaries[@]} summary line(s):" \
+    "${reasons[@]}" >&2
+  fail "brisk statistics show the workload was not served as expected"
+fi
+echo "program output (first 20 lines):"
+head -n 20 "$out"
+echo "PASS (summary not checked)"
+exit 0
