@@ -208,8 +208,7 @@ void *brisk_reallocarray(void *p, size_t n, size_t size) {
 
 static inline bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
-void *brisk__alloc_aligned(size_t align, size_t size, const char *call) {
-  (void)call;
+void *brisk__alloc_aligned(size_t align, size_t size) {
   if (align <= BRISK_ALIGN) return brisk_malloc(size);
   if (size > PTRDIFF_MAX) {
     errno = ENOMEM;
@@ -226,7 +225,7 @@ void *brisk_aligned_alloc(size_t alignment, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  return brisk__alloc_aligned(alignment, size, "aligned_alloc()");
+  return brisk__alloc_aligned(alignment, size);
 }
 
 void *brisk_memalign(size_t alignment, size_t size) {
@@ -240,13 +239,13 @@ void *brisk_memalign(size_t alignment, size_t size) {
     while (a < alignment) a <<= 1;
     alignment = a;
   }
-  return brisk__alloc_aligned(alignment, size, "memalign()");
+  return brisk__alloc_aligned(alignment, size);
 }
 
 int brisk_posix_memalign(void **memptr, size_t alignment, size_t size) {
   if (!is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
   int saved = errno;
-  void *p = brisk__alloc_aligned(alignment, size, "posix_memalign()");
+  void *p = brisk__alloc_aligned(alignment, size);
   if (p == NULL) {
     errno = saved;
     return ENOMEM;
@@ -257,7 +256,7 @@ int brisk_posix_memalign(void **memptr, size_t alignment, size_t size) {
 
 void *brisk_valloc(size_t size) {
   brisk__ensure_init();
-  return brisk__alloc_aligned(brisk__os_page, size, "valloc()");
+  return brisk__alloc_aligned(brisk__os_page, size);
 }
 
 void *brisk_pvalloc(size_t size) {
@@ -268,7 +267,7 @@ void *brisk_pvalloc(size_t size) {
     return NULL;
   }
   size_t rounded = size ? brisk__align_up(size, page) : page;
-  return brisk__alloc_aligned(page, rounded, "pvalloc()");
+  return brisk__alloc_aligned(page, rounded);
 }
 
 int brisk_trim(void) {

@@ -17,14 +17,6 @@
 atomic_int brisk__init_state;
 brisk_counters_t brisk__counters;
 
-void brisk__central_init(void);
-void brisk__tcache_global_init(void);
-void brisk__tcache_after_fork_child(void);
-void brisk__meta_fork_lock(void);
-void brisk__meta_fork_unlock(void);
-void brisk__pagemap_fork_lock(void);
-void brisk__pagemap_fork_unlock(void);
-
 static void fork_prepare(void) {
   brisk__lock(&brisk__registry_lock);
   brisk__central_fork_lock();

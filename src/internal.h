@@ -27,7 +27,6 @@
 #define brisk_unlikely(x) __builtin_expect(!!(x), 0)
 #define brisk_noinline __attribute__((noinline))
 #define brisk_cold __attribute__((cold, noinline))
-#define brisk_hidden __attribute__((visibility("hidden")))
 #define BRISK_CACHE_LINE 64
 
 #ifdef BRISK_DEBUG
@@ -155,6 +154,8 @@ static inline brisk_span_t *brisk__pagemap_get(const void *p) {
 bool brisk__pagemap_set(uintptr_t first_page, size_t n, brisk_span_t *span);
 /* Make sure leaves exist for a range before it is published (so set cannot fail). */
 bool brisk__pagemap_ensure(uintptr_t first_page, size_t n);
+void brisk__pagemap_fork_lock(void);
+void brisk__pagemap_fork_unlock(void);
 
 /* ------------------------------------------------------------------------------
    Locks: pthread mutexes, statically initialised, so they need no allocation and
@@ -214,20 +215,20 @@ bool brisk__parse_size(const char *s, size_t len, uint64_t *out);
 ------------------------------------------------------------------------------ */
 brisk_span_t *brisk__span_new(void);
 void brisk__span_delete(brisk_span_t *s);
-void *brisk__meta_alloc(size_t size); /* zeroed, never freed */
+void brisk__meta_fork_lock(void);
+void brisk__meta_fork_unlock(void);
 
 /* ------------------------------------------------------------------------------
    Page heap (page_heap.c)
 ------------------------------------------------------------------------------ */
 extern brisk_lock_t brisk__heap_lock;
-/* A span of npages, registered in the page map for every page when all_pages, else
- * for its first page. NULL when memory is exhausted. */
+/* A span of npages in state SMALL, every page in the page map. NULL when memory
+ * is exhausted. */
 brisk_span_t *brisk__heap_alloc(size_t npages);
 void brisk__heap_free(brisk_span_t *s);
 /* Give back free spans idle for at least min_idle_ms; returns bytes purged. */
 size_t brisk__heap_purge(uint64_t now_ms, uint64_t min_idle_ms);
 void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t *sbrk_bytes);
-bool brisk__heap_owns_sbrk(void); /* whether any region came from sbrk (for tests) */
 
 /* ------------------------------------------------------------------------------
    Central lists (central.c)
@@ -235,6 +236,7 @@ bool brisk__heap_owns_sbrk(void); /* whether any region came from sbrk (for test
 /* A NULL-terminated list of objects; returns how many, 0 when memory is
  * exhausted. With whole, a list that a cache gave back is taken as it is, however
  * long; otherwise, and when there is none, want objects come from spans. */
+void brisk__central_init(void);
 uint32_t brisk__central_take(unsigned cls, uint32_t want, bool whole, void **head);
 /* Give back a NULL-terminated list of n objects, in O(1) while the class's
  * stack has room. */
@@ -277,6 +279,8 @@ typedef struct brisk_tcache_s {
 extern __thread brisk_tcache_t brisk__tc;
 extern uint64_t brisk__free_key; /* marks objects on free lists, to see double frees */
 
+void brisk__tcache_global_init(void);
+void brisk__tcache_after_fork_child(void);
 void *brisk__tcache_alloc_slow(size_t size, unsigned cls);
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
 void brisk__tcache_flush(brisk_tcache_t *tc); /* return everything to central */
@@ -323,6 +327,6 @@ void brisk__stat_mapped(int64_t delta);
 /* The allocation entry points shared by the override and the prefixed API. */
 void *brisk__malloc_slow(size_t size);
 void brisk__free_slow(void *p, brisk_span_t *span, const char *call);
-void *brisk__alloc_aligned(size_t align, size_t size, const char *call);
+void *brisk__alloc_aligned(size_t align, size_t size);
 
 #endif /* BRISK_INTERNAL_H */

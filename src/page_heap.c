@@ -216,5 +216,3 @@ void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t 
   *sbrk_out = sbrk_bytes;
   brisk__unlock(&brisk__heap_lock);
 }
-
-bool brisk__heap_owns_sbrk(void) { return sbrk_bytes > 0; }

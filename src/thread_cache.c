@@ -224,10 +224,10 @@ void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK
   brisk__lock(&brisk__registry_lock);
   for (brisk_tcache_t *tc = registry; tc != NULL; tc = tc->next) {
     for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
-      brisk_tlist_t l;
-      l.room = __atomic_load_n(&tc->list[cls].room, __ATOMIC_RELAXED);
-      l.max = __atomic_load_n(&tc->list[cls].max, __ATOMIC_RELAXED);
-      uint32_t n = brisk__tl_count(&l);
+      int32_t room = __atomic_load_n(&tc->list[cls].room, __ATOMIC_RELAXED);
+      uint32_t max = __atomic_load_n(&tc->list[cls].max, __ATOMIC_RELAXED);
+      int64_t count = (int64_t)max - room;
+      uint32_t n = count > 0 ? (uint32_t)count : 0; /* a torn read may look odd */
       if (per_class_objs) per_class_objs[cls] += n;
       total += (uint64_t)n * brisk__classes[cls].size;
     }
