@@ -56,7 +56,7 @@ static const char *human(char *buf, size_t n, uint64_t v) {
 void brisk_print_stats(void) {
   brisk__ensure_init();
   brisk_stats_t st;
-  static class_row_t rows[BRISK_CLASSES]; /* static: keep the stack small; callers are rare */
+  class_row_t rows[BRISK_CLASSES];
   collect(&st, rows);
   char a[32], b[32], c[32], d[32];
   brisk__printf_err("brisk: stats for pid %d\n", (int)getpid());
