@@ -100,6 +100,8 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
   brisk__unlock(&brisk__large_lock);
 
   void *p = brisk__os_mmap_aligned(map, align);
+  if (p == NULL && brisk__large_purge(UINT64_MAX, 0) > 0) /* the cache was in the way */
+    p = brisk__os_mmap_aligned(map, align);
   if (p == NULL) {
     errno = ENOMEM;
     return NULL;

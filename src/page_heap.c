@@ -116,6 +116,12 @@ static bool grow_locked(size_t npages) {
     }
   }
   if (p == NULL) p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
+  if (p == NULL && bytes > npages * BRISK_PAGE_SIZE) { /* near the limit: just what is needed */
+    bytes = npages * BRISK_PAGE_SIZE;
+    p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
+  }
+  if (p == NULL && brisk__large_purge(UINT64_MAX, 0) > 0) /* cached large blocks were in the way */
+    p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
   if (p == NULL) return false;
   brisk_span_t *s = brisk__span_new();
   if (s == NULL || !brisk__pagemap_ensure((uintptr_t)p >> BRISK_PAGE_SHIFT, bytes / BRISK_PAGE_SIZE)) {

@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -112,6 +115,39 @@ static void test_impossible_sizes_fail_with_enomem(void **state) {
   brisk_free(p); /* still intact */
 }
 
+static size_t vm_size_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long pages = 0;
+  if (f == NULL || fscanf(f, "%lu", &pages) != 1) _exit(20);
+  fclose(f);
+  return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Near an address-space limit, cached large blocks are unmapped before brisk
+ * answers ENOMEM. */
+static void test_cache_gives_way_before_enomem(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    size_t mib = (size_t)1 << 20;
+    struct rlimit rl = {vm_size_bytes() + 48 * mib, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(21);
+    void *p = brisk_malloc(30 * mib);
+    if (p == NULL) _exit(22);
+    brisk_free(p); /* kept in the cache */
+    void *q = brisk_malloc(40 * mib);
+    if (q == NULL) _exit(23);
+    memset(q, 1, 40 * mib);
+    brisk_free(q);
+    _exit(0);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_freed_block_is_reused_without_mapping_more),
@@ -121,6 +157,7 @@ int main(void) {
     cmocka_unit_test(test_block_above_cache_budget_is_unmapped_at_once),
     cmocka_unit_test(test_huge_alignments),
     cmocka_unit_test(test_impossible_sizes_fail_with_enomem),
+    cmocka_unit_test(test_cache_gives_way_before_enomem),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
