@@ -17,8 +17,8 @@ void brisk__options_defaults(brisk_options_t *o) {
   o->sbrk = true;
   o->stats = false;
   o->verbose = false;
-  o->tcache_bytes = (size_t)1 << 20;
-  o->tcache_total = (size_t)32 << 20;
+  o->tcache_bytes = (size_t)2 << 20;
+  o->tcache_total = (size_t)64 << 20;
   o->purge_delay_ms = 1000;
   o->purge_thread = true;
   o->large_cache_bytes = (size_t)32 << 20;

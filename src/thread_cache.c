@@ -3,28 +3,31 @@
  * alloc.c pop and push its lists; everything here is the slow path: refill from
  * and spill to the central lists in batches, budgets, scavenging, thread exit.
  *
- * A list's `max` (and room) is 0 until the cache is live, so the first malloc
- * (empty list) and the first free (room -1) of a thread both land here without an
- * "initialised?" test on the fast path. The same trick serves threads whose cache
- * is being set up (nested allocations from pthread_setspecific) or was torn down
- * (allocations from later TLS destructors): they go straight to central.
+ * A list's `max` (and room) is 0 until its class is first used, so the first
+ * malloc (empty list) and the first free (room -1) of a class in a thread both
+ * land here without an "initialised?" test on the fast path. The same trick
+ * serves threads whose cache is being set up (nested allocations from
+ * pthread_setspecific) or was torn down (allocations from later TLS
+ * destructors): they go straight to central.
  *
  * A list that overflows goes to central whole but for its newest block; a list
  * that runs dry takes one list from central whole (or a batch carved from
  * spans): neither walks the list.
  *
- * Bounds: a list starts at one batch and grows by a batch on each refill, up to
- * LIST_MAX_BATCHES batches, while the thread's budget allows; the budget (the
- * growth beyond one batch per class) is min(BRISK_TCACHE_BYTES,
- * BRISK_TCACHE_TOTAL / live threads). Lists with no
- * slow-path activity for a purge delay give half their objects back. */
+ * Bounds: every list's capacity (max * object size) is charged to the thread's
+ * budget, min(BRISK_TCACHE_BYTES, BRISK_TCACHE_TOTAL / live threads), so the
+ * budget bounds the cache and, through the total, all caches together. A list
+ * starts at one batch (less when the budget is short, at least one object) and
+ * grows by a batch on each refill, up to LIST_MAX_BATCHES batches, while the
+ * budget allows. Lists with no slow-path activity for a purge delay give half
+ * their objects back, and an emptied one returns its whole charge. */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #define LIST_MAX_BATCHES 8
-/* A thread always gets at least this budget, however many threads there are: a
- * cache that cannot hold a batch per class would turn every call into a refill. */
-#define TCACHE_MIN_BUDGET ((size_t)256 * 1024)
+/* A thread always gets at least this budget, however many threads there are:
+ * enough for a batch of the classes a typical thread uses. */
+#define TCACHE_MIN_BUDGET ((size_t)64 * 1024)
 
 __thread brisk_tcache_t brisk__tc;
 uint64_t brisk__free_key;
@@ -60,12 +63,21 @@ static void tcache_init(brisk_tcache_t *tc) {
   atomic_fetch_add_explicit(&threads_live, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed);
   pthread_setspecific(tc_key, tc); /* may allocate: we are in state INIT */
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
-    tc->list[cls].max += brisk__classes[cls].batch;
-    tc->list[cls].room += (int32_t)brisk__classes[cls].batch;
-  }
-  tc->budget_used = 0; /* the first batch of each class is free of charge */
-  tc->state = BRISK_TC_LIVE;
+  tc->budget_used = 0;
+  tc->state = BRISK_TC_LIVE; /* lists start when their class is first used */
+}
+
+/* First use of a class in this thread (or after scavenging emptied it). */
+static void class_start(brisk_tcache_t *tc, unsigned cls) {
+  const brisk_class_info_t *ci = &brisk__classes[cls];
+  brisk_tlist_t *l = &tc->list[cls];
+  size_t budget = thread_budget();
+  size_t avail = budget > tc->budget_used ? budget - tc->budget_used : 0;
+  uint32_t m = ci->batch;
+  if ((size_t)m * ci->size > avail) m = avail / ci->size > 0 ? (uint32_t)(avail / ci->size) : 1;
+  l->max = m;
+  l->room += (int32_t)m;
+  tc->budget_used += (size_t)m * ci->size;
 }
 
 /* Give back `n` objects from the head of a list, in batch-sized pieces so that
@@ -120,10 +132,11 @@ static void tcache_scavenge(brisk_tcache_t *tc, uint64_t now) {
     if (!tc->active[cls]) {
       uint32_t count = brisk__tl_count(l);
       if (count > 0) list_release(cls, l, (count + 1) / 2);
-      if (l->max > batch) {
-        tc->budget_used -= (size_t)(l->max - batch) * brisk__classes[cls].size;
-        l->room -= (int32_t)(l->max - batch);
-        l->max = batch;
+      uint32_t keep = brisk__tl_count(l) == 0 ? 0 : l->max < batch ? l->max : batch;
+      if (l->max > keep) { /* an emptied list gives back its whole charge */
+        tc->budget_used -= (size_t)(l->max - keep) * brisk__classes[cls].size;
+        l->room -= (int32_t)(l->max - keep);
+        l->max = keep;
       }
     }
     tc->active[cls] = 0;
@@ -165,7 +178,8 @@ void *brisk__tcache_alloc_slow(size_t size, unsigned cls) {
   void *p = l->head;
   if (p == NULL) {
     const brisk_class_info_t *ci = &brisk__classes[cls];
-    uint32_t n = brisk__central_take(cls, ci->batch, true, &p);
+    if (l->max == 0) class_start(tc, cls);
+    uint32_t n = brisk__central_take(cls, l->max < ci->batch ? l->max : ci->batch, true, &p);
     if (n == 0) {
       errno = ENOMEM;
       return NULL;
@@ -190,13 +204,15 @@ void *brisk__tcache_alloc_slow(size_t size, unsigned cls) {
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
   brisk_tlist_t *l = &tc->list[cls];
   if (tc->state != BRISK_TC_LIVE) {
-    if (tc->state == BRISK_TC_NEW) {
-      tcache_init(tc);
-      if (l->room >= 0) return;
-    } else {
+    if (tc->state != BRISK_TC_NEW) {
       list_release(cls, l, brisk__tl_count(l)); /* INIT or DEAD: nothing stays here */
       return;
     }
+    tcache_init(tc);
+  }
+  if (l->max == 0) {
+    class_start(tc, cls);
+    if (l->room >= 0) return;
   }
   /* Overflow: the whole list but the block just freed goes to central in one
    * piece. Walking to a batch boundary instead would touch every block, and they

@@ -56,6 +56,36 @@ static void test_lists_stay_bounded_when_a_thread_frees_much(void **state) {
   assert_true((uintptr_t)run_in_thread(lists_stay_bounded, NULL));
 }
 
+/* The budget covers every list: a thread that uses 32 classes hard holds at most
+ * its budget plus one object per class the budget could no longer afford. */
+static void *cache_within_budget(void *arg) {
+  size_t *held = arg;
+  enum { CLASSES = 32, N = 100 };
+  static void *blocks[N];
+  for (int round = 0; round < 3; round++) {
+    for (unsigned cls = 1; cls <= CLASSES; cls++) {
+      for (int i = 0; i < N; i++) blocks[i] = brisk_malloc(brisk__classes[cls].size);
+      for (int i = 0; i < N; i++) brisk_free(blocks[i]);
+    }
+  }
+  size_t bytes = 0;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++)
+    bytes += (size_t)brisk__tl_count(&brisk__tc.list[cls]) * brisk__classes[cls].size;
+  *held = bytes;
+  return NULL;
+}
+
+static void test_thread_cache_stays_within_its_budget(void **state) {
+  (void)state;
+  size_t saved = brisk__opt.tcache_bytes, held = 0, floors = 0;
+  brisk__opt.tcache_bytes = 128 * 1024;
+  run_in_thread(cache_within_budget, &held);
+  brisk__opt.tcache_bytes = saved;
+  for (unsigned cls = 1; cls <= 32; cls++) floors += brisk__classes[cls].size;
+  if (held > 128 * 1024 + floors) fail_msg("cache holds %zu bytes", held);
+  assert_true(held > 0);
+}
+
 static void *hold_cache(void *arg) {
   brisk_stats_t *st = arg;
   void *p[100];
@@ -200,6 +230,7 @@ int main(void) {
     cmocka_unit_test(test_first_malloc_refills_one_batch),
     cmocka_unit_test(test_lists_stay_bounded_when_a_thread_frees_much),
     cmocka_unit_test(test_thread_exit_returns_the_cache),
+    cmocka_unit_test(test_thread_cache_stays_within_its_budget),
     cmocka_unit_test(test_producer_consumer_memory_stays_bounded),
     cmocka_unit_test(test_thousands_of_threads_do_not_grow_memory),
     cmocka_unit_test(test_tls_destructor_can_allocate_after_the_cache_is_gone),
