@@ -4,7 +4,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +103,59 @@ static void test_trim_returns_small_heap_memory(void **state) {
   assert_true(st.returned >= (uint64_t)N * 512 / 2);
 }
 
+static size_t rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0, resident = 0;
+  assert_non_null(f);
+  assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
+  fclose(f);
+  return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A program frees a big working set and then makes no further call: the purge
+ * thread still gives the memory back after the delay. */
+static void test_idle_memory_goes_back_without_further_calls(void **state) {
+  (void)state;
+  enum { N = 200000, SIZE = 1000 };
+  void **blocks = calloc(N, sizeof *blocks); /* glibc's: not part of the count */
+  assert_non_null(blocks);
+  for (int i = 0; i < N; i++) {
+    blocks[i] = brisk_malloc(SIZE);
+    memset(blocks[i], 7, SIZE);
+  }
+  size_t peak = rss_bytes();
+  for (int i = 0; i < N; i++) brisk_free(blocks[i]);
+  free(blocks);
+  /* two purge delays (central lists, then heap pages) and a purger period */
+  struct timespec ts = {3, 500 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  size_t after = rss_bytes();
+  if (after + (size_t)N * SIZE * 3 / 4 > peak)
+    fail_msg("RSS %zu MiB at peak, still %zu MiB after idling", peak >> 20, after >> 20);
+}
+
+/* Allocate (and keep) enough 1000-byte blocks that the heap must grow by at least
+ * extra bytes beyond the free pages it already has, check every block, and
+ * return the stats from before. Runs in forked children: exits on failure. */
+static void grow_heap(size_t extra, brisk_stats_t *before, brisk_stats_t *after) {
+  brisk_get_stats(before);
+  size_t n = (size_t)((before->heap_free + before->returned + extra) / 1000);
+  void *list = NULL;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char *b = brisk_malloc(1000);
+    if (b == NULL) _exit(11);
+    memset(b, (int)(i & 0xff), 1000);
+    *(void **)b = list; /* chain the blocks through their first word */
+    list = b;
+  }
+  for (size_t i = n; i-- > 0;) {
+    unsigned char *b = list;
+    if (b[999] != (i & 0xff)) _exit(12);
+    list = *(void **)b;
+  }
+  brisk_get_stats(after);
+}
+
 /* Grow in a child whose program break is blocked by a mapping: brisk must carry
  * on with mmap'd regions. */
 static void test_blocked_break_falls_back_to_mmap(void **state) {
@@ -112,18 +168,9 @@ static void test_blocked_break_falls_back_to_mmap(void **state) {
     void *wall = (void *)((brk_now + os - 1) & ~(os - 1));
     if (mmap(wall, os, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != wall) _exit(10);
     brisk_stats_t before, after;
-    brisk_get_stats(&before);
-    static void *blocks[40000];
-    for (int i = 0; i < 40000; i++) {
-      blocks[i] = brisk_malloc(1000);
-      if (blocks[i] == NULL) _exit(11);
-      memset(blocks[i], i & 0xff, 1000);
-    }
-    for (int i = 0; i < 40000; i++)
-      if (((unsigned char *)blocks[i])[999] != (i & 0xff)) _exit(12);
-    brisk_get_stats(&after);
+    grow_heap(30u << 20, &before, &after);
     if (after.sbrk_bytes != before.sbrk_bytes) _exit(13);
-    if (after.mapped < before.mapped + 30 * 1000 * 1000) _exit(14);
+    if (after.mapped < before.mapped + (30u << 20)) _exit(14);
     _exit(0);
   }
   int st;
@@ -135,17 +182,17 @@ static void test_blocked_break_falls_back_to_mmap(void **state) {
 static void test_sbrk_option_off_uses_mmap_only(void **state) {
   (void)state;
   pid_t pid = fork();
+  assert_true(pid >= 0);
   if (pid == 0) {
     brisk__opt.sbrk = false;
     brisk_stats_t before, after;
-    brisk_get_stats(&before);
-    for (int i = 0; i < 20000; i++) memset(brisk_malloc(2000), 1, 2000);
-    brisk_get_stats(&after);
-    _exit(after.sbrk_bytes == before.sbrk_bytes && after.mapped > before.mapped ? 0 : 1);
+    grow_heap(20u << 20, &before, &after);
+    _exit(after.sbrk_bytes == before.sbrk_bytes && after.mapped >= before.mapped + (20u << 20) ? 0 : 1);
   }
   int st;
   assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 int main(void) {
@@ -154,6 +201,7 @@ int main(void) {
     cmocka_unit_test(test_free_neighbours_coalesce_into_one_span),
     cmocka_unit_test(test_idle_free_pages_are_given_back),
     cmocka_unit_test(test_trim_returns_small_heap_memory),
+    cmocka_unit_test(test_idle_memory_goes_back_without_further_calls),
     cmocka_unit_test(test_blocked_break_falls_back_to_mmap),
     cmocka_unit_test(test_sbrk_option_off_uses_mmap_only),
   };
