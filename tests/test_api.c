@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "child.h"
+
 #include "api_helpers.h"
 #include "brisk.h"
 
@@ -28,22 +30,6 @@ static brisk_stats_t stats_now(void) {
   memset(&s, 0, sizeof s);
   brisk_get_stats(&s);
   return s;
-}
-
-/* Run body in a forked child, so that an abort inside brisk or a resource limit
- * stays there; returns its exit code, failing the test if it died of a signal. */
-static int run_in_child(int (*body)(void), const char *what) {
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) _exit(body());
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  if (WIFSIGNALED(status))
-    fail_msg("%s: the child died of signal %d (%s); brisk's message, if any, is above", what,
-             WTERMSIG(status), strsignal(WTERMSIG(status)));
-  assert_true(WIFEXITED(status));
-  return WEXITSTATUS(status);
 }
 
 /* ------------------------------------------------------------------------------

@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "internal.h"
 
 static bool is_mapped(void *p) {
@@ -125,27 +125,23 @@ static size_t vm_size_bytes(void) {
 
 /* Near an address-space limit, cached large blocks are unmapped before brisk
  * answers ENOMEM. */
+static int cache_gives_way(void) {
+  size_t mib = (size_t)1 << 20;
+  struct rlimit rl = {vm_size_bytes() + 48 * mib, RLIM_INFINITY};
+  if (setrlimit(RLIMIT_AS, &rl) != 0) return 21;
+  void *p = brisk_malloc(30 * mib);
+  if (p == NULL) return 22;
+  brisk_free(p); /* kept in the cache */
+  void *q = brisk_malloc(40 * mib);
+  if (q == NULL) return 23;
+  memset(q, 1, 40 * mib);
+  brisk_free(q);
+  return 0;
+}
+
 static void test_cache_gives_way_before_enomem(void **state) {
   (void)state;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    size_t mib = (size_t)1 << 20;
-    struct rlimit rl = {vm_size_bytes() + 48 * mib, RLIM_INFINITY};
-    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(21);
-    void *p = brisk_malloc(30 * mib);
-    if (p == NULL) _exit(22);
-    brisk_free(p); /* kept in the cache */
-    void *q = brisk_malloc(40 * mib);
-    if (q == NULL) _exit(23);
-    memset(q, 1, 40 * mib);
-    brisk_free(q);
-    _exit(0);
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_int_equal(run_in_child(cache_gives_way, "cache_gives_way"), 0);
 }
 
 int main(void) {

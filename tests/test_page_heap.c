@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "internal.h"
 
 static int setup(void **state) {
@@ -135,8 +135,8 @@ static void test_idle_memory_goes_back_without_further_calls(void **state) {
 }
 
 /* Allocate (and keep) enough 1000-byte blocks that the heap must grow by at least
- * extra bytes beyond the free pages it already has, check every block, and
- * return the stats from before. Runs in forked children: exits on failure. */
+ * extra bytes beyond the free pages it already has, and check every block. Runs
+ * in forked children: exits on failure. */
 static void grow_heap(size_t extra, brisk_stats_t *before, brisk_stats_t *after) {
   brisk_get_stats(before);
   size_t n = (size_t)((before->heap_free + before->returned + extra) / 1000);
@@ -156,43 +156,36 @@ static void grow_heap(size_t extra, brisk_stats_t *before, brisk_stats_t *after)
   brisk_get_stats(after);
 }
 
-/* Grow in a child whose program break is blocked by a mapping: brisk must carry
- * on with mmap'd regions. */
+/* Grow with the program break blocked by a mapping: brisk must carry on with
+ * mmap'd regions. */
+static int blocked_break(void) {
+  size_t os = (size_t)sysconf(_SC_PAGESIZE);
+  uintptr_t brk_now = (uintptr_t)sbrk(0);
+  void *wall = (void *)((brk_now + os - 1) & ~(os - 1));
+  if (mmap(wall, os, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != wall) return 10;
+  brisk_stats_t before, after;
+  grow_heap(30u << 20, &before, &after);
+  if (after.sbrk_bytes != before.sbrk_bytes) return 13;
+  if (after.mapped < before.mapped + (30u << 20)) return 14;
+  return 0;
+}
+
 static void test_blocked_break_falls_back_to_mmap(void **state) {
   (void)state;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    size_t os = (size_t)sysconf(_SC_PAGESIZE);
-    uintptr_t brk_now = (uintptr_t)sbrk(0);
-    void *wall = (void *)((brk_now + os - 1) & ~(os - 1));
-    if (mmap(wall, os, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != wall) _exit(10);
-    brisk_stats_t before, after;
-    grow_heap(30u << 20, &before, &after);
-    if (after.sbrk_bytes != before.sbrk_bytes) _exit(13);
-    if (after.mapped < before.mapped + (30u << 20)) _exit(14);
-    _exit(0);
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_int_equal(run_in_child(blocked_break, "blocked_break"), 0);
+}
+
+static int sbrk_off(void) {
+  brisk__opt.sbrk = false;
+  brisk_stats_t before, after;
+  grow_heap(20u << 20, &before, &after);
+  if (after.sbrk_bytes != before.sbrk_bytes) return 1;
+  return after.mapped >= before.mapped + (20u << 20) ? 0 : 2;
 }
 
 static void test_sbrk_option_off_uses_mmap_only(void **state) {
   (void)state;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    brisk__opt.sbrk = false;
-    brisk_stats_t before, after;
-    grow_heap(20u << 20, &before, &after);
-    _exit(after.sbrk_bytes == before.sbrk_bytes && after.mapped >= before.mapped + (20u << 20) ? 0 : 1);
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_int_equal(run_in_child(sbrk_off, "sbrk_off"), 0);
 }
 
 int main(void) {

@@ -6,9 +6,9 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "internal.h"
 
 static void *run_in_thread(void *(*fn)(void *), void *arg) {
@@ -210,19 +210,15 @@ static void allocate_at_exit(void) {
   _exit(0); /* reached only if everything above worked */
 }
 
+static int exit_with_handler(void) {
+  exit_block = brisk_malloc(50);
+  atexit(allocate_at_exit);
+  exit(7); /* the handler turns this into 0 */
+}
+
 static void test_atexit_handler_can_allocate(void **state) {
   (void)state;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    exit_block = brisk_malloc(50);
-    atexit(allocate_at_exit);
-    exit(7); /* the handler turns this into 0 */
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_int_equal(run_in_child(exit_with_handler, "exit_with_handler"), 0);
 }
 
 int main(void) {
