@@ -27,7 +27,7 @@ static inline void *tc_pop(unsigned cls) {
 }
 
 brisk_noinline void *brisk__malloc_slow(size_t size) {
-  if (size <= BRISK_SMALL_MAX) return brisk__tcache_alloc_slow(size, 0);
+  if (size <= BRISK_SMALL_MAX) return brisk__tcache_alloc_slow(size);
   brisk__ensure_init();
   return brisk__large_alloc(size, 0, false);
 }

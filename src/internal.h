@@ -281,7 +281,7 @@ extern uint64_t brisk__free_key; /* marks objects on free lists, to see double f
 
 void brisk__tcache_global_init(void);
 void brisk__tcache_after_fork_child(void);
-void *brisk__tcache_alloc_slow(size_t size, unsigned cls);
+void *brisk__tcache_alloc_slow(size_t size);
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
 void brisk__tcache_flush(brisk_tcache_t *tc); /* return everything to central */
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);

@@ -166,10 +166,10 @@ static void *direct_alloc(unsigned cls) {
   return p;
 }
 
-void *brisk__tcache_alloc_slow(size_t size, unsigned cls) {
+void *brisk__tcache_alloc_slow(size_t size) {
   brisk__ensure_init();
   brisk_tcache_t *tc = &brisk__tc;
-  cls = brisk__size_to_class(size); /* the table may have been empty before start-up */
+  unsigned cls = brisk__size_to_class(size); /* the fast path's table may have been empty */
   if (brisk_unlikely(tc->state != BRISK_TC_LIVE)) {
     if (tc->state != BRISK_TC_NEW) return direct_alloc(cls);
     tcache_init(tc);
