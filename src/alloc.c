@@ -44,20 +44,25 @@ void *brisk_malloc(size_t size) {
    free
 ------------------------------------------------------------------------------ */
 
-/* Validate p as the start of an object of small span s; aborts on anything else.
- * Returns true when word 1 holds the free key: p may already be free. */
-static inline bool small_check(void *p, const brisk_span_t *s, const char *call) {
-  uintptr_t off = (uintptr_t)p - s->start;
-  if (brisk_unlikely(off >= s->limit)) brisk__fatal(call, "invalid pointer", p);
-  uint64_t idx = (off * s->div_magic) >> 40; /* exact: off < 2^24 */
-  if (brisk_unlikely(idx * s->obj_size != off)) brisk__fatal(call, "invalid pointer", p);
+/* Validate p as the start of an object, given its page-map entry e (a SMALL
+ * span's page: class and page index); aborts on anything else. The span's start
+ * is p's page minus the index, so the descriptor itself is not touched. Returns
+ * true when word 1 holds the free key: p may already be free. */
+static inline bool small_check(void *p, uint64_t e, const char *call) {
+  const brisk_class_info_t *ci = &brisk__classes[brisk__pm_class(e)];
+  uintptr_t start = (((uintptr_t)p >> BRISK_PAGE_SHIFT) - brisk__pm_index(e)) << BRISK_PAGE_SHIFT;
+  uintptr_t off = (uintptr_t)p - start; /* under 256 pages */
+  if (brisk_unlikely(off >= ci->limit)) brisk__fatal(call, "invalid pointer", p);
+  uint64_t idx = (off * ci->div_magic) >> 40; /* exact: off < 2^24 */
+  if (brisk_unlikely(idx * ci->size != off)) brisk__fatal(call, "invalid pointer", p);
   return brisk_unlikely(((uint64_t *)p)[1] == brisk__free_key);
 }
 
 /* The full double-free check: the thread's own list, then central and the span.
  * A block in another thread's cache is out of sight and passes. */
-static brisk_cold void check_double_free(void *p, brisk_span_t *s, unsigned cls, const char *call) {
-  if (brisk__tcache_contains(&brisk__tc, cls, p) || brisk__central_is_free(s, p))
+static brisk_cold void check_double_free(void *p, uint64_t e, const char *call) {
+  unsigned cls = brisk__pm_class(e);
+  if (brisk__tcache_contains(&brisk__tc, cls, p) || brisk__central_is_free(brisk__pm_span(e), p))
     brisk__fatal(call, "double free", p);
   /* the key was the program's own data */
 }
@@ -72,9 +77,9 @@ static inline void small_free(void *p, unsigned cls) {
 }
 
 /* Kept out of line so that the fast path below needs no stack frame. */
-static brisk_noinline void free_suspect(void *p, brisk_span_t *s, unsigned cls) {
-  check_double_free(p, s, cls, "free()");
-  small_free(p, cls);
+static brisk_noinline void free_suspect(void *p, uint64_t e) {
+  check_double_free(p, e, "free()");
+  small_free(p, brisk__pm_class(e));
 }
 
 brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call) {
@@ -86,30 +91,31 @@ brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call)
     brisk__large_free(s, p, call);
     return;
   }
-  brisk__fatal(call, "invalid pointer", p); /* inside a free page-heap span */
+  brisk__fatal(call, "invalid pointer", p); /* a free page-heap span, or past a span's objects */
 }
 
 void brisk_free(void *p) {
-  brisk_span_t *s = brisk__pagemap_get(p);
-  unsigned cls;
-  if (brisk_unlikely(s == NULL || (cls = s->cls) == 0)) {
-    brisk__free_slow(p, s, "free()");
+  uint64_t e = brisk__pagemap_entry(p);
+  unsigned cls = brisk__pm_class(e);
+  if (brisk_unlikely(cls == 0)) {
+    brisk__free_slow(p, brisk__pm_span(e), "free()");
     return;
   }
-  if (small_check(p, s, "free()")) {
-    free_suspect(p, s, cls);
+  if (small_check(p, e, "free()")) {
+    free_suspect(p, e);
     return;
   }
   small_free(p, cls);
 }
 
-static size_t usable_of(const void *p, brisk_span_t *s, const char *call) {
-  if (s == NULL) brisk__fatal(call, "invalid pointer", p);
-  if (s->cls != 0) {
-    if (small_check((void *)p, s, call)) check_double_free((void *)p, s, s->cls, call);
-    return s->obj_size;
+/* The usable size of a block, validating it like free() does. */
+static size_t usable_of(const void *p, uint64_t e, const char *call) {
+  if (brisk__pm_class(e) != 0) {
+    if (small_check((void *)p, e, call)) check_double_free((void *)p, e, call);
+    return brisk__classes[brisk__pm_class(e)].size;
   }
-  if (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED)
+  brisk_span_t *s = brisk__pm_span(e);
+  if (s == NULL || (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED))
     brisk__fatal(call, "invalid pointer", p);
   if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
   if (s->state != BRISK_SPAN_LARGE) brisk__fatal(call, "double free", p);
@@ -122,20 +128,21 @@ static size_t usable_of(const void *p, brisk_span_t *s, const char *call) {
  * half its class). Large: the same pages as the size last asked for. */
 void brisk_free_sized(void *p, size_t size) {
   if (p == NULL) return;
-  brisk_span_t *s = brisk__pagemap_get(p);
-  size_t usable = usable_of(p, s, "free_sized()");
+  uint64_t e = brisk__pagemap_entry(p);
+  size_t usable = usable_of(p, e, "free_sized()");
+  unsigned cls = brisk__pm_class(e);
   bool wrong;
-  if (s->cls != 0) wrong = size > usable || (brisk__size_to_class(size) < s->cls && size * 2 < usable);
-  else wrong = brisk__large_rounded(size) != brisk__large_rounded(s->req_size);
+  if (cls != 0) wrong = size > usable || (brisk__size_to_class(size) < cls && size * 2 < usable);
+  else wrong = brisk__large_rounded(size) != brisk__large_rounded(brisk__pm_span(e)->req_size);
   if (wrong) brisk__fatal("free_sized()", "wrong size for the block", p);
   brisk_free(p);
 }
 
 void brisk_free_aligned_sized(void *p, size_t alignment, size_t size) {
   if (p == NULL) return;
-  brisk_span_t *s = brisk__pagemap_get(p);
-  if (size > usable_of(p, s, "free_aligned_sized()") ||
-      (s->cls == 0 && brisk__large_rounded(size) != brisk__large_rounded(s->req_size)))
+  uint64_t e = brisk__pagemap_entry(p);
+  if (size > usable_of(p, e, "free_aligned_sized()") ||
+      (brisk__pm_class(e) == 0 && brisk__large_rounded(size) != brisk__large_rounded(brisk__pm_span(e)->req_size)))
     brisk__fatal("free_aligned_sized()", "wrong size for the block", p);
   if (alignment != 0 && ((uintptr_t)p & (alignment - 1)) != 0)
     brisk__fatal("free_aligned_sized()", "misaligned pointer", p);
@@ -144,7 +151,7 @@ void brisk_free_aligned_sized(void *p, size_t alignment, size_t size) {
 
 size_t brisk_usable_size(const void *p) {
   if (p == NULL) return 0;
-  return usable_of(p, brisk__pagemap_get(p), "malloc_usable_size()");
+  return usable_of(p, brisk__pagemap_entry(p), "malloc_usable_size()");
 }
 
 /* ------------------------------------------------------------------------------
@@ -172,12 +179,13 @@ void *brisk_realloc(void *p, size_t size) {
     brisk_free(p);
     return NULL;
   }
-  brisk_span_t *s = brisk__pagemap_get(p);
+  uint64_t e = brisk__pagemap_entry(p);
+  brisk_span_t *s = brisk__pm_span(e);
   if (s == NULL) brisk__fatal("realloc()", "invalid pointer", p);
   size_t old;
-  if (s->cls != 0) {
-    if (small_check(p, s, "realloc()")) check_double_free(p, s, s->cls, "realloc()");
-    old = s->obj_size;
+  if (brisk__pm_class(e) != 0) {
+    if (small_check(p, e, "realloc()")) check_double_free(p, e, "realloc()");
+    old = brisk__classes[brisk__pm_class(e)].size;
     /* Stay put unless the block would be more than twice what is needed. */
     if (size <= old && size >= old / 2) return p;
   } else {

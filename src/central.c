@@ -127,15 +127,14 @@ static brisk_span_t *span_make(unsigned cls) {
   brisk_span_t *s = brisk__heap_alloc(ci->span_pages);
   if (s == NULL) return NULL;
   s->obj_size = ci->size;
-  s->div_magic = ci->div_magic;
   s->capacity = ci->span_objs;
-  s->limit = ci->span_objs * ci->size;
   s->bump = s->start;
   s->freelist = NULL;
   s->used = 0;
   s->in_partial = 0;
-  /* cls last: free() reads it without the lock to classify the span */
-  __atomic_store_n(&s->cls, (uint8_t)cls, __ATOMIC_RELEASE);
+  s->cls = (uint8_t)cls;
+  /* Published last: free() classifies a block by its page-map entry alone. */
+  brisk__pagemap_set_small(s->start >> BRISK_PAGE_SHIFT, s->npages, s, cls);
   return s;
 }
 
@@ -209,8 +208,8 @@ static void free_spans(brisk_span_t *empty) {
     brisk_span_t *s = empty;
     empty = s->next;
     s->next = NULL;
-    __atomic_store_n(&s->cls, 0, __ATOMIC_RELAXED);
-    brisk__heap_free(s);
+    s->cls = 0;
+    brisk__heap_free(s); /* clears the page-map entries first */
   }
 }
 

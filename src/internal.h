@@ -23,6 +23,10 @@
 
 #include "brisk.h"
 
+/* Everything declared below is internal to the library: hidden, so that the
+ * fast paths reach brisk's own globals directly rather than through the GOT. */
+#pragma GCC visibility push(hidden)
+
 #define brisk_likely(x) __builtin_expect(!!(x), 1)
 #define brisk_unlikely(x) __builtin_expect(!!(x), 0)
 #define brisk_noinline __attribute__((noinline))
@@ -59,12 +63,15 @@
 /* Sizes up to this are classed through a table; above, by arithmetic. */
 #define BRISK_CLASS_TABLE_MAX 1024
 
+/* 32 bytes, so free() indexes the table with a shift. */
 typedef struct brisk_class_info_s {
   uint32_t size;       /* object size */
   uint32_t batch;      /* objects moved between a thread cache and central at once */
   uint32_t span_pages; /* pages in a span of this class */
   uint32_t span_objs;  /* objects in such a span */
   uint64_t div_magic;  /* ceil(2^40 / size): offset / size without a division */
+  uint32_t limit;      /* span_objs * size: where a span's objects end */
+  uint32_t pad;
 } brisk_class_info_t;
 
 extern brisk_class_info_t brisk__classes[BRISK_CLASSES];
@@ -101,8 +108,8 @@ typedef enum brisk_span_state_e {
  *  - start, npages, state: the page heap (heap lock) or large.c (large lock), set
  *    before the span is published in the page map;
  *  - freelist, bump, used, next/prev while SMALL: the class's central lock;
- *  - cls, obj_size, div_magic: written once when the span becomes SMALL, read by
- *    free() without a lock (the page map publication orders them). */
+ *  - cls, obj_size, capacity: written once when the span becomes SMALL, before
+ *    its page-map entries carry the class; slow paths read them without a lock. */
 typedef struct brisk_span_s {
   uintptr_t start;
   size_t npages;          /* brisk pages; for large spans, bytes / BRISK_PAGE_SIZE rounded up */
@@ -111,8 +118,6 @@ typedef struct brisk_span_s {
   uint8_t purged;         /* FREE: every page was given back with madvise */
   uint8_t in_partial;     /* SMALL: on its class's list of spans with free objects */
   uint32_t obj_size;
-  uint32_t limit;         /* SMALL: capacity * obj_size, the end of the objects */
-  uint64_t div_magic;
   /* small spans */
   void *freelist;         /* objects returned to this span */
   uintptr_t bump;         /* objects at or above bump were never handed out */
@@ -126,32 +131,47 @@ typedef struct brisk_span_s {
 } brisk_span_t;
 
 /* The page map is a two-level radix tree over the 48-bit address space: a root of
- * 2^17 pointers (in .bss, touched sparsely) to leaves of 2^18 span pointers, each
- * leaf covering 2 GiB. Leaves are created once and never freed, so readers need no
- * lock; writers publish an entry after the span is filled in. */
+ * 2^17 pointers (in .bss, touched sparsely) to leaves of 2^18 entries, each leaf
+ * covering 2 GiB. Leaves are created once and never freed, so readers need no
+ * lock; writers publish an entry after the span is filled in.
+ *
+ * An entry is the span pointer (48 bits); for the pages of a SMALL span it also
+ * carries the size class (bits 48-55) and the page's index in its span (bits
+ * 56-63). With those, free() finds the object's class and span start from the
+ * entry and the class table alone, without touching the span descriptor. */
 #define BRISK_VA_BITS 48
 #define BRISK_PM_LEAF_BITS 18
 #define BRISK_PM_ROOT_BITS (BRISK_VA_BITS - BRISK_PAGE_SHIFT - BRISK_PM_LEAF_BITS)
+#define BRISK_PM_PTR_MASK (((uint64_t)1 << BRISK_VA_BITS) - 1)
+#define BRISK_PM_MAX_INDEX 255
 
 typedef struct brisk_pm_leaf_s {
-  _Atomic(brisk_span_t *) span[(size_t)1 << BRISK_PM_LEAF_BITS];
+  _Atomic uint64_t entry[(size_t)1 << BRISK_PM_LEAF_BITS];
 } brisk_pm_leaf_t;
 
 extern _Atomic(brisk_pm_leaf_t *) brisk__pagemap_root[(size_t)1 << BRISK_PM_ROOT_BITS];
 
 /* An address above the 48 bits wraps to a low one here: the caller's check that
- * the address lies inside the span it gets back rejects it. */
-static inline brisk_span_t *brisk__pagemap_get(const void *p) {
+ * the address lies inside its span rejects it. 0 for an address brisk never used. */
+static inline uint64_t brisk__pagemap_entry(const void *p) {
   uintptr_t page = (uintptr_t)p >> BRISK_PAGE_SHIFT;
   uintptr_t ri = (page >> BRISK_PM_LEAF_BITS) & (((uintptr_t)1 << BRISK_PM_ROOT_BITS) - 1);
   brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[ri], memory_order_acquire);
-  if (brisk_unlikely(leaf == NULL)) return NULL;
-  return atomic_load_explicit(&leaf->span[page & (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)],
+  if (brisk_unlikely(leaf == NULL)) return 0;
+  return atomic_load_explicit(&leaf->entry[page & (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)],
                               memory_order_acquire);
 }
+static inline brisk_span_t *brisk__pm_span(uint64_t e) { return (brisk_span_t *)(uintptr_t)(e & BRISK_PM_PTR_MASK); }
+static inline unsigned brisk__pm_class(uint64_t e) { return (unsigned)(e >> 48) & 0xff; }
+static inline uintptr_t brisk__pm_index(uint64_t e) { return (uintptr_t)(e >> 56); }
+static inline brisk_span_t *brisk__pagemap_get(const void *p) { return brisk__pm_span(brisk__pagemap_entry(p)); }
+
 /* Set the entries of pages [first, first+n) to span; false if a leaf could not be
  * mapped (out of memory). */
 bool brisk__pagemap_set(uintptr_t first_page, size_t n, brisk_span_t *span);
+/* The same for the pages of a SMALL span of class cls, with class and index (a
+ * page past BRISK_PM_MAX_INDEX gets a plain entry: no object lies there). */
+void brisk__pagemap_set_small(uintptr_t first_page, size_t n, brisk_span_t *span, unsigned cls);
 /* Make sure leaves exist for a range before it is published (so set cannot fail). */
 bool brisk__pagemap_ensure(uintptr_t first_page, size_t n);
 void brisk__pagemap_fork_lock(void);
@@ -329,4 +349,5 @@ void *brisk__malloc_slow(size_t size);
 void brisk__free_slow(void *p, brisk_span_t *span, const char *call);
 void *brisk__alloc_aligned(size_t align, size_t size);
 
+#pragma GCC visibility pop
 #endif /* BRISK_INTERNAL_H */

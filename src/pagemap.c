@@ -35,14 +35,26 @@ bool brisk__pagemap_ensure(uintptr_t first_page, size_t n) {
   return true;
 }
 
+static inline void entry_store(uintptr_t pg, uint64_t e) {
+  brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[pg >> BRISK_PM_LEAF_BITS],
+                                               memory_order_relaxed);
+  atomic_store_explicit(&leaf->entry[pg & LEAF_MASK], e, memory_order_release);
+}
+
 bool brisk__pagemap_set(uintptr_t first_page, size_t n, brisk_span_t *span) {
   if (!brisk__pagemap_ensure(first_page, n)) return false;
-  for (uintptr_t pg = first_page; pg < first_page + n; pg++) {
-    brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[pg >> BRISK_PM_LEAF_BITS],
-                                                 memory_order_relaxed);
-    atomic_store_explicit(&leaf->span[pg & LEAF_MASK], span, memory_order_release);
-  }
+  for (uintptr_t pg = first_page; pg < first_page + n; pg++) entry_store(pg, (uint64_t)(uintptr_t)span);
   return true;
+}
+
+/* The leaves exist: the page heap ensured them when the region was added. */
+void brisk__pagemap_set_small(uintptr_t first_page, size_t n, brisk_span_t *span, unsigned cls) {
+  uint64_t base = (uint64_t)(uintptr_t)span;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t e = base;
+    if (i <= BRISK_PM_MAX_INDEX) e |= (uint64_t)cls << 48 | (uint64_t)i << 56;
+    entry_store(first_page + i, e);
+  }
 }
 
 void brisk__pagemap_fork_lock(void) { brisk__lock(&pm_lock); }

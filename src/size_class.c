@@ -68,8 +68,10 @@ void brisk__size_class_init(void) {
     c->span_pages = span_pages_for(size);
     c->span_objs = (uint32_t)(c->span_pages * BRISK_PAGE_SIZE / size);
     c->div_magic = (((uint64_t)1 << 40) + size - 1) / size;
+    c->limit = c->span_objs * c->size;
   }
   brisk_assert(class_size_of(BRISK_CLASSES - 1) == BRISK_SMALL_MAX);
+  _Static_assert(sizeof(brisk_class_info_t) == 32, "class info indexed by shift");
   /* Written last: the table being non-zero is what lets fast paths hit. */
   for (size_t i = 0; i <= BRISK_CLASS_TABLE_MAX / 16; i++)
     brisk__class_table[i] = (uint8_t)brisk__size_to_class_slow(i * 16);
