@@ -128,6 +128,7 @@ typedef struct brisk_span_s {
   size_t req_size;        /* usable bytes (large) */
   uint64_t idle_since_ms; /* FREE or CACHED: when it became so */
   struct brisk_span_s *next, *prev;
+  struct brisk_span_s *bnext, *bprev; /* CACHED: the large cache's size bin */
 } brisk_span_t;
 
 /* The page map is a two-level radix tree over the 48-bit address space: a root of

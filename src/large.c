@@ -14,7 +14,7 @@
 /* A cached block serves a request up to this fraction smaller than itself; the
  * slack is at most a quarter, the same order as the small classes' rounding. */
 #define REUSE_SLACK_SHIFT 2
-/* Bound on cached blocks, however small: the reuse search walks the list. */
+/* Bound on cached blocks, however small. */
 #define CACHE_MAX_COUNT 64
 
 /* Large mappings are sized in whole brisk pages (or OS pages, if larger): the
@@ -27,26 +27,50 @@ static inline size_t large_granule(void) {
 
 brisk_lock_t brisk__large_lock = BRISK_LOCK_INIT;
 
-static brisk_span_t *cache_head, *cache_tail; /* most recently freed first */
+/* The cache: every cached block is on one list in the order it was freed (for
+ * eviction and purging, oldest at the tail) and on the list of its size bin (for
+ * lookup). Bins split each doubling of the size in four, so a request looks at
+ * its own bin and the next, whose blocks are within the reuse slack or just
+ * past it, instead of scanning the whole cache under the lock. */
+#define CACHE_BINS 128
+
+static brisk_span_t *lru_head, *lru_tail;
+static brisk_span_t *bin_head[CACHE_BINS];
 static size_t cache_bytes, cache_count;
 static size_t in_use_bytes, in_use_count;
 
+static unsigned bin_of(size_t bytes) {
+  size_t n = bytes >> BRISK_PAGE_SHIFT;
+  if (n < 8) return (unsigned)n;
+  unsigned k = 63u - (unsigned)__builtin_clzll(n);
+  unsigned b = 8 + (k - 3) * 4 + (unsigned)((n >> (k - 2)) & 3);
+  return b < CACHE_BINS ? b : CACHE_BINS - 1;
+}
+
 static void cache_remove(brisk_span_t *s) {
   if (s->prev) s->prev->next = s->next;
-  else cache_head = s->next;
+  else lru_head = s->next;
   if (s->next) s->next->prev = s->prev;
-  else cache_tail = s->prev;
-  s->next = s->prev = NULL;
+  else lru_tail = s->prev;
+  if (s->bprev) s->bprev->bnext = s->bnext;
+  else bin_head[bin_of(s->map_size)] = s->bnext;
+  if (s->bnext) s->bnext->bprev = s->bprev;
+  s->next = s->prev = s->bnext = s->bprev = NULL;
   cache_bytes -= s->map_size;
   cache_count--;
 }
 
 static void cache_push(brisk_span_t *s) {
   s->prev = NULL;
-  s->next = cache_head;
-  if (cache_head) cache_head->prev = s;
-  else cache_tail = s;
-  cache_head = s;
+  s->next = lru_head;
+  if (lru_head) lru_head->prev = s;
+  else lru_tail = s;
+  lru_head = s;
+  brisk_span_t **bin = &bin_head[bin_of(s->map_size)];
+  s->bprev = NULL;
+  s->bnext = *bin;
+  if (*bin) (*bin)->bprev = s;
+  *bin = s;
   cache_bytes += s->map_size;
   cache_count++;
 }
@@ -67,14 +91,13 @@ static void unmap_list(brisk_span_t *s) {
 }
 
 static brisk_span_t *cache_find_locked(size_t map, size_t align) {
-  brisk_span_t *best = NULL;
-  for (brisk_span_t *s = cache_head; s != NULL; s = s->next) {
-    if (s->map_size < map || s->map_size - map > map >> REUSE_SLACK_SHIFT) continue;
-    if ((s->start & (align - 1)) != 0) continue;
-    if (best == NULL || s->map_size < best->map_size) best = s;
-    if (s->map_size == map) break;
-  }
-  return best;
+  unsigned b = bin_of(map);
+  for (unsigned bb = b; bb <= b + 1 && bb < CACHE_BINS; bb++)
+    for (brisk_span_t *s = bin_head[bb]; s != NULL; s = s->bnext)
+      if (s->map_size >= map && s->map_size - map <= map >> REUSE_SLACK_SHIFT &&
+          (s->start & (align - 1)) == 0)
+        return s;
+  return NULL;
 }
 
 void *brisk__large_alloc(size_t size, size_t align, bool zero) {
@@ -141,6 +164,7 @@ static void large_check(brisk_span_t *s, void *p, const char *call) {
 void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
   large_check(s, p, call);
   brisk_span_t *evict = NULL;
+  uint64_t now = brisk__os_now_ms();
   brisk__lock(&brisk__large_lock);
   in_use_bytes -= s->map_size;
   in_use_count--;
@@ -151,15 +175,16 @@ void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
     return;
   }
   s->state = BRISK_SPAN_CACHED;
-  s->idle_since_ms = brisk__os_now_ms();
-  cache_push(s);
+  s->idle_since_ms = now;
   /* Over budget: the least recently freed blocks go first. */
-  while (cache_tail != NULL && (cache_bytes > brisk__opt.large_cache_bytes || cache_count > CACHE_MAX_COUNT)) {
-    brisk_span_t *old = cache_tail;
+  while (lru_tail != NULL &&
+         (cache_count >= CACHE_MAX_COUNT || cache_bytes + s->map_size > brisk__opt.large_cache_bytes)) {
+    brisk_span_t *old = lru_tail;
     cache_remove(old);
     old->next = evict;
     evict = old;
   }
+  cache_push(s);
   uint64_t idle = cache_bytes;
   brisk__unlock(&brisk__large_lock);
   unmap_list(evict);
@@ -215,15 +240,13 @@ size_t brisk__large_purge(uint64_t now, uint64_t min_idle) {
   brisk_span_t *evict = NULL;
   size_t bytes = 0;
   brisk__lock(&brisk__large_lock);
-  for (brisk_span_t *s = cache_tail; s != NULL;) {
-    brisk_span_t *prev = s->prev;
-    if (now - s->idle_since_ms >= min_idle) {
-      cache_remove(s);
-      bytes += s->map_size;
-      s->next = evict;
-      evict = s;
-    }
-    s = prev;
+  /* oldest first; the first one too young ends the walk */
+  while (lru_tail != NULL && now - lru_tail->idle_since_ms >= min_idle) {
+    brisk_span_t *s = lru_tail;
+    cache_remove(s);
+    bytes += s->map_size;
+    s->next = evict;
+    evict = s;
   }
   brisk__unlock(&brisk__large_lock);
   unmap_list(evict);

@@ -36,6 +36,30 @@ static void test_freed_block_is_reused_without_mapping_more(void **state) {
   brisk_free(q);
 }
 
+/* A request takes a cached block at most a quarter larger than itself, from
+ * whichever size bin holds it, and leaves blocks that would waste more. */
+static void test_cache_serves_close_sizes_only(void **state) {
+  (void)state;
+  brisk__large_purge(UINT64_MAX, 0); /* start from an empty cache */
+  size_t kib = 1024;
+  void *a = brisk_malloc(100 * kib), *b = brisk_malloc(200 * kib), *c = brisk_malloc(400 * kib);
+  brisk_free(a);
+  brisk_free(b);
+  brisk_free(c);
+  void *close_to_b = brisk_malloc(190 * kib);
+  assert_ptr_equal(close_to_b, b);
+  void *far_from_c = brisk_malloc(300 * kib); /* c would waste a third */
+  assert_true(far_from_c != c);
+  void *exact_a = brisk_malloc(100 * kib);
+  assert_ptr_equal(exact_a, a);
+  brisk_stats_t st;
+  brisk_get_stats(&st);
+  assert_true(st.large_cached >= 400 * kib); /* c is still there */
+  brisk_free(close_to_b);
+  brisk_free(far_from_c);
+  brisk_free(exact_a);
+}
+
 static void test_realloc_grows_with_mremap_keeping_contents(void **state) {
   (void)state;
   size_t n = 1 << 20;
@@ -147,6 +171,7 @@ static void test_cache_gives_way_before_enomem(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_freed_block_is_reused_without_mapping_more),
+    cmocka_unit_test(test_cache_serves_close_sizes_only),
     cmocka_unit_test(test_realloc_grows_with_mremap_keeping_contents),
     cmocka_unit_test(test_realloc_shrinks_in_place),
     cmocka_unit_test(test_idle_cached_blocks_are_unmapped),
