@@ -1,12 +1,12 @@
 /* Large blocks: every request above BRISK_SMALL_MAX (or with an alignment the
  * classes cannot give) is its own mmap, page aligned, described by one span whose
- * first page is in the page map. A freed block is kept in a cache, most recent
- * first, and reused by a later request of about its size without a system call;
- * the cache is bounded (BRISK_LARGE_CACHE) and a block idle for a purge delay is
+ * first page is in the page map. A freed block is kept in a cache and reused by
+ * a later request of about its size without a system call; the cache is bounded
+ * (BRISK_LARGE_CACHE, the oldest go first) and a block idle for a purge delay is
  * unmapped. realloc grows with mremap and shrinks by unmapping the tail: the
  * contents are never copied.
  *
- * large_lock guards the cache list and the counters; a span in use belongs to
+ * large_lock guards the cache lists and the counters; a span in use belongs to
  * the program's block, and only its owner's free or realloc touches it. System
  * calls are made outside the lock. */
 #include "internal.h"
