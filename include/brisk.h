@@ -67,6 +67,7 @@ typedef struct brisk_stats_s {
   uint64_t returned;      /* free page-heap pages given back with madvise */
   uint64_t large_in_use;  /* bytes in large (mmap'd) blocks in use */
   uint64_t large_cached;  /* bytes in freed large spans kept for reuse */
+  uint64_t large_blocks;  /* large (mmap'd) blocks in use */
   uint64_t metadata;      /* bytes of span and page-map metadata */
   uint64_t sbrk_bytes;    /* part of mapped that came from sbrk */
   uint64_t threads;       /* threads that currently have a cache */

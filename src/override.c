@@ -62,7 +62,7 @@ BRISK_EXPORT struct mallinfo2 mallinfo2(void) {
   uint64_t large = st.large_in_use + st.large_cached;
   uint64_t small_heap = st.mapped - large - st.metadata;
   mi.arena = small_heap;            /* non-mmapped space: the page heap */
-  mi.hblks = 0;
+  mi.hblks = st.large_blocks;       /* number of mmapped blocks */
   mi.hblkhd = large;                /* space in mmapped large blocks */
   mi.usmblks = st.peak_mapped;
   mi.uordblks = st.in_use;          /* allocated bytes, large included */
@@ -76,6 +76,7 @@ BRISK_EXPORT struct mallinfo mallinfo(void) {
   struct mallinfo mi;
   memset(&mi, 0, sizeof mi);
   mi.arena = (int)clamp_int(m2.arena);
+  mi.hblks = (int)clamp_int(m2.hblks);
   mi.hblkhd = (int)clamp_int(m2.hblkhd);
   mi.usmblks = (int)clamp_int(m2.usmblks);
   mi.uordblks = (int)clamp_int(m2.uordblks);

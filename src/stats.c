@@ -24,9 +24,8 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
     st->central += fr * size;
     if (rows) rows[cls] = (class_row_t){out - tc, fr, spans, tc};
   }
-  uint64_t large_count;
   brisk__heap_stats(&st->heap_free, &st->returned, &st->sbrk_bytes);
-  brisk__large_stats(&st->large_in_use, &st->large_cached, &large_count);
+  brisk__large_stats(&st->large_in_use, &st->large_cached, &st->large_blocks);
   st->in_use += st->large_in_use;
   st->metadata = atomic_load_explicit(&brisk__counters.meta, memory_order_relaxed);
   st->mapped = atomic_load_explicit(&brisk__counters.mapped, memory_order_relaxed) + st->metadata;

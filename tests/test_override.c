@@ -396,6 +396,15 @@ static void test_mallinfo2_reports_arena_and_uordblks_that_grow(void **state) {
   struct mallinfo2 m2 = mallinfo2();
   expect(m2.uordblks + n * KiB <= m1.uordblks, "mallinfo2 uordblks %zu -> %zu after free",
          m1.uordblks, m2.uordblks);
+  /* hblks counts the large (mmap'd) blocks in use */
+  void *big = malloc(4 * MiB);
+  assert_non_null(big);
+  struct mallinfo2 m3 = mallinfo2();
+  expect(m3.hblks == m2.hblks + 1 && m3.uordblks >= m2.uordblks + 4 * MiB,
+         "mallinfo2 hblks %zu -> %zu, uordblks %zu -> %zu after a 4 MiB block", m2.hblks, m3.hblks,
+         m2.uordblks, m3.uordblks);
+  free(big);
+  expect(mallinfo2().hblks == m2.hblks, "mallinfo2 hblks does not drop after free");
 }
 
 static void test_mallinfo_reports_arena_and_uordblks_that_grow(void **state) {
