@@ -75,6 +75,20 @@ typedef struct brisk_stats_s {
 } brisk_stats_t;
 
 BRISK_API void brisk_get_stats(brisk_stats_t *out);
+
+/* Per NUMA node: one entry for each node whose memory brisk keeps pools for (one
+ * entry on a one-node machine, or before a second thread has started). */
+typedef struct brisk_node_stats_s {
+  int32_t os_node;        /* the kernel's node number */
+  uint32_t cpus;          /* CPUs whose threads use this node's pools (0: not known yet) */
+  uint64_t mapped;        /* bytes brisk mapped for this node: heap chunks and large blocks */
+  uint64_t in_use;        /* bytes of this node handed out: blocks in use or in thread caches */
+  uint64_t free;          /* bytes of this node free in its pools, still backed by memory */
+  uint64_t remote_frees;  /* blocks freed by a thread of another node and sent home here */
+} brisk_node_stats_t;
+
+/* Fills up to max entries; returns the number of nodes (which may exceed max). */
+BRISK_API size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max);
 /* Print the statistics (totals, then one line per size class in use) to stderr. */
 BRISK_API void brisk_print_stats(void);
 

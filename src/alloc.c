@@ -91,6 +91,7 @@ brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call)
     brisk__large_free(s, p, call);
     return;
   }
+  if (s->state == BRISK_SPAN_BOOT) return; /* served while loading the topology; never reused */
   brisk__fatal(call, "invalid pointer", p); /* a free page-heap span, or past a span's objects */
 }
 
@@ -115,11 +116,20 @@ static size_t usable_of(const void *p, uint64_t e, const char *call) {
     return brisk__classes[brisk__pm_class(e)].size;
   }
   brisk_span_t *s = brisk__pm_span(e);
+  if (s != NULL && s->state == BRISK_SPAN_BOOT) return brisk__boot_usable(p);
   if (s == NULL || (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED))
     brisk__fatal(call, "invalid pointer", p);
   if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
   if (s->state != BRISK_SPAN_LARGE) brisk__fatal(call, "double free", p);
   return s->map_size;
+}
+
+/* A large block's size check for the sized frees: the same pages as the size last
+ * asked for. Bootstrap blocks only need the size to fit. */
+static bool large_size_wrong(const void *p, uint64_t e, size_t size) {
+  brisk_span_t *s = brisk__pm_span(e);
+  if (s->state == BRISK_SPAN_BOOT) return size > brisk__boot_usable(p);
+  return brisk__large_rounded(size) != brisk__large_rounded(s->req_size);
 }
 
 /* C23 free_sized: the size must be one the block could have been asked for.
@@ -133,7 +143,7 @@ void brisk_free_sized(void *p, size_t size) {
   unsigned cls = brisk__pm_class(e);
   bool wrong;
   if (cls != 0) wrong = size > usable || (brisk__size_to_class(size) < cls && size * 2 < usable);
-  else wrong = brisk__large_rounded(size) != brisk__large_rounded(brisk__pm_span(e)->req_size);
+  else wrong = large_size_wrong(p, e, size);
   if (wrong) brisk__fatal("free_sized()", "wrong size for the block", p);
   brisk_free(p);
 }
@@ -142,7 +152,7 @@ void brisk_free_aligned_sized(void *p, size_t alignment, size_t size) {
   if (p == NULL) return;
   uint64_t e = brisk__pagemap_entry(p);
   if (size > usable_of(p, e, "free_aligned_sized()") ||
-      (brisk__pm_class(e) == 0 && brisk__large_rounded(size) != brisk__large_rounded(brisk__pm_span(e)->req_size)))
+      (brisk__pm_class(e) == 0 && large_size_wrong(p, e, size)))
     brisk__fatal("free_aligned_sized()", "wrong size for the block", p);
   if (alignment != 0 && ((uintptr_t)p & (alignment - 1)) != 0)
     brisk__fatal("free_aligned_sized()", "misaligned pointer", p);
@@ -188,6 +198,8 @@ void *brisk_realloc(void *p, size_t size) {
     old = brisk__classes[brisk__pm_class(e)].size;
     /* Stay put unless the block would be more than twice what is needed. */
     if (size <= old && size >= old / 2) return p;
+  } else if (s->state == BRISK_SPAN_BOOT) {
+    old = brisk__boot_usable(p); /* copied out below, never grown in place */
   } else {
     /* Large blocks stay large: mremap or an unmapped tail, never a copy. */
     if (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED)

@@ -21,7 +21,13 @@
  *    back to its spans object by object, under the lock once for the whole list,
  *    and a span whose objects have all come back returns to the page heap.
  *    Spans that are mostly free wait at the tail, so that they can empty.
- * The class lock guards all of it, and every SMALL span's freelist/bump/used. */
+ * The class lock guards all of it, and every SMALL span's freelist/bump/used.
+ *
+ * NUMA: each slot (numa.c) has its own set of classes, and a span belongs to the
+ * slot whose pages it holds. Lists given back are sorted by the slot of each
+ * object's span on a multi-node machine, so memory that a thread on another node
+ * freed goes home instead of being handed to that node's threads; on one node
+ * the list goes on the stack untouched. */
 #include "internal.h"
 
 /* Bytes of free lists a class keeps ready: the handoff buffer between threads
@@ -48,11 +54,15 @@ typedef struct brisk_central_s {
   brisk_clist_t list[CENTRAL_MAX_LISTS];
 } __attribute__((aligned(BRISK_CACHE_LINE))) brisk_central_t;
 
-static brisk_central_t centrals[BRISK_CLASSES];
+static brisk_central_t slot0[BRISK_CLASSES];
+/* Slot 0 is static; the others come from metadata when discovery finds them. */
+static brisk_central_t *slots[BRISK_MAX_NODES] = {slot0};
 
-void brisk__central_init(void) {
+static inline brisk_central_t *central_of(unsigned slot, unsigned cls) { return &slots[slot][cls]; }
+
+static void classes_init(brisk_central_t *set) {
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
-    brisk_central_t *c = &centrals[cls];
+    brisk_central_t *c = &set[cls];
     pthread_mutex_init(&c->lock, NULL);
     /* at least two batches, so a handoff between two threads never has to
      * go through the spans */
@@ -60,6 +70,19 @@ void brisk__central_init(void) {
     size_t min = 2 * (size_t)brisk__classes[cls].batch;
     c->max_objs = (uint32_t)(m < min ? min : m);
   }
+}
+
+void brisk__central_init(void) { classes_init(slot0); }
+
+bool brisk__central_add_slots(unsigned n) {
+  for (unsigned i = 1; i < n; i++) {
+    if (slots[i] != NULL) continue; /* kept from an earlier topology (tests) */
+    brisk_central_t *set = brisk__meta_alloc(sizeof(brisk_central_t) * BRISK_CLASSES);
+    if (set == NULL) return false;
+    classes_init(set);
+    slots[i] = set;
+  }
+  return true;
 }
 
 static inline uintptr_t span_end(const brisk_span_t *s) {
@@ -122,9 +145,9 @@ static uint32_t span_take(brisk_span_t *s, uint32_t want, void **head, void **ta
 }
 
 /* A fresh span for cls, not yet visible to other threads. */
-static brisk_span_t *span_make(unsigned cls) {
+static brisk_span_t *span_make(unsigned slot, unsigned cls) {
   const brisk_class_info_t *ci = &brisk__classes[cls];
-  brisk_span_t *s = brisk__heap_alloc(ci->span_pages);
+  brisk_span_t *s = brisk__heap_alloc(slot, ci->span_pages);
   if (s == NULL) return NULL;
   s->obj_size = ci->size;
   s->capacity = ci->span_objs;
@@ -138,8 +161,8 @@ static brisk_span_t *span_make(unsigned cls) {
   return s;
 }
 
-uint32_t brisk__central_take(unsigned cls, uint32_t want, bool whole, void **head) {
-  brisk_central_t *c = &centrals[cls];
+uint32_t brisk__central_take(unsigned slot, unsigned cls, uint32_t want, bool whole, void **head) {
+  brisk_central_t *c = central_of(slot, cls);
   void *tail = NULL;
   uint32_t n = 0;
   *head = NULL;
@@ -161,7 +184,7 @@ uint32_t brisk__central_take(unsigned cls, uint32_t want, bool whole, void **hea
   c->objs_out += n;
   brisk__unlock(&c->lock);
   while (n < want) {
-    brisk_span_t *s = span_make(cls);
+    brisk_span_t *s = span_make(slot, cls);
     if (s == NULL) break;
     uint32_t got = span_take(s, want - n, head, &tail);
     n += got;
@@ -213,8 +236,7 @@ static void free_spans(brisk_span_t *empty) {
   }
 }
 
-void brisk__central_give(unsigned cls, void *head, uint32_t n) {
-  brisk_central_t *c = &centrals[cls];
+static void give_local(brisk_central_t *c, void *head, uint32_t n) {
   brisk_span_t *empty = NULL;
   brisk__lock(&c->lock);
   if (c->nlists < CENTRAL_MAX_LISTS && c->stacked + n <= c->max_objs) {
@@ -229,12 +251,42 @@ void brisk__central_give(unsigned cls, void *head, uint32_t n) {
   free_spans(empty);
 }
 
+/* Sort a list by the slot of each object's span and give every part to its own
+ * pool. The walk reads each object's page-map entry and span, which the one-node
+ * path never does: it is the price of keeping memory on its node. */
+static brisk_noinline void give_routed(unsigned slot, unsigned cls, void *head) {
+  void *part[BRISK_MAX_NODES] = {0};
+  uint32_t count[BRISK_MAX_NODES] = {0};
+  while (head != NULL) {
+    void *obj = head;
+    head = *(void **)obj;
+    unsigned home = brisk__pagemap_get(obj)->node;
+    *(void **)obj = part[home];
+    part[home] = obj;
+    count[home]++;
+  }
+  unsigned nodes = brisk__numa_count();
+  for (unsigned i = 0; i < nodes; i++) {
+    if (count[i] == 0) continue;
+    give_local(central_of(i, cls), part[i], count[i]);
+    if (i != slot) brisk__numa_note_remote(i, count[i]);
+  }
+}
+
+void brisk__central_give(unsigned slot, unsigned cls, void *head, uint32_t n) {
+  if (brisk_likely(brisk__numa_count() <= 1)) give_local(central_of(0, cls), head, n);
+  else give_routed(slot, cls, head);
+}
+
 /* Give stacked lists back to their spans: all of them, or (for the idle purge)
  * those of classes whose stack has not been used for a purge delay. */
 void brisk__central_drain(bool all) {
   uint64_t now = brisk__os_now_ms();
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
-    brisk_central_t *c = &centrals[cls];
+  unsigned nodes = brisk__numa_count();
+  for (unsigned i = 0; i < nodes * BRISK_CLASSES; i++) {
+    unsigned cls = i % BRISK_CLASSES;
+    if (cls == 0) continue;
+    brisk_central_t *c = central_of(i / BRISK_CLASSES, cls);
     if (c->nlists == 0) continue; /* racy peek; a stale answer only delays */
     brisk_span_t *empty = NULL;
     brisk__lock(&c->lock);
@@ -248,8 +300,7 @@ void brisk__central_drain(bool all) {
 }
 
 bool brisk__central_is_free(brisk_span_t *span, void *obj) {
-  unsigned cls = span->cls;
-  brisk_central_t *c = &centrals[cls];
+  brisk_central_t *c = central_of(span->node, span->cls);
   bool found = false;
   brisk__lock(&c->lock);
   if ((uintptr_t)obj >= span->bump) found = true; /* never handed out */
@@ -264,18 +315,38 @@ bool brisk__central_is_free(brisk_span_t *span, void *obj) {
 
 void brisk__central_class_stats(unsigned cls, uint64_t *out_objs, uint64_t *free_objs,
                                 uint64_t *spans) {
-  brisk_central_t *c = &centrals[cls];
-  brisk__lock(&c->lock);
-  uint64_t batched = c->stacked;
-  *out_objs = c->objs_out - batched; /* in use or in thread caches */
-  *free_objs = c->spans * brisk__classes[cls].span_objs - c->objs_out + batched;
-  *spans = c->spans;
-  brisk__unlock(&c->lock);
+  *out_objs = *free_objs = *spans = 0;
+  unsigned nodes = brisk__numa_count();
+  for (unsigned slot = 0; slot < nodes; slot++) {
+    brisk_central_t *c = central_of(slot, cls);
+    brisk__lock(&c->lock);
+    uint64_t batched = c->stacked;
+    *out_objs += c->objs_out - batched; /* in use or in thread caches */
+    *free_objs += c->spans * brisk__classes[cls].span_objs - c->objs_out + batched;
+    *spans += c->spans;
+    brisk__unlock(&c->lock);
+  }
 }
 
+void brisk__central_node_stats(unsigned slot, uint64_t *out_bytes, uint64_t *free_bytes) {
+  *out_bytes = *free_bytes = 0;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    brisk_central_t *c = central_of(slot, cls);
+    uint64_t size = brisk__classes[cls].size;
+    brisk__lock(&c->lock);
+    *out_bytes += (c->objs_out - c->stacked) * size;
+    *free_bytes += (c->spans * brisk__classes[cls].span_objs - c->objs_out + c->stacked) * size;
+    brisk__unlock(&c->lock);
+  }
+}
+
+/* The caller holds the registry lock, under which discovery publishes new slots,
+ * so the count cannot change between lock and unlock. */
 void brisk__central_fork_lock(void) {
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__lock(&centrals[cls].lock);
+  for (unsigned slot = 0; slot < brisk__numa_count(); slot++)
+    for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__lock(&central_of(slot, cls)->lock);
 }
 void brisk__central_fork_unlock(void) {
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__unlock(&centrals[cls].lock);
+  for (unsigned slot = 0; slot < brisk__numa_count(); slot++)
+    for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__unlock(&central_of(slot, cls)->lock);
 }

@@ -102,12 +102,15 @@ typedef enum brisk_span_state_e {
   BRISK_SPAN_SMALL,     /* carved into objects of one class */
   BRISK_SPAN_LARGE,     /* one large block in use */
   BRISK_SPAN_CACHED,    /* a freed large block kept for reuse */
+  BRISK_SPAN_BOOT,      /* the bootstrap area that serves allocations made while
+                           brisk itself loads the NUMA topology (numa.c) */
 } brisk_span_state_t;
 
 /* A span is a run of pages. Who may write which field:
  *  - start, npages, state: the page heap (heap lock) or large.c (large lock), set
  *    before the span is published in the page map;
  *  - freelist, bump, used, next/prev while SMALL: the class's central lock;
+ *  - node: set when the page heap or large.c hands the span out (their locks);
  *  - cls, obj_size, capacity: written once when the span becomes SMALL, before
  *    its page-map entries carry the class; slow paths read them without a lock. */
 typedef struct brisk_span_s {
@@ -117,6 +120,8 @@ typedef struct brisk_span_s {
   uint8_t cls;            /* size class; 0 for page-heap and large spans */
   uint8_t purged;         /* FREE: every page was given back with madvise */
   uint8_t in_partial;     /* SMALL: on its class's list of spans with free objects */
+  uint8_t node;           /* the NUMA pool (slot) the span's memory belongs to; fixed
+                             while the span is in use, so readers need no lock */
   uint32_t obj_size;
   /* small spans */
   void *freelist;         /* objects returned to this span */
@@ -211,6 +216,8 @@ void brisk__printf_err(const char *fmt, ...);
 /* ------------------------------------------------------------------------------
    Options (options.c): read once from the environment at start.
 ------------------------------------------------------------------------------ */
+typedef enum { BRISK_NUMA_AUTO = 0, BRISK_NUMA_OFF, BRISK_NUMA_INTERLEAVE } brisk_numa_mode_t;
+
 typedef struct brisk_options_s {
   bool sbrk;                 /* BRISK_SBRK: grow the small heap with sbrk */
   bool stats;                /* BRISK_STATS: print statistics at exit */
@@ -221,6 +228,7 @@ typedef struct brisk_options_s {
   bool purge_thread;         /* BRISK_PURGE_THREAD: purge from a background thread */
   size_t large_cache_bytes;  /* BRISK_LARGE_CACHE: freed large spans kept for reuse */
   size_t heap_grow;          /* BRISK_HEAP_GROW: bytes the page heap grows by at once */
+  uint8_t numa;              /* BRISK_NUMA: brisk_numa_mode_t */
 } brisk_options_t;
 
 extern brisk_options_t brisk__opt;
@@ -232,8 +240,63 @@ void brisk__options_defaults(brisk_options_t *opt);
 bool brisk__parse_size(const char *s, size_t len, uint64_t *out);
 
 /* ------------------------------------------------------------------------------
+   NUMA (numa.c). brisk keeps one set of pools (central lists, page-heap free
+   lists, large cache) per NUMA node that has memory; a pool is named by its
+   *slot*, 0..brisk__numa_nodes-1. Until the topology is known (and always on a
+   one-node machine or with BRISK_NUMA=off) there is one slot, 0.
+------------------------------------------------------------------------------ */
+#define BRISK_MAX_NODES 64        /* pools; more memory nodes than this share them */
+#define BRISK_MAX_CPUS 4096       /* CPUs above this count as slot 0's */
+#define BRISK_NODEMASK_WORDS 16   /* mbind masks cover OS nodes 0..1023 */
+
+extern unsigned brisk__numa_nodes; /* slots in use: 1 until discovery finds more */
+/* Acquire: whoever sees N slots also sees their tables and pools. */
+static inline unsigned brisk__numa_count(void) { return __atomic_load_n(&brisk__numa_nodes, __ATOMIC_ACQUIRE); }
+
+/* The operating system as NUMA code sees it: one seam, so that host tests can
+ * describe a machine that is not there. Every function must work without malloc
+ * except topology_setup (it runs while brisk loads hwloc, see numa.c). */
+struct hwloc_topology;
+typedef struct brisk_numa_os_s {
+  unsigned (*online_nodes)(void);                        /* a cheap count, before hwloc */
+  int (*topology_setup)(struct hwloc_topology *topo);    /* before hwloc_topology_load */
+  int (*current_cpu)(void);                              /* -1 when unknown */
+  int (*bind)(void *p, size_t len, bool interleave, const uint64_t *mask); /* mbind; 0 or -errno */
+  int (*page_node)(const void *p);                       /* OS node of a page, -1 unknown */
+} brisk_numa_os_t;
+extern brisk_numa_os_t brisk__numa_os;
+
+/* Called when a thread's cache is created; the second thread of a process runs
+ * discovery (the first never does: a single thread gets local memory from the
+ * kernel's first touch, and start-up stays cheap). */
+void brisk__numa_thread_started(uint64_t threads_seen);
+/* The slot of the CPU the calling thread runs on (a few ns: rseq or vDSO getcpu). */
+unsigned brisk__numa_slot_now(void);
+/* Bind fresh memory of a slot to its node (nothing on one node). */
+void brisk__numa_bind(void *p, size_t len, unsigned slot);
+/* Spread fresh memory page by page over all memory nodes. */
+void brisk__numa_bind_interleave(void *p, size_t len);
+/* The slot whose pools hold large blocks asked for from slot: with
+ * BRISK_NUMA=interleave all threads share slot 0's large cache. */
+unsigned brisk__numa_large_slot(unsigned slot);
+int brisk__numa_slot_os_node(unsigned slot);
+uint32_t brisk__numa_slot_cpus(unsigned slot);
+/* Blocks that a thread of another node freed and that went home to slot. */
+void brisk__numa_note_remote(unsigned slot, uint64_t n);
+uint64_t brisk__numa_remote(unsigned slot);
+/* Tests: forget the topology (one slot again; pools must be empty). */
+void brisk__numa_reset_for_tests(void);
+/* Allocations made by the thread that is loading the topology come from the
+ * bootstrap area: they are never reused, and free() of one does nothing. */
+void *brisk__boot_alloc(size_t size, size_t align); /* align 0: natural for size */
+size_t brisk__boot_usable(const void *p);
+uint64_t brisk__boot_count(void); /* blocks it has served */
+
+/* ------------------------------------------------------------------------------
    Metadata (meta.c)
 ------------------------------------------------------------------------------ */
+/* Zeroed, cache-line aligned memory for the life of the process. */
+void *brisk__meta_alloc(size_t size);
 brisk_span_t *brisk__span_new(void);
 void brisk__span_delete(brisk_span_t *s);
 void brisk__meta_fork_lock(void);
@@ -245,11 +308,15 @@ void brisk__meta_fork_unlock(void);
 extern brisk_lock_t brisk__heap_lock;
 /* A span of npages in state SMALL, every page in the page map. NULL when memory
  * is exhausted. */
-brisk_span_t *brisk__heap_alloc(size_t npages);
+brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages);
 void brisk__heap_free(brisk_span_t *s);
 /* Give back free spans idle for at least min_idle_ms; returns bytes purged. */
 size_t brisk__heap_purge(uint64_t now_ms, uint64_t min_idle_ms);
 void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t *sbrk_bytes);
+/* One slot's part: bytes grown for it, and free ones still backed by memory. */
+void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_bytes);
+/* The first address the heap ever got (0 if none yet): where pre-NUMA memory lives. */
+uintptr_t brisk__heap_first_address(void);
 
 /* ------------------------------------------------------------------------------
    Central lists (central.c)
@@ -258,14 +325,19 @@ void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t 
  * exhausted. With whole, a list that a cache gave back is taken as it is, however
  * long; otherwise, and when there is none, want objects come from spans. */
 void brisk__central_init(void);
-uint32_t brisk__central_take(unsigned cls, uint32_t want, bool whole, void **head);
+uint32_t brisk__central_take(unsigned slot, unsigned cls, uint32_t want, bool whole, void **head);
 /* Give back a NULL-terminated list of n objects, in O(1) while the class's
- * stack has room. */
-void brisk__central_give(unsigned cls, void *head, uint32_t n);
+ * stack has room. slot is the giving thread's; on a multi-node machine every
+ * object goes to the pool of its own span's slot (remote frees go home). */
+void brisk__central_give(unsigned slot, unsigned cls, void *head, uint32_t n);
 /* Move every cached batch back to its spans and free empty spans. */
 void brisk__central_drain(bool all);
 void brisk__central_class_stats(unsigned cls, uint64_t *out_objs, uint64_t *free_objs,
                                 uint64_t *spans);
+/* One slot's bytes out of its spans (in use or in thread caches) and free in them. */
+void brisk__central_node_stats(unsigned slot, uint64_t *out_bytes, uint64_t *free_bytes);
+/* Discovery: make the pools of slots [1, n) ready before they are published. */
+bool brisk__central_add_slots(unsigned n);
 void brisk__central_fork_lock(void);
 void brisk__central_fork_unlock(void);
 /* Slow double-free check: true if obj is already free in central or its span. */
@@ -293,11 +365,14 @@ typedef struct brisk_tcache_s {
   uint32_t slow_events;
   uint64_t last_scavenge_ms;
   size_t budget_used; /* sum over classes of max * size */
+  uint32_t node;      /* NUMA slot of the memory in this cache (refreshed on refill) */
+  uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tcache_s *next, *prev; /* registry, under the registry lock */
 } brisk_tcache_t;
 
 extern __thread brisk_tcache_t brisk__tc;
+static inline bool brisk__boot_active(void) { return brisk_unlikely(brisk__tc.booting); }
 extern uint64_t brisk__free_key; /* marks objects on free lists, to see double frees */
 
 void brisk__tcache_global_init(void);
@@ -320,6 +395,7 @@ void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size);
 size_t brisk__large_purge(uint64_t now_ms, uint64_t min_idle_ms);
 size_t brisk__large_rounded(size_t size); /* what a request of size maps */
 void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count);
+void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *cached);
 
 /* ------------------------------------------------------------------------------
    Start-up, fork, purging (init.c), statistics (stats.c)

@@ -8,7 +8,12 @@
  *
  * large_lock guards the cache lists and the counters; a span in use belongs to
  * the program's block, and only its owner's free or realloc touches it. System
- * calls are made outside the lock. */
+ * calls are made outside the lock.
+ *
+ * NUMA: a fresh block is bound to the node of the thread that asks for it (or
+ * interleaved over all nodes with BRISK_NUMA=interleave), and the size bins are
+ * kept per slot, so a cached block is only reused on its own node; the eviction
+ * order and the cache budget are shared by all slots. */
 #include "internal.h"
 
 /* A cached block serves a request up to this fraction smaller than itself; the
@@ -35,9 +40,10 @@ brisk_lock_t brisk__large_lock = BRISK_LOCK_INIT;
 #define CACHE_BINS 128
 
 static brisk_span_t *lru_head, *lru_tail;
-static brisk_span_t *bin_head[CACHE_BINS];
+static brisk_span_t *bin_head[BRISK_MAX_NODES][CACHE_BINS];
 static size_t cache_bytes, cache_count;
 static size_t in_use_bytes, in_use_count;
+static size_t node_in_use[BRISK_MAX_NODES], node_cached[BRISK_MAX_NODES];
 
 static unsigned bin_of(size_t bytes) {
   size_t n = bytes >> BRISK_PAGE_SHIFT;
@@ -53,10 +59,11 @@ static void cache_remove(brisk_span_t *s) {
   if (s->next) s->next->prev = s->prev;
   else lru_tail = s->prev;
   if (s->bprev) s->bprev->bnext = s->bnext;
-  else bin_head[bin_of(s->map_size)] = s->bnext;
+  else bin_head[s->node][bin_of(s->map_size)] = s->bnext;
   if (s->bnext) s->bnext->bprev = s->bprev;
   s->next = s->prev = s->bnext = s->bprev = NULL;
   cache_bytes -= s->map_size;
+  node_cached[s->node] -= s->map_size;
   cache_count--;
 }
 
@@ -66,12 +73,13 @@ static void cache_push(brisk_span_t *s) {
   if (lru_head) lru_head->prev = s;
   else lru_tail = s;
   lru_head = s;
-  brisk_span_t **bin = &bin_head[bin_of(s->map_size)];
+  brisk_span_t **bin = &bin_head[s->node][bin_of(s->map_size)];
   s->bprev = NULL;
   s->bnext = *bin;
   if (*bin) (*bin)->bprev = s;
   *bin = s;
   cache_bytes += s->map_size;
+  node_cached[s->node] += s->map_size;
   cache_count++;
 }
 
@@ -90,10 +98,10 @@ static void unmap_list(brisk_span_t *s) {
   }
 }
 
-static brisk_span_t *cache_find_locked(size_t map, size_t align) {
+static brisk_span_t *cache_find_locked(unsigned slot, size_t map, size_t align) {
   unsigned b = bin_of(map);
   for (unsigned bb = b; bb <= b + 1 && bb < CACHE_BINS; bb++)
-    for (brisk_span_t *s = bin_head[bb]; s != NULL; s = s->bnext)
+    for (brisk_span_t *s = bin_head[slot][bb]; s != NULL; s = s->bnext)
       if (s->map_size >= map && s->map_size - map <= map >> REUSE_SLACK_SHIFT &&
           (s->start & (align - 1)) == 0)
         return s;
@@ -105,16 +113,19 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
+  if (brisk__boot_active()) return brisk__boot_alloc(size, align);
   if (align < brisk__os_page) align = brisk__os_page;
   size_t map = brisk__align_up(size ? size : 1, large_granule());
+  unsigned slot = brisk__numa_count() > 1 ? brisk__numa_large_slot(brisk__numa_slot_now()) : 0;
   brisk__purge_tick();
   brisk__lock(&brisk__large_lock);
-  brisk_span_t *s = cache_find_locked(map, align);
+  brisk_span_t *s = cache_find_locked(slot, map, align);
   if (s != NULL) {
     cache_remove(s);
     s->state = BRISK_SPAN_LARGE;
     s->req_size = size;
     in_use_bytes += s->map_size;
+    node_in_use[slot] += s->map_size;
     in_use_count++;
     brisk__unlock(&brisk__large_lock);
     if (zero) memset((void *)s->start, 0, size);
@@ -135,11 +146,16 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
+  if (brisk__opt.numa == BRISK_NUMA_INTERLEAVE && brisk__numa_count() > 1)
+    brisk__numa_bind_interleave(p, map);
+  else
+    brisk__numa_bind(p, map, slot);
   s->start = (uintptr_t)p;
   s->map_size = map;
   s->req_size = size;
   s->npages = (map + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
   s->state = BRISK_SPAN_LARGE;
+  s->node = (uint8_t)slot;
   if (!brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, s)) {
     brisk__span_delete(s);
     brisk__os_munmap(p, map);
@@ -149,6 +165,7 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
   brisk__stat_mapped((int64_t)map);
   brisk__lock(&brisk__large_lock);
   in_use_bytes += map;
+  node_in_use[slot] += map;
   in_use_count++;
   brisk__unlock(&brisk__large_lock);
   return p; /* fresh anonymous memory is already zero */
@@ -167,6 +184,7 @@ void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
   uint64_t now = brisk__os_now_ms();
   brisk__lock(&brisk__large_lock);
   in_use_bytes -= s->map_size;
+  node_in_use[s->node] -= s->map_size;
   in_use_count--;
   if (s->map_size > brisk__opt.large_cache_bytes) {
     s->state = BRISK_SPAN_CACHED; /* a second free until unmapped still aborts */
@@ -206,6 +224,7 @@ void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
       brisk__stat_mapped(-(int64_t)(old - map));
       brisk__lock(&brisk__large_lock);
       in_use_bytes -= old - map;
+      node_in_use[s->node] -= old - map;
       brisk__unlock(&brisk__large_lock);
       s->map_size = map;
       s->npages = (map + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
@@ -232,6 +251,7 @@ void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
   brisk__stat_mapped((int64_t)(map - old));
   brisk__lock(&brisk__large_lock);
   in_use_bytes += map - old;
+  node_in_use[s->node] += map - old;
   brisk__unlock(&brisk__large_lock);
   return q;
 }
@@ -258,5 +278,12 @@ void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count) {
   *in_use = in_use_bytes;
   *cached = cache_bytes;
   *count = in_use_count;
+  brisk__unlock(&brisk__large_lock);
+}
+
+void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *cached) {
+  brisk__lock(&brisk__large_lock);
+  *in_use = node_in_use[slot];
+  *cached = node_cached[slot];
   brisk__unlock(&brisk__large_lock);
 }

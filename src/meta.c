@@ -25,6 +25,13 @@ static void *meta_alloc_locked(size_t size) {
   return r; /* fresh mmap memory is zero */
 }
 
+void *brisk__meta_alloc(size_t size) {
+  brisk__lock(&meta_lock);
+  void *p = meta_alloc_locked(size);
+  brisk__unlock(&meta_lock);
+  return p;
+}
+
 brisk_span_t *brisk__span_new(void) {
   brisk__lock(&meta_lock);
   brisk_span_t *s = span_free;

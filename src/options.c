@@ -23,6 +23,7 @@ void brisk__options_defaults(brisk_options_t *o) {
   o->purge_thread = true;
   o->large_cache_bytes = (size_t)32 << 20;
   o->heap_grow = (size_t)4 << 20;
+  o->numa = BRISK_NUMA_AUTO;
 }
 
 bool brisk__parse_size(const char *s, size_t len, uint64_t *out) {
@@ -62,7 +63,15 @@ static bool parse_bool(const char *s, size_t len, bool *out) {
   return false;
 }
 
-typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS } opt_kind_t;
+static bool parse_numa(const char *s, size_t len, uint8_t *out) {
+  static const char *const names[] = {[BRISK_NUMA_AUTO] = "auto", [BRISK_NUMA_OFF] = "off",
+                                      [BRISK_NUMA_INTERLEAVE] = "interleave"};
+  for (uint8_t i = 0; i < 3; i++)
+    if (strlen(names[i]) == len && strncasecmp(s, names[i], len) == 0) { *out = i; return true; }
+  return false;
+}
+
+typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA } opt_kind_t;
 typedef struct {
   const char *name;
   opt_kind_t kind;
@@ -80,6 +89,7 @@ static const opt_desc_t opt_table[] = {
   OPT("PURGE_THREAD", OPT_BOOL, purge_thread),
   OPT("LARGE_CACHE", OPT_SIZE, large_cache_bytes),
   OPT("HEAP_GROW", OPT_SIZE, heap_grow),
+  OPT("NUMA", OPT_NUMA, numa),
 };
 
 static void warn(const char *what, const char *entry, size_t len) {
@@ -116,6 +126,9 @@ void brisk__options_parse_entry(brisk_options_t *o, const char *entry, size_t le
     case OPT_MS:
       if (brisk__parse_size(val, val_len, &v)) *(uint64_t *)field = v;
       else warn("bad number in", entry, len);
+      return;
+    case OPT_NUMA:
+      if (!parse_numa(val, val_len, (uint8_t *)field)) warn("bad NUMA mode (auto, off, interleave) in", entry, len);
       return;
     }
   }

@@ -10,44 +10,74 @@
  * Free spans sit in lists by length (exact up to HEAP_EXACT pages, one list of
  * longer ones) and coalesce with free neighbours on free; only a free span's first
  * and last pages are in the page map, which is all coalescing needs. heap_lock
- * guards every free list, every FREE span and the counters below. */
+ * guards every free list, every FREE span and the counters below.
+ *
+ * NUMA: every span belongs to a slot (numa.c). Each slot has its own free lists;
+ * a chunk the heap grows by belongs to the slot that asked for it and is bound to
+ * that slot's node before anything touches it. Free spans of different slots
+ * never coalesce. A slot whose node cannot grow (out of memory) takes another
+ * slot's free pages rather than fail. */
 #include "internal.h"
 
 #define HEAP_EXACT 128
 
 brisk_lock_t brisk__heap_lock = BRISK_LOCK_INIT;
 
-static brisk_span_t *free_exact[HEAP_EXACT + 1]; /* [n]: free spans of n pages */
-static brisk_span_t *free_long;                  /* free spans of more pages */
-static size_t free_pages;                        /* pages in free spans */
-static size_t returned_pages;                    /* of those, given back with madvise */
+typedef struct heap_slot_s {
+  brisk_span_t *exact[HEAP_EXACT + 1]; /* [n]: free spans of n pages */
+  brisk_span_t *longer;                /* free spans of more pages */
+  size_t free_pages;                   /* pages in free spans */
+  size_t returned_pages;               /* of those, given back with madvise */
+  size_t mapped;                       /* bytes grown for this slot */
+} heap_slot_t;
+
+static heap_slot_t heap[BRISK_MAX_NODES];
+static size_t free_pages;     /* over all slots */
+static size_t returned_pages; /* over all slots */
 static size_t sbrk_bytes;
+static uintptr_t first_address;
 static bool sbrk_failed;
 
 static inline uintptr_t span_first_page(const brisk_span_t *s) { return s->start >> BRISK_PAGE_SHIFT; }
 static inline uintptr_t span_last_page(const brisk_span_t *s) { return span_first_page(s) + s->npages - 1; }
 
-static brisk_span_t **list_for(size_t npages) {
-  return npages <= HEAP_EXACT ? &free_exact[npages] : &free_long;
+static brisk_span_t **list_for(const brisk_span_t *s) {
+  heap_slot_t *h = &heap[s->node];
+  return s->npages <= HEAP_EXACT ? &h->exact[s->npages] : &h->longer;
+}
+
+/* Free-page counters, per slot and in all: add (or take away) span s. */
+static void count_pages(const brisk_span_t *s, bool add) {
+  heap_slot_t *h = &heap[s->node];
+  size_t ret = s->purged ? s->npages : 0;
+  if (add) {
+    h->free_pages += s->npages;
+    h->returned_pages += ret;
+    free_pages += s->npages;
+    returned_pages += ret;
+  } else {
+    h->free_pages -= s->npages;
+    h->returned_pages -= ret;
+    free_pages -= s->npages;
+    returned_pages -= ret;
+  }
 }
 
 static void list_push(brisk_span_t *s) {
-  brisk_span_t **head = list_for(s->npages);
+  brisk_span_t **head = list_for(s);
   s->prev = NULL;
   s->next = *head;
   if (*head) (*head)->prev = s;
   *head = s;
-  free_pages += s->npages;
-  if (s->purged) returned_pages += s->npages;
+  count_pages(s, true);
 }
 
 static void list_remove(brisk_span_t *s) {
   if (s->prev) s->prev->next = s->next;
-  else *list_for(s->npages) = s->next;
+  else *list_for(s) = s->next;
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = NULL;
-  free_pages -= s->npages;
-  if (s->purged) returned_pages -= s->npages;
+  count_pages(s, false);
 }
 
 /* Mark s free, merge it with free neighbours and put it on its list. Page-map
@@ -59,7 +89,7 @@ static void insert_coalesced(brisk_span_t *s, uint64_t now) {
   s->idle_since_ms = now;
   uintptr_t first = span_first_page(s);
   brisk_span_t *left = first > 0 ? brisk__pagemap_get((void *)((first - 1) << BRISK_PAGE_SHIFT)) : NULL;
-  if (left != NULL && left->state == BRISK_SPAN_FREE) {
+  if (left != NULL && left->state == BRISK_SPAN_FREE && left->node == s->node) {
     list_remove(left);
     brisk__pagemap_set(span_last_page(left), 1, NULL);
     brisk__pagemap_set(first, 1, NULL);
@@ -70,7 +100,7 @@ static void insert_coalesced(brisk_span_t *s, uint64_t now) {
     brisk__span_delete(left);
   }
   brisk_span_t *right = brisk__pagemap_get((void *)((span_last_page(s) + 1) << BRISK_PAGE_SHIFT));
-  if (right != NULL && right->state == BRISK_SPAN_FREE) {
+  if (right != NULL && right->state == BRISK_SPAN_FREE && right->node == s->node) {
     list_remove(right);
     brisk__pagemap_set(span_last_page(s), 1, NULL);
     brisk__pagemap_set(span_first_page(right), 1, NULL);
@@ -100,7 +130,7 @@ static void *grow_sbrk(size_t bytes) {
   return p + pad;
 }
 
-static bool grow_locked(size_t npages) {
+static bool grow_locked(unsigned slot, size_t npages) {
   size_t bytes = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE);
   if (npages * BRISK_PAGE_SIZE > bytes) bytes = npages * BRISK_PAGE_SIZE;
   void *p = NULL;
@@ -132,27 +162,34 @@ static bool grow_locked(size_t npages) {
     return false;
   }
   if (from_sbrk) sbrk_bytes += bytes;
+  if (first_address == 0) first_address = (uintptr_t)p;
+  brisk__numa_bind(p, bytes, slot); /* before the first touch places a page */
   brisk__stat_mapped((int64_t)bytes);
+  heap[slot].mapped += bytes;
   s->start = (uintptr_t)p;
+  s->node = (uint8_t)slot;
   s->npages = bytes / BRISK_PAGE_SIZE;
   s->purged = 1; /* fresh pages cost no memory until touched */
   insert_coalesced(s, brisk__os_now_ms());
   return true;
 }
 
-static brisk_span_t *find_locked(size_t npages) {
+static brisk_span_t *find_locked(unsigned slot, size_t npages) {
+  heap_slot_t *h = &heap[slot];
   for (size_t n = npages; n <= HEAP_EXACT; n++)
-    if (free_exact[n] != NULL) return free_exact[n];
+    if (h->exact[n] != NULL) return h->exact[n];
   brisk_span_t *best = NULL;
-  for (brisk_span_t *s = free_long; s != NULL; s = s->next)
+  for (brisk_span_t *s = h->longer; s != NULL; s = s->next)
     if (s->npages >= npages && (best == NULL || s->npages < best->npages)) best = s;
   return best;
 }
 
-brisk_span_t *brisk__heap_alloc(size_t npages) {
+brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
   brisk__lock(&brisk__heap_lock);
-  brisk_span_t *s = find_locked(npages);
-  if (s == NULL && grow_locked(npages)) s = find_locked(npages);
+  brisk_span_t *s = find_locked(slot, npages);
+  if (s == NULL && grow_locked(slot, npages)) s = find_locked(slot, npages);
+  for (unsigned i = 0; s == NULL && i < brisk__numa_count(); i++) /* remote beats failing */
+    if (i != slot) s = find_locked(i, npages);
   if (s == NULL) {
     brisk__unlock(&brisk__heap_lock);
     return NULL;
@@ -166,11 +203,18 @@ brisk_span_t *brisk__heap_alloc(size_t npages) {
       rest->purged = s->purged;
       rest->state = BRISK_SPAN_FREE;
       rest->idle_since_ms = s->idle_since_ms;
+      rest->node = s->node;
       s->npages = npages;
       brisk__pagemap_set(span_first_page(rest), 1, rest);
       brisk__pagemap_set(span_last_page(rest), 1, rest);
       list_push(rest);
     } /* else: hand out the whole span; its length says so */
+  }
+  if (s->node != slot) { /* the pages join the asking slot: its central lists own them now */
+    size_t bytes = s->npages * BRISK_PAGE_SIZE;
+    heap[s->node].mapped -= bytes;
+    heap[slot].mapped += bytes;
+    s->node = (uint8_t)slot;
   }
   s->state = BRISK_SPAN_SMALL;
   s->purged = 0;
@@ -198,6 +242,7 @@ static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle) {
     if (s->purged || now - s->idle_since_ms < min_idle) continue;
     brisk__os_purge((void *)s->start, s->npages * BRISK_PAGE_SIZE);
     s->purged = 1;
+    heap[s->node].returned_pages += s->npages;
     returned_pages += s->npages;
     bytes += s->npages * BRISK_PAGE_SIZE;
   }
@@ -207,9 +252,11 @@ static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle) {
 size_t brisk__heap_purge(uint64_t now, uint64_t min_idle) {
   size_t bytes = 0;
   brisk__lock(&brisk__heap_lock);
-  if (free_pages > returned_pages) {
-    for (size_t n = 1; n <= HEAP_EXACT; n++) bytes += purge_list(free_exact[n], now, min_idle);
-    bytes += purge_list(free_long, now, min_idle);
+  for (unsigned slot = 0; slot < brisk__numa_count(); slot++) {
+    heap_slot_t *h = &heap[slot];
+    if (h->free_pages == h->returned_pages) continue;
+    for (size_t n = 1; n <= HEAP_EXACT; n++) bytes += purge_list(h->exact[n], now, min_idle);
+    bytes += purge_list(h->longer, now, min_idle);
   }
   brisk__unlock(&brisk__heap_lock);
   return bytes;
@@ -221,4 +268,18 @@ void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t 
   *returned_bytes = (uint64_t)returned_pages * BRISK_PAGE_SIZE;
   *sbrk_out = sbrk_bytes;
   brisk__unlock(&brisk__heap_lock);
+}
+
+void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_bytes) {
+  brisk__lock(&brisk__heap_lock);
+  *mapped = heap[slot].mapped;
+  *free_bytes = (uint64_t)(heap[slot].free_pages - heap[slot].returned_pages) * BRISK_PAGE_SIZE;
+  brisk__unlock(&brisk__heap_lock);
+}
+
+uintptr_t brisk__heap_first_address(void) {
+  brisk__lock(&brisk__heap_lock);
+  uintptr_t a = first_address;
+  brisk__unlock(&brisk__heap_lock);
+  return a;
 }

@@ -37,6 +37,26 @@ void brisk_get_stats(brisk_stats_t *out) {
   collect(out, NULL);
 }
 
+size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max) {
+  brisk__ensure_init();
+  unsigned nodes = brisk__numa_count();
+  for (unsigned slot = 0; slot < nodes && slot < max; slot++) {
+    uint64_t heap_mapped, heap_free, out_bytes, free_bytes, large_in_use, large_cached;
+    brisk__heap_node_stats(slot, &heap_mapped, &heap_free);
+    brisk__central_node_stats(slot, &out_bytes, &free_bytes);
+    brisk__large_node_stats(slot, &large_in_use, &large_cached);
+    out[slot] = (brisk_node_stats_t){
+        .os_node = brisk__numa_slot_os_node(slot),
+        .cpus = brisk__numa_slot_cpus(slot),
+        .mapped = heap_mapped + large_in_use + large_cached,
+        .in_use = out_bytes + large_in_use,
+        .free = free_bytes + heap_free + large_cached,
+        .remote_frees = brisk__numa_remote(slot),
+    };
+  }
+  return nodes;
+}
+
 /* "12.3 MiB": a human size into buf. */
 static const char *human(char *buf, size_t n, uint64_t v) {
   static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -70,6 +90,14 @@ void brisk_print_stats(void) {
   brisk__printf_err("brisk:   heap free      %s (returned to the OS %s)\n", human(a, 32, st.heap_free),
                     human(b, 32, st.returned));
   brisk__printf_err("brisk:   large cached   %s\n", human(a, 32, st.large_cached));
+  brisk_node_stats_t nodes[BRISK_MAX_NODES];
+  size_t nn = brisk_get_node_stats(nodes, BRISK_MAX_NODES);
+  if (nn > 1)
+    for (size_t i = 0; i < nn; i++)
+      brisk__printf_err("brisk:   node %-3d       mapped %s, in use %s, free %s, %llu remote frees sent home (%u CPUs)\n",
+                        (int)nodes[i].os_node, human(a, 32, nodes[i].mapped), human(b, 32, nodes[i].in_use),
+                        human(c, 32, nodes[i].free), (unsigned long long)nodes[i].remote_frees,
+                        (unsigned)nodes[i].cpus);
   brisk__printf_err("brisk:   %5s %7s %12s %12s %12s %7s\n", "class", "size", "in use", "tcache", "central",
                     "spans");
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {

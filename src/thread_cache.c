@@ -20,7 +20,12 @@
  * starts at one batch (less when the budget is short, at least one object) and
  * grows by a batch on each refill, up to LIST_MAX_BATCHES batches, while the
  * budget allows. Lists with no slow-path activity for a purge delay give half
- * their objects back, and an emptied one returns its whole charge. */
+ * their objects back, and an emptied one returns its whole charge.
+ *
+ * NUMA: a cache holds memory of one node, `node`. Each refill looks up the CPU
+ * the thread runs on (a few ns, multi-node machines only); a thread that has
+ * moved to another node gives its whole cache back (each block to its home
+ * pool) and refills from the new node's pools. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -61,10 +66,12 @@ static void tcache_init(brisk_tcache_t *tc) {
   registry = tc;
   brisk__unlock(&brisk__registry_lock);
   atomic_fetch_add_explicit(&threads_live, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed);
+  uint64_t seen = atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed) + 1;
   pthread_setspecific(tc_key, tc); /* may allocate: we are in state INIT */
   tc->budget_used = 0;
   tc->state = BRISK_TC_LIVE; /* lists start when their class is first used */
+  brisk__numa_thread_started(seen);
+  tc->node = brisk__numa_slot_now();
 }
 
 /* First use of a class in this thread (or after scavenging emptied it). */
@@ -92,7 +99,7 @@ static void list_release(unsigned cls, brisk_tlist_t *l, uint32_t n) {
     *(void **)last = NULL;
     l->room += (int32_t)k;
     n -= k;
-    brisk__central_give(cls, head, k);
+    brisk__central_give(brisk__tc.node, cls, head, k);
   }
 }
 
@@ -157,7 +164,7 @@ static inline void tcache_tick(brisk_tcache_t *tc, unsigned cls) {
 /* Allocation for a thread without a live cache: one object straight from central. */
 static void *direct_alloc(unsigned cls) {
   void *p;
-  if (brisk__central_take(cls, 1, false, &p) == 0) {
+  if (brisk__central_take(brisk__numa_slot_now(), cls, 1, false, &p) == 0) {
     errno = ENOMEM;
     return NULL;
   }
@@ -166,9 +173,18 @@ static void *direct_alloc(unsigned cls) {
   return p;
 }
 
+/* The thread moved to another node: what it caches belongs to the old one. */
+static brisk_noinline void numa_refresh(brisk_tcache_t *tc) {
+  unsigned now = brisk__numa_slot_now();
+  if (now == tc->node) return;
+  brisk__tcache_flush(tc);
+  tc->node = now;
+}
+
 void *brisk__tcache_alloc_slow(size_t size) {
   brisk__ensure_init();
   brisk_tcache_t *tc = &brisk__tc;
+  if (brisk__boot_active()) return brisk__boot_alloc(size, 0);
   unsigned cls = brisk__size_to_class(size); /* the fast path's table may have been empty */
   if (brisk_unlikely(tc->state != BRISK_TC_LIVE)) {
     if (tc->state != BRISK_TC_NEW) return direct_alloc(cls);
@@ -178,8 +194,9 @@ void *brisk__tcache_alloc_slow(size_t size) {
   void *p = l->head;
   if (p == NULL) {
     const brisk_class_info_t *ci = &brisk__classes[cls];
+    if (brisk__numa_count() > 1) numa_refresh(tc);
     if (l->max == 0) class_start(tc, cls);
-    uint32_t n = brisk__central_take(cls, l->max < ci->batch ? l->max : ci->batch, true, &p);
+    uint32_t n = brisk__central_take(tc->node, cls, l->max < ci->batch ? l->max : ci->batch, true, &p);
     if (n == 0) {
       errno = ENOMEM;
       return NULL;
@@ -222,7 +239,7 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
   void *rest = *(void **)keep;
   *(void **)keep = NULL;
   l->room = (int32_t)l->max - 1;
-  brisk__central_give(cls, rest, count - 1);
+  brisk__central_give(tc->node, cls, rest, count - 1);
   tcache_tick(tc, cls);
 }
 

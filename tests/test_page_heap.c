@@ -30,7 +30,7 @@ static size_t resident_pages(void *p, size_t bytes) {
 
 static void test_alloc_splits_and_maps_every_page(void **state) {
   (void)state;
-  brisk_span_t *s = brisk__heap_alloc(5);
+  brisk_span_t *s = brisk__heap_alloc(0, 5);
   assert_non_null(s);
   assert_int_equal(s->npages, 5);
   assert_int_equal(s->start % BRISK_PAGE_SIZE, 0);
@@ -41,7 +41,7 @@ static void test_alloc_splits_and_maps_every_page(void **state) {
 
 static void test_free_neighbours_coalesce_into_one_span(void **state) {
   (void)state;
-  brisk_span_t *a = brisk__heap_alloc(3), *b = brisk__heap_alloc(3), *c = brisk__heap_alloc(3);
+  brisk_span_t *a = brisk__heap_alloc(0, 3), *b = brisk__heap_alloc(0, 3), *c = brisk__heap_alloc(0, 3);
   assert_non_null(a);
   assert_non_null(b);
   assert_non_null(c);
@@ -68,7 +68,7 @@ static void test_free_neighbours_coalesce_into_one_span(void **state) {
 static void test_idle_free_pages_are_given_back(void **state) {
   (void)state;
   const size_t pages = 64, bytes = pages * BRISK_PAGE_SIZE;
-  brisk_span_t *s = brisk__heap_alloc(pages);
+  brisk_span_t *s = brisk__heap_alloc(0, pages);
   assert_non_null(s);
   void *p = (void *)s->start;
   memset(p, 0xab, bytes);

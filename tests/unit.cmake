@@ -3,3 +3,8 @@
 foreach(t size_class pagemap page_heap thread_cache large options)
   brisk_add_test(test_${t} LABEL unit SOURCES test_${t}.c LIBS brisk_api)
 endforeach()
+
+# NUMA bookkeeping on made-up machines (a replaced OS seam; hwloc synthetic and
+# XML topologies from tests/data). It links libbrisk.a, so hwloc runs on brisk.
+brisk_add_test(test_numa LABEL unit SOURCES test_numa.c LIBS brisk_static PkgConfig::HWLOC)
+target_compile_definitions(test_numa PRIVATE BRISK_TEST_DATA="${CMAKE_CURRENT_SOURCE_DIR}/data")
