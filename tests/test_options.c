@@ -46,6 +46,13 @@ static void test_entries_set_their_option(void **state) {
   assert_int_equal(o.tcache_total, 256u << 20);
   assert_int_equal(o.large_cache_bytes, 0);
   assert_int_equal(o.heap_grow, 16u << 20);
+  assert_int_equal(o.numa, BRISK_NUMA_AUTO);
+  parse(&o, "BRISK_NUMA=interleave");
+  assert_int_equal(o.numa, BRISK_NUMA_INTERLEAVE);
+  parse(&o, "BRISK_NUMA=OFF");
+  assert_int_equal(o.numa, BRISK_NUMA_OFF);
+  parse(&o, "BRISK_NUMA=auto");
+  assert_int_equal(o.numa, BRISK_NUMA_AUTO);
 }
 
 static void test_bad_values_keep_the_default(void **state) {
@@ -56,6 +63,7 @@ static void test_bad_values_keep_the_default(void **state) {
   parse(&o, "BRISK_SBRK=maybe");
   parse(&o, "BRISK_PURGE_DELAY_MS=soon");
   parse(&o, "BRISK_TCACHE_BYTES=-1");
+  parse(&o, "BRISK_NUMA=local");
   parse(&o, "BRISK_NO_SUCH_OPTION=1");
   parse(&o, "BRISKET=1");
   parse(&o, "PATH=/usr/bin");
