@@ -15,6 +15,13 @@
 #   --preload LIB     allocator to LD_PRELOAD in the VM (default: none, glibc)
 #   --assert          pass --assert to the probe (fail below 95% local pages)
 #   --env K=V         extra environment for the probe, e.g. BRISK_NUMA=auto (repeatable)
+#   --numa-balancing  leave the kernel's automatic NUMA balancing on (default: off,
+#                     so that the pages stay where the allocator put them)
+#   --thp MODE        transparent huge pages: always | madvise | never (default: the
+#                     kernel's, always on Debian; a huge page is placed whole by
+#                     its first toucher, so THP is part of what is measured)
+#   --init-cmd CMD    a shell command /init runs before the probe (repeatable),
+#                     e.g. 'echo 0 >/proc/sys/kernel/numa_balancing'
 #   --timeout S       kill qemu after S seconds (default 100)
 #   --cache DIR       kernel cache (default ${BRISK_VM_CACHE:-$HOME/.cache/brisk-numa-vm})
 #   --keep            keep the work directory (initramfs, serial log) and print it
@@ -28,9 +35,9 @@ say() { printf '%s: %s\n' "$me" "$*" >&2; }
 skip() { say "SKIP: $*"; exit 77; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-case_name='' probe='' preload='' assert=0 timeout=100 keep=0
+case_name='' probe='' preload='' assert=0 timeout=100 keep=0 balancing=0 thp=
 cache=${BRISK_VM_CACHE:-${HOME:-/root}/.cache/brisk-numa-vm}
-envs=()
+envs=() init_cmds=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --case) case_name=$2; shift 2 ;;
@@ -39,6 +46,10 @@ while [[ $# -gt 0 ]]; do
     --assert) assert=1; shift ;;
     --env) [[ $2 == *=* ]] || { say "--env wants K=V, got '$2'"; exit 2; }
            envs+=("$2"); shift 2 ;;
+    --numa-balancing) balancing=1; shift ;;
+    --thp) case $2 in always|madvise|never) thp=$2 ;; *) say "--thp: always, madvise or never"; exit 2 ;; esac
+           shift 2 ;;
+    --init-cmd) init_cmds+=("$2"); shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --cache) cache=$2; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -195,6 +206,11 @@ probe_args=''
   echo '#!/bin/sh'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
   echo 'exec >/dev/console 2>&1 </dev/console'
+  # Automatic NUMA balancing would migrate misplaced pages towards their users
+  # after the fact: the probe measures where the allocator put them.
+  [[ $balancing == 1 ]] || echo 'echo 0 >/proc/sys/kernel/numa_balancing'
+  [[ -z $thp ]] || echo "echo $thp >/sys/kernel/mm/transparent_hugepage/enabled"
+  for cmd in ${init_cmds[@]+"${init_cmds[@]}"}; do echo "$cmd"; done
   echo 'read up _ </proc/uptime'
   echo 'echo "BRISK_VM_PROBE_START uptime=$up"'
   printf 'env'

@@ -239,6 +239,25 @@ static void read_topology(void)
   }
 }
 
+/* MemFree of every node: a node short of free memory makes the kernel place
+ * first-touched pages elsewhere, which no allocator can help. */
+static void print_free_memory(const char *when)
+{
+  char buf[8192], path[128];
+  printf("free_kb %s:", when);
+  for (int i = 0; i < nnodes; i++) {
+    snprintf(path, sizeof path, "/sys/devices/system/node/node%d/meminfo", nodes[i].id);
+    long kb = -1;
+    if (read_file(path, buf, sizeof buf)) {
+      char *m = strstr(buf, "MemFree:");
+      if (m)
+        kb = strtol(m + strlen("MemFree:"), NULL, 10);
+    }
+    printf(" %d=%ld", nodes[i].id, kb);
+  }
+  printf("\n");
+}
+
 static void print_topology(void)
 {
   for (int i = 0; i < nnodes; i++) {
@@ -294,6 +313,7 @@ struct result {
   int node, expected;
   size_t pages, local, absent, mismatch;
   size_t calloc_dirty; /* calloc'd bytes that were not zero */
+  size_t on[MAX_NODES]; /* pages per node id, to show where the others went */
 };
 
 /* Every page the blocks cover, deduplicated, is looked up; the blocks have been
@@ -319,9 +339,11 @@ static void check_blocks(struct result *r, const struct block *b, size_t nb)
       pages[u++] = pages[i];
   page_nodes(pages, u, status);
   for (size_t i = 0; i < u; i++) {
-    if (status[i] < 0)
+    if (status[i] < 0 || status[i] >= MAX_NODES)
       r->absent++;
-    else if (status[i] == r->expected)
+    else
+      r->on[status[i]]++;
+    if (status[i] == r->expected)
       r->local++;
     if (i % SAMPLE_EVERY == 0 && status[i] >= 0 && page_node_mempolicy(pages[i]) != status[i])
       r->mismatch++;
@@ -510,11 +532,15 @@ static void task_cross(struct task *t)
 }
 
 /* control: pages from mmap, first touched here. This is the kernel's own
- * placement; if it is not local the measurement itself cannot be trusted. */
+ * placement; if it is not local the measurement itself cannot be trusted. No huge
+ * pages: the kernel merges the threads' adjacent mappings into one VMA, and a huge
+ * page straddling two of them would be placed whole by whichever thread touched
+ * it first. */
 static void task_control(struct task *t)
 {
   size_t bytes = SMALL_MIX_BYTES;
   unsigned char *p = xmap(bytes);
+  madvise(p, bytes, MADV_NOHUGEPAGE);
   memset(p, 1, bytes);
   struct block b = {p, bytes};
   check_blocks(t->result, &b, 1);
@@ -594,6 +620,14 @@ static void print_result(const struct result *r)
 {
   printf("scenario=%s thread_node=%d expected=%d pages=%zu local=%zu pct=%.1f", r->scenario,
          r->node, r->expected, r->pages, r->local, pct(r));
+  if (r->local < r->pages) {
+    const char *sep = " others=";
+    for (int id = 0; id < MAX_NODES; id++)
+      if (id != r->expected && r->on[id]) {
+        printf("%s%d:%zu", sep, id, r->on[id]);
+        sep = ",";
+      }
+  }
   if (r->absent || r->mismatch)
     printf(" absent=%zu mismatch=%zu", r->absent, r->mismatch);
   printf("\n");
@@ -700,6 +734,7 @@ int main(int argc, char **argv)
     return 77;
   }
 
+  print_free_memory("start");
   double t0 = now_ms();
   /* fresh must run first: it is the only phase the allocator meets with nothing
    * freed yet. */
@@ -711,6 +746,7 @@ int main(int argc, char **argv)
   int control_first = nresults;
   scenario_all("control", task_control, MIX_SMALL);
   double elapsed = now_ms() - t0;
+  print_free_memory("end");
 
   int failed = 0, dirty = 0, broken = 0;
   for (int i = 0; i < nresults; i++) {
