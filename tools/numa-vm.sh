@@ -231,7 +231,7 @@ log=$work/serial.log
 kargs='console=ttyS0 loglevel=1 panic=-1 rdinit=/init mitigations=off nokaslr'
 kargs+=' cryptomgr.notests rodata=off'
 kargs+=' initcall_blacklist=init_kprobe_trace,load_system_certificate_list,crypto_kdf108_init'
-say "case=$case_name kernel=$(basename "$(dirname "$kernel")") preload=${preload:-none} assert=$assert"
+say "case=$case_name kernel=$kernel preload=${preload:-none} assert=$assert"
 start=$(date +%s%N)
 qrc=0
 timeout -k 5 "$timeout" "$qemu" -M q35 -accel tcg -cpu max -nodefaults -display none \
