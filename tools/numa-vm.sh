@@ -177,7 +177,7 @@ if [[ $keep == 0 ]]; then trap 'rm -rf "$work"' EXIT; fi
 root=$work/root
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,preload}
 cp "$busybox" "$root/bin/busybox"
-for applet in sh mount cat echo reboot; do ln -s busybox "$root/bin/$applet"; done
+for applet in sh env mount cat echo reboot; do ln -s busybox "$root/bin/$applet"; done
 cp "$probe" "$root/bin/numa_probe"
 
 # Every library ldd lists (the dynamic loader included), at the same path, so the

@@ -633,6 +633,13 @@ static void print_result(const struct result *r)
   printf("\n");
 }
 
+static void print_new_results(void)
+{
+  static int printed;
+  while (printed < nresults)
+    print_result(&results[printed++]);
+}
+
 /* ------------------------------------------------------------------------------
  * Self-check: on every node with CPUs, first-touched mmap pages read back the
  * same node through both syscalls, and it is the expected node.
@@ -738,20 +745,26 @@ int main(int argc, char **argv)
   double t0 = now_ms();
   /* fresh must run first: it is the only phase the allocator meets with nothing
    * freed yet. */
+  /* Lines are printed as each scenario ends, so a crash still shows how far it got. */
   scenario_all("fresh", task_measure, MIX_SMALL);
+  print_new_results();
   scenario_reuse("reuse", MIX_SMALL);
+  print_new_results();
   scenario_reuse("large", MIX_LARGE);
+  print_new_results();
   scenario_reuse("calloc", MIX_CALLOC);
+  print_new_results();
   scenario_cross();
+  print_new_results();
   int control_first = nresults;
   scenario_all("control", task_control, MIX_SMALL);
+  print_new_results();
   double elapsed = now_ms() - t0;
   print_free_memory("end");
 
   int failed = 0, dirty = 0, broken = 0;
   for (int i = 0; i < nresults; i++) {
     const struct result *r = &results[i];
-    print_result(r);
     if (r->calloc_dirty) {
       printf("ERROR scenario=%s thread_node=%d: calloc returned %zu non-zero bytes\n",
              r->scenario, r->node, r->calloc_dirty);
