@@ -260,6 +260,11 @@ if [[ -z $exit_line ]]; then
   exit 1
 fi
 rc=${exit_line#BRISK_VM_EXIT=}; rc=${rc%% *}
+if [[ -n $preload ]] && ! grep -q "^malloc_from=/preload/$(basename "$preload")\$" "$work/serial.txt"; then
+  grep -E '^malloc_from=|cannot be preloaded' "$work/serial.txt" >&2 || true
+  say "FAIL: malloc in the VM did not come from $(basename "$preload")"
+  exit 1
+fi
 boot=${start_line#*uptime=}; done_at=${exit_line#*uptime=}
 say "case=$case_name probe_exit=$rc boot_to_probe=${boot}s probe_done=${done_at}s qemu_wall=${wall_ms}ms"
 exit "$rc"

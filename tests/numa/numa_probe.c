@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -725,6 +726,11 @@ int main(int argc, char **argv)
     if (nodes[i].ncpus > 0)
       workers[nworkers++] = i;
   print_topology();
+  /* Which library serves malloc: a preload the loader refused would otherwise
+   * measure libc in silence. */
+  Dl_info info;
+  void *m = dlsym(RTLD_DEFAULT, "malloc");
+  printf("malloc_from=%s\n", m && dladdr(m, &info) && info.dli_fname ? info.dli_fname : "?");
   if (nworkers == 0) {
     fprintf(stderr, "numa_probe: no node has CPUs\n");
     return 2;
