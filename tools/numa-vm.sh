@@ -189,7 +189,7 @@ copy_libs() {
     [[ -e $root$lib ]] && continue
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
-  done < <(ldd "$1" 2>/dev/null | grep -oE '/[^ ]+' | grep -v '^/[^ ]*:$' | sort -u || true)
+  done < <(ldd "$1" 2>/dev/null | grep -oE '/[^ ]+' | sort -u || true)
 }
 copy_libs "$probe"
 preload_env=''
