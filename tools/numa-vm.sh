@@ -206,13 +206,13 @@ probe_args=''
   echo '#!/bin/sh'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
   echo 'exec >/dev/console 2>&1 </dev/console'
+  echo 'read up _ </proc/uptime'
+  echo 'echo "BRISK_VM_PROBE_START uptime=$up"'
   # Automatic NUMA balancing would migrate misplaced pages towards their users
   # after the fact: the probe measures where the allocator put them.
   [[ $balancing == 1 ]] || echo 'echo 0 >/proc/sys/kernel/numa_balancing'
   [[ -z $thp ]] || echo "echo $thp >/sys/kernel/mm/transparent_hugepage/enabled"
   for cmd in ${init_cmds[@]+"${init_cmds[@]}"}; do echo "$cmd"; done
-  echo 'read up _ </proc/uptime'
-  echo 'echo "BRISK_VM_PROBE_START uptime=$up"'
   printf 'env'
   for kv in ${preload_env:+"$preload_env"} ${envs[@]+"${envs[@]}"}; do printf ' %q' "$kv"; done
   echo " /bin/numa_probe $probe_args"
