@@ -3,7 +3,8 @@
  *
  *   malloc: size -> class (a table below 1 KiB), pop the thread cache's list;
  *   free:   address -> span (two loads in the page map), check that the address
- *           is an object's start, push on the thread cache's list.
+ *           is an object's start and of the cache's NUMA node, push on the
+ *           thread cache's list.
  *
  * A free list entry holds its successor in word 0 and brisk__free_key in word 1;
  * malloc clears word 1 again. free() seeing the key in word 1 is the cheap hint
@@ -67,8 +68,15 @@ static brisk_cold void check_double_free(void *p, uint64_t e, const char *call) 
   /* the key was the program's own data */
 }
 
-static inline void small_free(void *p, unsigned cls) {
+/* A block of another node's span does not go on the lists: a cache holds only
+ * memory of its own node (on one node, every block's slot and the cache's are 0). */
+static inline void small_free(void *p, uint64_t e) {
   brisk_tcache_t *tc = &brisk__tc;
+  if (brisk_unlikely(brisk__pm_node(e) != tc->node)) {
+    brisk__tcache_free_remote(tc, p);
+    return;
+  }
+  unsigned cls = brisk__pm_class(e);
   brisk_tlist_t *l = &tc->list[cls];
   ((void **)p)[0] = l->head;
   ((uint64_t *)p)[1] = brisk__free_key;
@@ -79,7 +87,7 @@ static inline void small_free(void *p, unsigned cls) {
 /* Kept out of line so that the fast path below needs no stack frame. */
 static brisk_noinline void free_suspect(void *p, uint64_t e) {
   check_double_free(p, e, "free()");
-  small_free(p, brisk__pm_class(e));
+  small_free(p, e);
 }
 
 brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call) {
@@ -106,7 +114,7 @@ void brisk_free(void *p) {
     free_suspect(p, e);
     return;
   }
-  small_free(p, cls);
+  small_free(p, e);
 }
 
 /* The usable size of a block, validating it like free() does. */

@@ -142,9 +142,11 @@ typedef struct brisk_span_s {
  * lock; writers publish an entry after the span is filled in.
  *
  * An entry is the span pointer (48 bits); for the pages of a SMALL span it also
- * carries the size class (bits 48-55) and the page's index in its span (bits
- * 56-63). With those, free() finds the object's class and span start from the
- * entry and the class table alone, without touching the span descriptor. */
+ * carries the size class (bits 48-55), the page's index in its span (bits
+ * 56-63) and the span's NUMA slot in the pointer's low 6 bits (descriptors are
+ * 64-byte aligned). With those, free() finds the object's class, span start and
+ * node from the entry and the class table alone, without touching the span
+ * descriptor. */
 #define BRISK_VA_BITS 48
 #define BRISK_PM_LEAF_BITS 18
 #define BRISK_PM_ROOT_BITS (BRISK_VA_BITS - BRISK_PAGE_SHIFT - BRISK_PM_LEAF_BITS)
@@ -167,7 +169,11 @@ static inline uint64_t brisk__pagemap_entry(const void *p) {
   return atomic_load_explicit(&leaf->entry[page & (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)],
                               memory_order_acquire);
 }
-static inline brisk_span_t *brisk__pm_span(uint64_t e) { return (brisk_span_t *)(uintptr_t)(e & BRISK_PM_PTR_MASK); }
+#define BRISK_PM_NODE_MASK ((uint64_t)63)
+static inline brisk_span_t *brisk__pm_span(uint64_t e) {
+  return (brisk_span_t *)(uintptr_t)(e & BRISK_PM_PTR_MASK & ~BRISK_PM_NODE_MASK);
+}
+static inline unsigned brisk__pm_node(uint64_t e) { return (unsigned)(e & BRISK_PM_NODE_MASK); }
 static inline unsigned brisk__pm_class(uint64_t e) { return (unsigned)(e >> 48) & 0xff; }
 static inline uintptr_t brisk__pm_index(uint64_t e) { return (uintptr_t)(e >> 56); }
 static inline brisk_span_t *brisk__pagemap_get(const void *p) { return brisk__pm_span(brisk__pagemap_entry(p)); }
@@ -359,13 +365,16 @@ static inline uint32_t brisk__tl_count(const brisk_tlist_t *l) { return (uint32_
 typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_DEAD } brisk_tc_state_t;
 
 typedef struct brisk_tcache_s {
+  uint64_t node; /* NUMA slot of the memory in this cache (refreshed on refill);
+                    first, next to the lists: free() compares it with every block's */
+  uint64_t remote_count;
   brisk_tlist_t list[BRISK_CLASSES];
   /* below: slow path only */
   int state;
   uint32_t slow_events;
   uint64_t last_scavenge_ms;
   size_t budget_used; /* sum over classes of max * size */
-  uint32_t node;      /* NUMA slot of the memory in this cache (refreshed on refill) */
+  void *remote;       /* blocks of other nodes freed here, sent home in batches */
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tcache_s *next, *prev; /* registry, under the registry lock */
@@ -379,6 +388,8 @@ void brisk__tcache_global_init(void);
 void brisk__tcache_after_fork_child(void);
 void *brisk__tcache_alloc_slow(size_t size);
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
+/* free() of a block whose span belongs to another node than the cache's. */
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p);
 void brisk__tcache_flush(brisk_tcache_t *tc); /* return everything to central */
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);
 void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],

@@ -32,6 +32,10 @@ void *brisk__meta_alloc(size_t size) {
   return p;
 }
 
+/* The page map keeps a span's node in the low bits of its descriptor's address. */
+_Static_assert(BRISK_CACHE_LINE > BRISK_PM_NODE_MASK && BRISK_MAX_NODES <= BRISK_PM_NODE_MASK + 1,
+               "span descriptors must be aligned beyond the node bits");
+
 brisk_span_t *brisk__span_new(void) {
   brisk__lock(&meta_lock);
   brisk_span_t *s = span_free;

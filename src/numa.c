@@ -58,7 +58,12 @@ BRISK_WEAK_HWLOC(hwloc_distances_release);
 
 unsigned brisk__numa_nodes = 1;
 
-static atomic_int discovery; /* 0 not yet, 1 running or done */
+static atomic_int discovery; /* 0 not yet, 1 running, 2 done */
+/* Threads that start while another loads the topology wait for it this long at
+ * most: memory they took meanwhile would be filed under slot 0 whatever node it
+ * is on. The bound keeps a thread that hwloc might wait for (it may take the
+ * dynamic loader's lock) from blocking it forever. */
+#define DISCOVERY_WAIT_MS 1000
 static uint8_t cpu_slot[BRISK_MAX_CPUS];
 static int slot_os[BRISK_MAX_NODES];
 static uint32_t slot_cpus[BRISK_MAX_NODES];
@@ -343,13 +348,24 @@ static brisk_noinline void discover(void) {
   }
 }
 
+static brisk_noinline void wait_for_discovery(void) {
+  uint64_t start = brisk__os_now_ms();
+  while (atomic_load_explicit(&discovery, memory_order_acquire) == 1 &&
+         brisk__os_now_ms() - start < DISCOVERY_WAIT_MS)
+    sched_yield();
+}
+
 void brisk__numa_thread_started(uint64_t threads_seen) {
   if (threads_seen < 2 || brisk__opt.numa == BRISK_NUMA_OFF) return;
-  if (atomic_load_explicit(&discovery, memory_order_relaxed) != 0) return;
+  int state = atomic_load_explicit(&discovery, memory_order_acquire);
+  if (state == 2) return;
   int expected = 0;
-  if (!atomic_compare_exchange_strong(&discovery, &expected, 1)) return;
-  if (brisk__numa_os.online_nodes() < 2) return;
-  discover();
+  if (state == 1 || !atomic_compare_exchange_strong(&discovery, &expected, 1)) {
+    wait_for_discovery();
+    return;
+  }
+  if (brisk__numa_os.online_nodes() >= 2) discover();
+  atomic_store_explicit(&discovery, 2, memory_order_release);
 }
 
 /* ------------------------------------------------------------------------------

@@ -25,7 +25,9 @@
  * NUMA: a cache holds memory of one node, `node`. Each refill looks up the CPU
  * the thread runs on (a few ns, multi-node machines only); a thread that has
  * moved to another node gives its whole cache back (each block to its home
- * pool) and refills from the new node's pools. */
+ * pool) and refills from the new node's pools. free() puts a block of another
+ * node on a separate list (`remote`), which goes home in batches, so that a
+ * cache never hands out another node's memory. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -103,7 +105,37 @@ static void list_release(unsigned cls, brisk_tlist_t *l, uint32_t n) {
   }
 }
 
+/* Blocks of other nodes freed by this thread wait on one list and go home this
+ * many at a time: a lock per class and node per batch instead of per free. */
+#define REMOTE_BATCH 256
+
+/* Sort the remote list by class; central sends every block to its own node. */
+static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
+  void *part[BRISK_CLASSES] = {0};
+  uint32_t count[BRISK_CLASSES] = {0};
+  void *next;
+  for (void *o = tc->remote; o != NULL; o = next) {
+    next = *(void **)o;
+    unsigned cls = brisk__pm_class(brisk__pagemap_entry(o));
+    *(void **)o = part[cls];
+    part[cls] = o;
+    count[cls]++;
+  }
+  tc->remote = NULL;
+  tc->remote_count = 0;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++)
+    if (count[cls] > 0) brisk__central_give((unsigned)tc->node, cls, part[cls], count[cls]);
+}
+
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p) {
+  ((void **)p)[0] = tc->remote;
+  ((uint64_t *)p)[1] = brisk__free_key;
+  tc->remote = p;
+  if (++tc->remote_count >= REMOTE_BATCH || tc->state != BRISK_TC_LIVE) remote_flush(tc);
+}
+
 void brisk__tcache_flush(brisk_tcache_t *tc) {
+  if (tc->remote != NULL) remote_flush(tc);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++)
     if (brisk__tl_count(&tc->list[cls]) > 0)
       list_release(cls, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
@@ -133,6 +165,7 @@ static void tcache_on_thread_exit(void *arg) {
  * through the fast path alone loses at most one refill to this. */
 static void tcache_scavenge(brisk_tcache_t *tc, uint64_t now) {
   tc->last_scavenge_ms = now;
+  if (tc->remote != NULL) remote_flush(tc);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     brisk_tlist_t *l = &tc->list[cls];
     uint32_t batch = brisk__classes[cls].batch;
@@ -244,6 +277,8 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
 }
 
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj) {
+  for (void *o = tc->remote; o != NULL; o = *(void **)o)
+    if (o == obj) return true;
   uint32_t n = 0;
   uint32_t count = brisk__tl_count(&tc->list[cls]);
   for (void *o = tc->list[cls].head; o != NULL && n <= count; o = *(void **)o, n++)
