@@ -365,16 +365,24 @@ static inline uint32_t brisk__tl_count(const brisk_tlist_t *l) { return (uint32_
 typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_DEAD } brisk_tc_state_t;
 
 typedef struct brisk_tcache_s {
-  uint64_t node; /* NUMA slot of the memory in this cache (refreshed on refill);
-                    first, next to the lists: free() compares it with every block's */
-  uint64_t remote_count;
-  brisk_tlist_t list[BRISK_CLASSES];
+  union {
+    brisk_tlist_t list[BRISK_CLASSES];
+    /* Class 0 is never a size's class once brisk has started (before, its empty
+     * list sends malloc to the slow path), so the room and max of list[0] hold
+     * the cache's NUMA slot: free() compares it with every block's, and here it
+     * shares a cache line with the lists and costs no extra address arithmetic. */
+    struct {
+      void *class0_head; /* always NULL */
+      uint64_t node;     /* NUMA slot of the memory in this cache (refreshed on refill) */
+    };
+  };
   /* below: slow path only */
   int state;
   uint32_t slow_events;
   uint64_t last_scavenge_ms;
   size_t budget_used; /* sum over classes of max * size */
   void *remote;       /* blocks of other nodes freed here, sent home in batches */
+  uint64_t remote_count;
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tcache_s *next, *prev; /* registry, under the registry lock */
