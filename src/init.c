@@ -22,6 +22,7 @@ static void fork_prepare(void) {
   brisk__central_fork_lock();
   brisk__lock(&brisk__heap_lock);
   brisk__lock(&brisk__large_lock);
+  brisk__numa_fork_lock();
   brisk__meta_fork_lock();
   brisk__pagemap_fork_lock();
 }
@@ -29,6 +30,7 @@ static void fork_prepare(void) {
 static void fork_unlock_all(void) {
   brisk__pagemap_fork_unlock();
   brisk__meta_fork_unlock();
+  brisk__numa_fork_unlock();
   brisk__unlock(&brisk__large_lock);
   brisk__unlock(&brisk__heap_lock);
   brisk__central_fork_unlock();
@@ -39,6 +41,7 @@ static atomic_int purger_state; /* 0 none, 1 running, 2 could not start */
 
 static void fork_child(void) {
   atomic_store(&purger_state, 0); /* the parent's purger does not exist here */
+  brisk__numa_after_fork_child();
   brisk__tcache_after_fork_child(); /* the registry lock is still ours here */
   fork_unlock_all();
 }

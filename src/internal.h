@@ -272,9 +272,9 @@ typedef struct brisk_numa_os_s {
 } brisk_numa_os_t;
 extern brisk_numa_os_t brisk__numa_os;
 
-/* Called when a thread's cache is created; the second thread of a process runs
- * discovery (the first never does: a single thread gets local memory from the
- * kernel's first touch, and start-up stays cheap). */
+/* Called when a thread's cache is created; the second thread of a process starts
+ * discovery and waits for it (the first never does: a single thread gets local
+ * memory from the kernel's first touch, and start-up stays cheap). */
 void brisk__numa_thread_started(uint64_t threads_seen);
 /* The slot of the CPU the calling thread runs on (a few ns: rseq or vDSO getcpu). */
 unsigned brisk__numa_slot_now(void);
@@ -290,8 +290,9 @@ uint32_t brisk__numa_slot_cpus(unsigned slot);
 /* Blocks that a thread of another node freed and that went home to slot. */
 void brisk__numa_note_remote(unsigned slot, uint64_t n);
 uint64_t brisk__numa_remote(unsigned slot);
-/* Tests: forget the topology (one slot again; pools must be empty). */
-void brisk__numa_reset_for_tests(void);
+void brisk__numa_after_fork_child(void);
+void brisk__numa_fork_lock(void);
+void brisk__numa_fork_unlock(void);
 /* Allocations made by the thread that is loading the topology come from the
  * bootstrap area: they are never reused, and free() of one does nothing. */
 void *brisk__boot_alloc(size_t size, size_t align); /* align 0: natural for size */

@@ -8,9 +8,11 @@
  * kernel's first touch already places a lone thread's memory on its node and a
  * short-lived program should not pay for hwloc. When a second thread gets its
  * cache, a cheap look at /sys says whether there is more than one node, and
- * only then does that thread load hwloc's topology, copy what brisk needs into
- * the tables below (CPU to slot, slot to OS node, a binding mask per slot) and
- * destroy it. hwloc allocates hundreds of times while it loads: those calls come
+ * only then does a short-lived thread of brisk's ("brisk-numa") load hwloc
+ * (dlopen, unless the program links it), read the topology, copy what brisk
+ * needs into the tables below (CPU to slot, slot to OS node, a binding mask per
+ * slot) and destroy it. Threads that start meanwhile wait for it (a second at
+ * most). hwloc allocates hundreds of times while it loads: those calls come
  * back into brisk from the loading thread, which serves them from a bootstrap
  * area (mmap'd here, marked in the page map, never reused; free() of such a
  * block does nothing), so the pools see none of it.
@@ -28,27 +30,50 @@
 #define _GNU_SOURCE
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/auxv.h>
 #include <hwloc.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* hwloc is referenced weakly: libbrisk.so links it, while a program linked with
- * libbrisk.a may leave it out and runs without NUMA pools. */
-#define BRISK_WEAK_HWLOC(f) extern __typeof__(f) f __attribute__((weak))
-BRISK_WEAK_HWLOC(hwloc_topology_init);
-BRISK_WEAK_HWLOC(hwloc_topology_destroy);
-BRISK_WEAK_HWLOC(hwloc_topology_set_flags);
-BRISK_WEAK_HWLOC(hwloc_topology_load);
-BRISK_WEAK_HWLOC(hwloc_get_type_depth);
-BRISK_WEAK_HWLOC(hwloc_get_obj_by_depth);
-BRISK_WEAK_HWLOC(hwloc_bitmap_first);
-BRISK_WEAK_HWLOC(hwloc_bitmap_next);
-BRISK_WEAK_HWLOC(hwloc_bitmap_isset);
-BRISK_WEAK_HWLOC(hwloc_bitmap_weight);
-BRISK_WEAK_HWLOC(hwloc_distances_get_by_type);
-BRISK_WEAK_HWLOC(hwloc_distances_release);
+/* hwloc: a program that links it (a test, or a static program built with
+ * -lhwloc) provides it through these weak references; otherwise the discovery
+ * thread dlopens it. libbrisk.so does not link it, so that no process pays for
+ * loading hwloc and its libraries unless it is multithreaded on a multi-node
+ * machine. */
+#define HWLOC_FUNCS(X)                                                                             \
+  X(hwloc_get_api_version) X(hwloc_topology_init) X(hwloc_topology_destroy) X(hwloc_topology_set_flags) \
+  X(hwloc_topology_load) X(hwloc_get_type_depth) X(hwloc_get_obj_by_depth) X(hwloc_bitmap_isset)        \
+  X(hwloc_bitmap_weight) X(hwloc_distances_get_by_type) X(hwloc_distances_release)
+#define HWLOC_WEAK(f) extern __typeof__(f) f __attribute__((weak));
+HWLOC_FUNCS(HWLOC_WEAK)
+extern __typeof__(dlopen) dlopen __attribute__((weak));
+extern __typeof__(dlsym) dlsym __attribute__((weak));
+#define HWLOC_FIELD(f) __typeof__(f) *f;
+static struct { HWLOC_FUNCS(HWLOC_FIELD) } hw;
+/* The ABI of hwloc 2.x, the major version brisk is built against. */
+#define HWLOC_SONAME "libhwloc.so.15"
+
+static bool hwloc_resolve(void) {
+  if (hwloc_topology_init != NULL) {
+#define HWLOC_LINKED(f) hw.f = f;
+    HWLOC_FUNCS(HWLOC_LINKED)
+  } else {
+    /* Weak too: a static program does not get dlopen pulled in, and even if it
+     * has one, a shared hwloc would bring a second C library into it. */
+    if (dlopen == NULL || dlsym == NULL || getauxval(AT_BASE) == 0) return false;
+    void *lib = dlopen(HWLOC_SONAME, RTLD_NOW | RTLD_LOCAL); /* kept open for good */
+    if (lib == NULL) return false;
+#define HWLOC_DLSYM(f) *(void **)&hw.f = dlsym(lib, #f);
+    HWLOC_FUNCS(HWLOC_DLSYM)
+  }
+#define HWLOC_MISSING(f) || hw.f == NULL
+  if (0 HWLOC_FUNCS(HWLOC_MISSING)) return false;
+  return (hw.hwloc_get_api_version() >> 16) == (HWLOC_API_VERSION >> 16);
+}
 
 /* Linux's mempolicy constants (numaif.h belongs to libnuma, which brisk does not use). */
 #define BRISK_MPOL_PREFERRED 1
@@ -64,6 +89,7 @@ static atomic_int discovery; /* 0 not yet, 1 running, 2 done */
  * is on. The bound keeps a thread that hwloc might wait for (it may take the
  * dynamic loader's lock) from blocking it forever. */
 #define DISCOVERY_WAIT_MS 1000
+static int requester_cpu = -1; /* the CPU of the thread whose start triggered discovery */
 static uint8_t cpu_slot[BRISK_MAX_CPUS];
 static int slot_os[BRISK_MAX_NODES];
 static uint32_t slot_cpus[BRISK_MAX_NODES];
@@ -234,7 +260,7 @@ static int most_local(const node_info_t *nodes, unsigned n, unsigned cpu, bool n
   int best = -1;
   for (unsigned i = 0; i < n; i++) {
     if ((need_memory && !nodes[i].memory) || nodes[i].obj->cpuset == NULL ||
-        !hwloc_bitmap_isset(nodes[i].obj->cpuset, cpu))
+        !hw.hwloc_bitmap_isset(nodes[i].obj->cpuset, cpu))
       continue;
     if (best < 0 || nodes[i].weight < nodes[best].weight) best = (int)i;
   }
@@ -248,9 +274,9 @@ static void mask_set(uint64_t *mask, int os) {
 /* Load the topology and fill the tables; returns the number of slots (1 when
  * there is nothing to do). Runs in the discovering thread with booting set. */
 static unsigned load_tables(void) {
-  if (hwloc_topology_init == NULL) return 1; /* linked statically without hwloc */
+  if (!hwloc_resolve()) return 1;
   hwloc_topology_t topo;
-  if (hwloc_topology_init(&topo) != 0) return 1;
+  if (hw.hwloc_topology_init(&topo) != 0) return 1;
   unsigned slots = 1;
   node_info_t *nodes = NULL;
   struct hwloc_distances_s *dist = NULL;
@@ -259,24 +285,24 @@ static unsigned load_tables(void) {
    * objects stay (hwloc's default): a NUMA node's CPUs are those of the object
    * it hangs from, a package, a die, a cache or a core, and filtering those out
    * would hang every node from the machine, local to every CPU. */
-  hwloc_topology_set_flags(topo, HWLOC_TOPOLOGY_FLAG_DONT_CHANGE_BINDING);
-  if (brisk__numa_os.topology_setup(topo) != 0 || hwloc_topology_load(topo) != 0) goto out;
+  hw.hwloc_topology_set_flags(topo, HWLOC_TOPOLOGY_FLAG_DONT_CHANGE_BINDING);
+  if (brisk__numa_os.topology_setup(topo) != 0 || hw.hwloc_topology_load(topo) != 0) goto out;
 
-  int ndepth = hwloc_get_type_depth(topo, HWLOC_OBJ_NUMANODE);
-  int pdepth = hwloc_get_type_depth(topo, HWLOC_OBJ_PU);
+  int ndepth = hw.hwloc_get_type_depth(topo, HWLOC_OBJ_NUMANODE);
+  int pdepth = hw.hwloc_get_type_depth(topo, HWLOC_OBJ_PU);
   unsigned n = 0;
-  for (hwloc_obj_t o = hwloc_get_obj_by_depth(topo, ndepth, 0); o != NULL; o = o->next_cousin) n++;
+  for (hwloc_obj_t o = hw.hwloc_get_obj_by_depth(topo, ndepth, 0); o != NULL; o = o->next_cousin) n++;
   if (n < 2) goto out;
   nodes = brisk__boot_alloc(n * sizeof *nodes, 0);
   if (nodes == NULL) goto out;
   unsigned i = 0, with_memory = 0;
-  for (hwloc_obj_t o = hwloc_get_obj_by_depth(topo, ndepth, 0); o != NULL && i < n; o = o->next_cousin, i++) {
+  for (hwloc_obj_t o = hw.hwloc_get_obj_by_depth(topo, ndepth, 0); o != NULL && i < n; o = o->next_cousin, i++) {
     nodes[i] = (node_info_t){(int)o->os_index, o->attr->numanode.local_memory > 0,
-                             o->cpuset ? hwloc_bitmap_weight(o->cpuset) : 0, o};
+                             o->cpuset ? hw.hwloc_bitmap_weight(o->cpuset) : 0, o};
     with_memory += nodes[i].memory;
   }
   if (with_memory < 2) goto out;
-  if (hwloc_distances_get_by_type(topo, HWLOC_OBJ_NUMANODE, &ndist, &dist, 0, 0) != 0 || ndist == 0) dist = NULL;
+  if (hw.hwloc_distances_get_by_type(topo, HWLOC_OBJ_NUMANODE, &ndist, &dist, 0, 0) != 0 || ndist == 0) dist = NULL;
 
   /* Slots: memory nodes by OS number, except that slot 0 goes to the node that
    * already holds brisk's memory (it was allocated before there were slots). */
@@ -284,7 +310,7 @@ static unsigned load_tables(void) {
   uintptr_t first = brisk__heap_first_address();
   if (first != 0) home = brisk__numa_os.page_node((const void *)first);
   if (home < 0) {
-    int cpu = brisk__numa_os.current_cpu();
+    int cpu = requester_cpu;
     int local = cpu >= 0 ? most_local(nodes, n, (unsigned)cpu, true) : -1;
     if (local >= 0) home = nodes[local].os;
   }
@@ -305,7 +331,7 @@ static unsigned load_tables(void) {
 
   /* Every CPU goes to the most local node that has memory; a CPU of a
    * memory-less node to the nearest node with memory. */
-  for (hwloc_obj_t pu = hwloc_get_obj_by_depth(topo, pdepth, 0); pu != NULL; pu = pu->next_cousin) {
+  for (hwloc_obj_t pu = hw.hwloc_get_obj_by_depth(topo, pdepth, 0); pu != NULL; pu = pu->next_cousin) {
     if (pu->os_index >= BRISK_MAX_CPUS) continue;
     int best = most_local(nodes, limit, pu->os_index, true);
     int local = most_local(nodes, limit, pu->os_index, false);
@@ -323,16 +349,13 @@ static unsigned load_tables(void) {
     slot_cpus[s]++;
   }
 out:
-  if (dist != NULL) hwloc_distances_release(topo, dist);
-  hwloc_topology_destroy(topo);
+  if (dist != NULL) hw.hwloc_distances_release(topo, dist);
+  hw.hwloc_topology_destroy(topo);
   return slots;
 }
 
-static brisk_noinline void discover(void) {
-  brisk_tcache_t *tc = &brisk__tc;
-  tc->booting = 1;
+static void discover(void) {
   unsigned slots = load_tables();
-  tc->booting = 0;
   if (slots < 2 || !brisk__central_add_slots(slots)) {
     if (brisk__opt.verbose && slots >= 2) brisk__printf_err("brisk: NUMA: out of memory for pools\n");
     return;
@@ -348,6 +371,33 @@ static brisk_noinline void discover(void) {
   }
 }
 
+/* Discovery runs in a thread of its own, never inside the allocation that
+ * triggered it: that allocation may come from the dynamic loader, and hwloc may
+ * be dlopened. Every allocation of this thread comes from the bootstrap area. */
+static void *discovery_main(void *arg) {
+  (void)arg;
+  brisk__tc.booting = 1;
+  discover();
+  atomic_store_explicit(&discovery, 2, memory_order_release);
+  return NULL;
+}
+
+static bool discovery_start(void) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits the mask */
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  int err = pthread_create(&t, &attr, discovery_main, NULL);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err == 0) pthread_setname_np(t, "brisk-numa");
+  return err == 0;
+}
+
 static brisk_noinline void wait_for_discovery(void) {
   uint64_t start = brisk__os_now_ms();
   while (atomic_load_explicit(&discovery, memory_order_acquire) == 1 &&
@@ -360,13 +410,24 @@ void brisk__numa_thread_started(uint64_t threads_seen) {
   int state = atomic_load_explicit(&discovery, memory_order_acquire);
   if (state == 2) return;
   int expected = 0;
-  if (state == 1 || !atomic_compare_exchange_strong(&discovery, &expected, 1)) {
-    wait_for_discovery();
-    return;
+  if (state == 0 && atomic_compare_exchange_strong(&discovery, &expected, 1)) {
+    requester_cpu = brisk__numa_os.current_cpu();
+    if (brisk__numa_os.online_nodes() < 2 || !discovery_start()) {
+      atomic_store_explicit(&discovery, 2, memory_order_release);
+      return;
+    }
   }
-  if (brisk__numa_os.online_nodes() >= 2) discover();
-  atomic_store_explicit(&discovery, 2, memory_order_release);
+  wait_for_discovery();
 }
+
+/* A child forked while the discovery thread ran does not have that thread. */
+void brisk__numa_after_fork_child(void) {
+  int running = 1;
+  atomic_compare_exchange_strong(&discovery, &running, 0);
+}
+
+void brisk__numa_fork_lock(void) { brisk__lock(&boot_lock); }
+void brisk__numa_fork_unlock(void) { brisk__unlock(&boot_lock); }
 
 /* ------------------------------------------------------------------------------
    Queries, binding, statistics
@@ -398,13 +459,3 @@ void brisk__numa_note_remote(unsigned slot, uint64_t n) {
 }
 uint64_t brisk__numa_remote(unsigned slot) { return atomic_load_explicit(&remote_frees[slot], memory_order_relaxed); }
 
-void brisk__numa_reset_for_tests(void) {
-  __atomic_store_n(&brisk__numa_nodes, 1u, __ATOMIC_RELEASE);
-  atomic_store(&discovery, 0);
-  memset(cpu_slot, 0, sizeof cpu_slot);
-  memset(slot_os, 0, sizeof slot_os);
-  memset(slot_cpus, 0, sizeof slot_cpus);
-  memset(slot_mask, 0, sizeof slot_mask);
-  memset(all_mask, 0, sizeof all_mask);
-  for (unsigned i = 0; i < BRISK_MAX_NODES; i++) atomic_store(&remote_frees[i], 0);
-}

@@ -134,10 +134,10 @@ busybox=/bin/busybox
 # under TCG. The XZ stream inside vmlinuz starts at FD 37 7A 58 5A 00.
 fetch_kernel() {
   local pkg dir deb off vmlinuz
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !n++ {print $2}')
   if [[ -z $pkg ]]; then
     [[ $(id -u) == 0 ]] && apt-get update -qq >/dev/null 2>&1 || true
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !n++ {print $2}')
   fi
   [[ -n $pkg ]] || { say "apt-cache knows no linux-image-amd64"; return 1; }
   dir=$cache/$pkg
@@ -149,7 +149,7 @@ fetch_kernel() {
   # Only /boot: the modules are not needed and are ten times larger.
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir.tmp" --wildcards './boot/vmlinuz-*'
   vmlinuz=$(ls "$dir.tmp"/boot/vmlinuz-*)
-  off=$(LC_ALL=C grep -obUaP '\xFD7zXZ\x00' "$vmlinuz" | head -1 | cut -d: -f1)
+  off=$(LC_ALL=C grep -m1 -obUaP '\xFD7zXZ\x00' "$vmlinuz" | awk -F: 'NR == 1 {print $1}')
   [[ -n $off ]] || { say "no XZ payload in $vmlinuz"; return 1; }
   tail -c +$((off + 1)) "$vmlinuz" | xz -dc --single-stream >"$dir.tmp/vmlinux"
   [[ $(head -c 4 "$dir.tmp/vmlinux" | od -An -c | tr -d ' ') == 177ELF ]] \
@@ -182,7 +182,7 @@ cp "$probe" "$root/bin/numa_probe"
 
 # Every library ldd lists (the dynamic loader included), at the same path, so the
 # loader's default search finds them; the preloaded library's own dependencies
-# (libstdc++, soon libhwloc) come the same way.
+# (libstdc++) come the same way.
 copy_libs() {
   local lib
   while read -r lib; do
@@ -197,6 +197,15 @@ if [[ -n $preload ]]; then
   cp -L "$preload" "$root/preload/$(basename "$preload")"
   copy_libs "$preload"
   preload_env="LD_PRELOAD=/preload/$(basename "$preload")"
+fi
+# brisk dlopens hwloc when it finds several nodes, so ldd does not list it.
+hwloc_lib=$(ldconfig -p | awk '/libhwloc\.so\.15 .*x86-64/ && !n++ {print $NF}')  # no early exit: SIGPIPE under pipefail
+if [[ -n $hwloc_lib ]]; then
+  mkdir -p "$root$(dirname "$hwloc_lib")"
+  cp -L "$hwloc_lib" "$root$hwloc_lib"
+  copy_libs "$hwloc_lib"
+else
+  say "warning: libhwloc.so.15 not found; brisk will run without NUMA pools in the VM"
 fi
 [[ -e $root/lib64/ld-linux-x86-64.so.2 ]] || say "warning: no dynamic loader copied (static probe?)"
 
