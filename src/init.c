@@ -88,7 +88,6 @@ void brisk__stat_mapped(int64_t delta) {
    programs never get there and never see the thread. It blocks every signal,
    and a forked child starts its own when it needs one.
 ------------------------------------------------------------------------------ */
-#include <signal.h>
 #include <time.h>
 
 #define PURGER_START_BYTES ((uint64_t)8 << 20)
@@ -111,22 +110,8 @@ static void *purger_main(void *arg) {
 static brisk_noinline void purger_start(void) {
   int expected = 0;
   if (!atomic_compare_exchange_strong(&purger_state, &expected, 1)) return;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits the mask */
-  pthread_t t;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 * 1024);
-  int err = pthread_create(&t, &attr, purger_main, NULL);
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (err != 0) {
+  if (!brisk__os_thread_start(purger_main, 64 * 1024, "brisk-purge"))
     atomic_store(&purger_state, 2); /* lazily purging slow paths remain */
-    return;
-  }
-  pthread_setname_np(t, "brisk-purge");
 }
 
 void brisk__purge_tick(void) {

@@ -211,6 +211,7 @@ void *brisk__os_mremap(void *p, size_t old_size, size_t new_size); /* NULL on fa
 void *brisk__os_sbrk(size_t size);                     /* NULL on failure */
 void brisk__os_purge(void *p, size_t size);            /* madvise(DONTNEED), rounded inwards */
 uint64_t brisk__os_now_ms(void);                       /* a cheap monotonic clock */
+bool brisk__os_thread_start(void *(*fn)(void *), size_t stack, const char *name);
 uint64_t brisk__os_random(void);
 void brisk__os_write_err(const char *s, size_t n);
 __attribute__((noreturn, cold)) void brisk__fatal(const char *call, const char *what, const void *p);

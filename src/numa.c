@@ -32,7 +32,6 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/auxv.h>
 #include <hwloc.h>
 #include <sched.h>
@@ -382,21 +381,7 @@ static void *discovery_main(void *arg) {
   return NULL;
 }
 
-static bool discovery_start(void) {
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits the mask */
-  pthread_t t;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
-  int err = pthread_create(&t, &attr, discovery_main, NULL);
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (err == 0) pthread_setname_np(t, "brisk-numa");
-  return err == 0;
-}
+static bool discovery_start(void) { return brisk__os_thread_start(discovery_main, 256 * 1024, "brisk-numa"); }
 
 static brisk_noinline void wait_for_discovery(void) {
   uint64_t start = brisk__os_now_ms();

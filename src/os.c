@@ -75,6 +75,25 @@ void brisk__os_purge(void *p, size_t size) {
   errno = saved;
 }
 
+/* brisk's own threads (purging, NUMA discovery) are detached, run with every
+ * signal blocked so that the program's handlers never run on them, and are named
+ * so that they can be told apart in a debugger or top. */
+bool brisk__os_thread_start(void *(*fn)(void *), size_t stack, const char *name) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits the mask */
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, stack);
+  int err = pthread_create(&t, &attr, fn, NULL);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err == 0) pthread_setname_np(t, name);
+  return err == 0;
+}
+
 /* The coarse clock is read from the vDSO in a few nanoseconds; its resolution
  * (a few ms) is plenty for delays of a second. */
 uint64_t brisk__os_now_ms(void) {
