@@ -23,9 +23,10 @@ while [[ $# -gt 0 ]]; do
 done
 
 # What the build and the tests use. python3 and sqlite3 are the real programs the
-# LD_PRELOAD tests run; procps gives ps for the fork tests' diagnostics.
+# LD_PRELOAD tests run; procps gives ps for the fork tests' diagnostics; gnuplot-nox
+# lets the report-tool test check the plots.
 packages=(cmake make gcc g++ pkg-config libhwloc-dev libcmocka-dev libbenchmark-dev
-          python3 sqlite3 procps)
+          python3 sqlite3 procps gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

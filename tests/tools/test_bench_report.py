@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Tests of tools/bench_report.py, the report and verification half of tools/compare.sh.
+
+data/ holds runs in Google Benchmark 1.7 JSON as compare.sh writes them: two allocators,
+a benchmark at two thread counts with three repetitions each, a micro benchmark with
+two, and outliers placed so that a mean or the wrong repetition gives another table.
+expected_report.md is that table, checked by hand (medians, ratios, geometric means);
+its header comes from the fixtures' context, so the comparison is byte for byte.
+
+Run by ctest (tests/tools.cmake) or directly: python3 tests/tools/test_bench_report.py
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TOOL = os.path.join(ROOT, "tools", "bench_report.py")
+DATA = os.path.join(HERE, "data")
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True)
+
+
+class ReportTable(unittest.TestCase):
+    def test_table_is_the_expected_markdown(self):
+        r = run_tool("report", DATA)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(HERE, "expected_report.md"), encoding="utf-8") as f:
+            expected = f.read()
+        self.assertEqual(r.stdout, expected)
+
+    def test_file_order_does_not_change_the_table(self):
+        files = sorted(os.path.join(DATA, f) for f in os.listdir(DATA))
+        a = run_tool("report", *files)
+        b = run_tool("report", *reversed(files))
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertEqual(a.stdout, b.stdout)
+
+    def test_untagged_file_is_refused(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            doc = load(os.path.join(DATA, "glibc.r0.micro_pair_64.json"))
+            del doc["context"]["bench_allocator"]
+            path = write(tmp, "untagged.json", doc)
+            r = run_tool("report", path)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no bench_allocator", r.stderr)
+
+    def test_plots_are_pngs_or_a_clear_message(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "report.md")
+            r = run_tool("report", "-o", out, "--plots", os.path.join(tmp, "plots"), DATA)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            if shutil.which("gnuplot") is None:
+                self.assertIn("gnuplot is not installed", r.stderr)
+                return
+            for name in ("scal_threadtest.png", "scal_threadtest-rss.png"):
+                with open(os.path.join(tmp, "plots", name), "rb") as f:
+                    self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+            # Only the benchmark run at several thread counts gets a plot.
+            self.assertFalse(os.path.exists(os.path.join(tmp, "plots", "micro_pair_64.png")))
+            with open(out, encoding="utf-8") as f:
+                self.assertIn("(plots/scal_threadtest.png)", f.read())
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write(directory, name, doc):
+    path = os.path.join(directory, name)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    return path
+
+
+class AllocatorCheck(unittest.TestCase):
+    """compare.sh keeps a run only if `check` accepts it."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+        # A library file and a symlink to it: LD_PRELOAD may name either.
+        self.lib = os.path.join(self.tmp, "libbrisk.so.0")
+        open(self.lib, "w").close()
+        self.link = os.path.join(self.tmp, "libbrisk.so")
+        os.symlink(self.lib, self.link)
+        self.other = os.path.join(self.tmp, "libjemalloc.so.2")
+        open(self.other, "w").close()
+        self.stderr = os.path.join(self.tmp, "stderr")
+        with open(self.stderr, "w") as f:
+            f.write("brisk: summary mapped=1 peak_mapped=1 in_use=0\n")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def run_json(self, allocator, provider, **bench_changes):
+        doc = load(os.path.join(DATA, "brisk.r0.micro_pair_64.json"))
+        doc["context"]["bench_allocator"] = allocator
+        doc["context"]["malloc_provider"] = provider
+        doc["benchmarks"][0].update(bench_changes)
+        return write(self.tmp, "run.json", doc)
+
+    def check(self, path, allocator, lib, stderr=None):
+        args = ["check", "--allocator", allocator, "--lib", lib, path]
+        if stderr:
+            args[1:1] = ["--stderr", stderr]
+        return run_tool(*args)
+
+    def test_accepts_the_intended_library_through_a_symlink(self):
+        r = self.check(self.run_json("brisk", self.link), "brisk", self.lib, self.stderr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_rejects_a_run_served_by_another_library(self):
+        r = self.check(self.run_json("brisk", self.other), "brisk", self.lib, self.stderr)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("malloc came from " + self.other, r.stderr)
+
+    def test_rejects_glibc_when_a_preload_was_asked_for(self):
+        path = self.run_json("jemalloc", "/lib/x86_64-linux-gnu/libc.so.6")
+        r = self.check(path, "jemalloc", self.other)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("malloc came from", r.stderr)
+
+    def test_glibc_run_must_be_served_by_libc(self):
+        ok = self.check(self.run_json("glibc", "/lib/x86_64-linux-gnu/libc.so.6"), "glibc", "")
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        bad = self.check(self.run_json("glibc", self.other), "glibc", "")
+        self.assertEqual(bad.returncode, 1)
+
+    def test_rejects_a_file_tagged_with_another_allocator(self):
+        r = self.check(self.run_json("glibc", self.lib), "brisk", self.lib, self.stderr)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("tagged bench_allocator=glibc", r.stderr)
+
+    def test_brisk_run_needs_brisks_exit_statistics(self):
+        silent = os.path.join(self.tmp, "silent")
+        open(silent, "w").close()
+        r = self.check(self.run_json("brisk", self.lib), "brisk", self.lib, silent)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("printed no statistics", r.stderr)
+
+    def test_rejects_a_benchmark_that_reported_an_error(self):
+        path = self.run_json("brisk", self.lib, error_occurred=True, error_message="oom")
+        r = self.check(path, "brisk", self.lib, self.stderr)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("failed: oom", r.stderr)
+
+    def test_rejects_a_run_without_peak_rss(self):
+        doc = load(os.path.join(DATA, "brisk.r0.micro_pair_64.json"))
+        doc["context"]["malloc_provider"] = self.lib
+        del doc["benchmarks"][0]["peak_rss_mib"]
+        r = self.check(write(self.tmp, "norss.json", doc), "brisk", self.lib, self.stderr)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no peak_rss_mib", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,456 @@
+#!/usr/bin/env python3
+"""bench_report.py: Google Benchmark JSON from tools/compare.sh -> Markdown and plots.
+
+The runner writes one JSON file per (benchmark instance, allocator, repetition) and
+tags each in Google Benchmark's own context (--benchmark_context=bench_allocator=...,
+bench_rep=..., bench_mode=...), so a file says by itself what it measured; file names
+carry no meaning here. Two commands:
+
+  report [-o FILE] [--plots DIR] PATH...   the table: per instance, each allocator's
+      median throughput (Mops/s) and peak RSS (MiB), brisk's ratio to the best other
+      allocator, a geometric-mean row; PNG plots (gnuplot) of throughput and RSS
+      against threads for every benchmark run at several thread counts.
+  check --allocator NAME --lib PATH [--stderr FILE] JSON   exit 1 unless the run was
+      served by the allocator it was meant to measure (see check_run).
+
+Only the Python standard library is used.
+"""
+
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+# Columns come in this order; allocators not listed here follow alphabetically.
+KNOWN_ORDER = ["brisk", "glibc", "jemalloc", "tcmalloc", "mimalloc"]
+SUBJECT = "brisk"
+
+
+class ReportError(Exception):
+    pass
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def json_files(paths):
+    """Every *.json under the given directories, plus the files given directly."""
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += sorted(glob.glob(os.path.join(p, "**", "*.json"), recursive=True))
+        elif os.path.isfile(p):
+            files.append(p)
+        else:
+            raise ReportError(f"{p}: no such file or directory")
+    if not files:
+        raise ReportError("no JSON files in " + " ".join(paths))
+    return files
+
+
+def load_run(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{path}: not a Google Benchmark JSON file ({e})")
+    if not isinstance(doc, dict) or "context" not in doc or "benchmarks" not in doc:
+        raise ReportError(f"{path}: not a Google Benchmark JSON file (no context/benchmarks)")
+    return doc
+
+
+def iterations(doc, path):
+    """The per-run entries (aggregates such as _median are left out). A benchmark that
+    reported an error is an error here too: it measured nothing."""
+    runs = []
+    for b in doc["benchmarks"]:
+        if b.get("error_occurred"):
+            raise ReportError(f"{path}: {b.get('name')} failed: {b.get('error_message', '?')}")
+        if b.get("run_type", "iteration") != "iteration":
+            continue
+        for key in ("items_per_second", "peak_rss_mib"):
+            if key not in b:
+                raise ReportError(f"{path}: {b.get('name')} reports no {key}")
+        runs.append(b)
+    if not runs:
+        raise ReportError(f"{path}: no benchmark ran (wrong filter?)")
+    return runs
+
+
+def split_name(name):
+    """('scal/threadtest', 4) from 'scal/threadtest/real_time/threads:4'. The real_time
+    marker says how GB timed it, not what ran, so the table leaves it out."""
+    parts = name.split("/")
+    threads = None
+    kept = []
+    for p in parts:
+        m = re.fullmatch(r"threads:(\d+)", p)
+        if m:
+            threads = int(m.group(1))
+        elif p not in ("real_time", "process_time", "manual_time"):
+            kept.append(p)
+    return "/".join(kept), threads
+
+
+def natural_key(s):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def allocator_order(names):
+    known = [a for a in KNOWN_ORDER if a in names]
+    return known + sorted(n for n in names if n not in KNOWN_ORDER)
+
+
+class Results:
+    """Samples per (benchmark, threads) and allocator, and what the runs say about the
+    machine and the mode."""
+
+    def __init__(self):
+        self.samples = {}  # (bench, threads) -> allocator -> [(items/s, MiB)]
+        self.allocators = set()
+        self.reps = set()
+        self.modes = set()
+        self.min_times = set()
+        self.dates = []
+        self.cores = set()
+        self.cpus = set()
+
+    def add_file(self, path):
+        doc = load_run(path)
+        ctx = doc["context"]
+        alloc = ctx.get("bench_allocator")
+        if not alloc:
+            raise ReportError(f"{path}: no bench_allocator in the context "
+                              "(not written by tools/compare.sh)")
+        self.allocators.add(alloc)
+        self.reps.add(str(ctx.get("bench_rep", "?")))
+        if ctx.get("bench_mode"):
+            self.modes.add(ctx["bench_mode"])
+        if ctx.get("bench_min_time"):
+            self.min_times.add(ctx["bench_min_time"])
+        if ctx.get("date"):
+            self.dates.append(ctx["date"])
+        if "num_cpus" in ctx:
+            self.cores.add(str(ctx["num_cpus"]))
+        cpu = ctx.get("cpu_model") or ctx.get("model_name")
+        if cpu:
+            self.cpus.add(cpu)
+        for b in iterations(doc, path):
+            bench, threads = split_name(b["name"])
+            if threads is None:
+                threads = int(b.get("threads", 1))
+            cell = self.samples.setdefault((bench, threads), {}).setdefault(alloc, [])
+            cell.append((float(b["items_per_second"]), float(b["peak_rss_mib"])))
+
+    def rows(self):
+        # The scalability families first: they are what the comparison is about.
+        return sorted(self.samples, key=lambda k: (not k[0].startswith("scal/"),
+                                                   natural_key(k[0]), k[1]))
+
+    def medians(self, key, alloc):
+        cell = self.samples[key].get(alloc)
+        if not cell:
+            return None
+        return (statistics.median(s[0] for s in cell) / 1e6,
+                statistics.median(s[1] for s in cell))
+
+
+# --- the table -----------------------------------------------------------------------
+
+
+def fmt_mops(v):
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def fmt_mib(v):
+    return "-" if v is None else f"{v:.1f}"
+
+
+def fmt_ratio(v):
+    return "-" if v is None else f"{v:.2f}"
+
+
+def geomean(values):
+    values = [v for v in values if v is not None and v > 0]
+    if not values:
+        return None
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def best_other(meds, allocs, index, pick):
+    """The best value among the allocators other than brisk, and whose it is."""
+    others = [(meds[a][index], a) for a in allocs if a != SUBJECT and meds[a] is not None]
+    if not others:
+        return None, None
+    return pick(others)
+
+
+def mark(text, is_best):
+    return f"**{text}**" if is_best else text
+
+
+def header_lines(res):
+    dates = sorted(res.dates)
+    when = "unknown date"
+    if dates:
+        when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    cores = "/".join(sorted(res.cores)) or "?"
+    cpu = "; ".join(sorted(res.cpus)) or "CPU model not reported"
+    reps = len(res.reps)
+    mode = ", ".join(sorted(res.modes)) or "unknown"
+    min_time = (", min time " + "/".join(sorted(res.min_times)) + " s") if res.min_times else ""
+    return [
+        f"Machine: {cores} cores, {cpu}. Runs: {when}.",
+        f"Mode: {mode}; {reps} repetition{'s' if reps != 1 else ''}, median of each"
+        f"{min_time}; one process per benchmark instance, allocator and repetition.",
+    ]
+
+
+def render(res):
+    allocs = allocator_order(res.allocators)
+    has_subject = SUBJECT in allocs and len(allocs) > 1
+    out = header_lines(res)
+    out.append("")
+    out.append("Throughput in Mops/s (higher is better) and peak RSS in MiB (lower is "
+               "better); the best in each row is bold.")
+    if has_subject:
+        out.append("The last two columns divide brisk's median by the best other "
+                   "allocator's: throughput above 1 and RSS below 1 favour brisk.")
+    out.append("")
+    head = ["benchmark", "threads"] + [f"{a} Mops/s" for a in allocs] + \
+        [f"{a} MiB" for a in allocs]
+    if has_subject:
+        head += ["brisk/best Mops/s", "brisk/best MiB"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|---|---:|" + "---:|" * (len(head) - 2))
+
+    per_alloc_tp = {a: [] for a in allocs}
+    per_alloc_rss = {a: [] for a in allocs}
+    tp_ratios, rss_ratios = [], []
+    behind, heavier = [], []
+    complete = 0
+    for key in res.rows():
+        bench, threads = key
+        meds = {a: res.medians(key, a) for a in allocs}
+        present = [a for a in allocs if meds[a] is not None]
+        top_tp = max(meds[a][0] for a in present)
+        low_rss = min(meds[a][1] for a in present)
+        cells = [bench, str(threads)]
+        cells += [mark(fmt_mops(meds[a][0]), meds[a][0] == top_tp) if meds[a] else "-"
+                  for a in allocs]
+        cells += [mark(fmt_mib(meds[a][1]), meds[a][1] == low_rss) if meds[a] else "-"
+                  for a in allocs]
+        if has_subject:
+            tp_ratio = rss_ratio = None
+            if meds[SUBJECT] is not None:
+                bt, bt_who = best_other(meds, allocs, 0, max)
+                br, br_who = best_other(meds, allocs, 1, min)
+                if bt:
+                    tp_ratio = meds[SUBJECT][0] / bt
+                    if tp_ratio < 1:
+                        behind.append((tp_ratio, bench, threads, bt_who))
+                if br:
+                    rss_ratio = meds[SUBJECT][1] / br
+                    if rss_ratio > 1:
+                        heavier.append((rss_ratio, bench, threads, br_who))
+            tp_ratios.append(tp_ratio)
+            rss_ratios.append(rss_ratio)
+            cells += [fmt_ratio(tp_ratio), fmt_ratio(rss_ratio)]
+        out.append("| " + " | ".join(cells) + " |")
+        if len(present) == len(allocs):
+            complete += 1
+            for a in allocs:
+                per_alloc_tp[a].append(meds[a][0])
+                per_alloc_rss[a].append(meds[a][1])
+
+    # Per-allocator means only over the rows every allocator ran, so that the
+    # columns compare like with like; the ratio means use every row that has one.
+    cells = ["geometric mean", f"{complete} rows"]
+    cells += [fmt_mops(geomean(per_alloc_tp[a])) for a in allocs]
+    cells += [fmt_mib(geomean(per_alloc_rss[a])) for a in allocs]
+    if has_subject:
+        cells += [fmt_ratio(geomean(tp_ratios)), fmt_ratio(geomean(rss_ratios))]
+    out.append("| " + " | ".join(cells) + " |")
+
+    if has_subject:
+        rows = len(res.samples)
+        out.append("")
+        out.append(f"brisk has the highest throughput in {rows - len(behind)} of {rows} rows "
+                   f"and the smallest peak RSS in {rows - len(heavier)} of {rows}.")
+        if behind:
+            out.append("")
+            out.append("Slower than the best other allocator:")
+            for ratio, bench, threads, who in sorted(behind):
+                out.append(f"- {bench}, {threads} thread{'s' if threads != 1 else ''}: "
+                           f"{ratio:.2f} of {who}")
+        if heavier:
+            out.append("")
+            out.append("More peak RSS than the leanest other allocator:")
+            for ratio, bench, threads, who in sorted(heavier, reverse=True):
+                out.append(f"- {bench}, {threads} thread{'s' if threads != 1 else ''}: "
+                           f"{ratio:.2f}x {who}")
+    return "\n".join(out) + "\n"
+
+
+# --- plots ---------------------------------------------------------------------------
+
+
+def slug(name):
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+
+
+def gp_quote(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+def plot(res, plot_dir):
+    """One PNG of throughput and one of peak RSS against threads per benchmark that ran
+    at several thread counts. Returns [(benchmark, throughput png, rss png)]; empty,
+    with a message, when gnuplot is missing."""
+    families = {}
+    for bench, threads in res.rows():
+        families.setdefault(bench, []).append(threads)
+    families = {b: t for b, t in families.items() if len(t) > 1}
+    if not families:
+        return []
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        print("bench_report: gnuplot is not installed, so no plots were written "
+              "(apt-get install gnuplot-nox, or run tools/compare.sh as root)",
+              file=sys.stderr)
+        return []
+    os.makedirs(plot_dir, exist_ok=True)
+    allocs = allocator_order(res.allocators)
+    made = []
+    for bench, threads in families.items():
+        base = os.path.join(plot_dir, slug(bench))
+        with open(base + ".dat", "w", encoding="utf-8") as f:
+            f.write("threads " + " ".join(allocs) + "\n")
+            for t in threads:
+                meds = [res.medians((bench, t), a) for a in allocs]
+                f.write(f"{t} " + " ".join(f"{m[0]:.6g} {m[1]:.6g}" if m else "? ?"
+                                          for m in meds) + "\n")
+        script = []
+        for what, col, label, png in (("throughput", 0, "Mops/s", base + ".png"),
+                                      ("peak RSS", 1, "MiB", base + "-rss.png")):
+            lines = ", ".join(
+                f"{gp_quote(base + '.dat')} using 1:{2 + 2 * i + col} with linespoints "
+                f"title {gp_quote(a)}" for i, a in enumerate(allocs))
+            script += [
+                "set terminal pngcairo size 640,400 font ',9'",
+                f"set output {gp_quote(png)}",
+                f"set title {gp_quote(bench + ': ' + what)} noenhanced",
+                "set xlabel 'threads'",
+                f"set ylabel {gp_quote(label)}",
+                "set logscale x 2",
+                "set yrange [0:*]",
+                "set grid",
+                "set key outside right",
+                "set datafile missing '?'",
+                "set style data linespoints",
+                f"plot {lines}",
+                "unset output",
+            ]
+        with open(base + ".gp", "w", encoding="utf-8") as f:
+            f.write("\n".join(script) + "\n")
+        r = subprocess.run([gnuplot, base + ".gp"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ReportError(f"gnuplot failed on {base}.gp: {r.stderr.strip()}")
+        os.remove(base + ".gp")
+        made.append((bench, base + ".png", base + "-rss.png"))
+    return made
+
+
+# --- verification --------------------------------------------------------------------
+
+
+def check_run(path, allocator, lib, stderr_path=None):
+    """Raise ReportError unless JSON file `path` is a clean run of `allocator`:
+    tagged with it, its malloc_provider is `lib` (same file after symlinks; with lib
+    empty, glibc's libc.so), every benchmark ran without error; for brisk, also the
+    `brisk: summary` line that BRISK_STATS=1 prints at exit, which only an
+    initialized brisk writes."""
+    doc = load_run(path)
+    ctx = doc["context"]
+    tag = ctx.get("bench_allocator")
+    if tag != allocator:
+        raise ReportError(f"{path}: tagged bench_allocator={tag}, expected {allocator}")
+    provider = ctx.get("malloc_provider")
+    if not provider:
+        raise ReportError(f"{path}: no malloc_provider in the context")
+    if lib:
+        if not os.path.exists(provider) or \
+                os.path.realpath(provider) != os.path.realpath(lib):
+            raise ReportError(f"{path}: asked for {allocator} ({lib}) but malloc came "
+                              f"from {provider}")
+    elif not re.fullmatch(r"libc(\.so\.\d+|-[\d.]+\.so)", os.path.basename(provider)):
+        raise ReportError(f"{path}: asked for {allocator} (no preload) but malloc came "
+                          f"from {provider}")
+    iterations(doc, path)
+    if allocator == SUBJECT:
+        if stderr_path is None:
+            raise ReportError(f"{path}: a brisk run needs its stderr (--stderr) to check")
+        with open(stderr_path, encoding="utf-8", errors="replace") as f:
+            if not any(line.startswith("brisk: summary ") for line in f):
+                raise ReportError(f"{path}: brisk printed no statistics at exit "
+                                  f"({stderr_path}): it did not serve this run")
+
+
+# --- command line --------------------------------------------------------------------
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rp = sub.add_parser("report", help="Markdown table (and plots) from the runs")
+    rp.add_argument("paths", nargs="+", help="JSON files or directories of them")
+    rp.add_argument("-o", "--output", help="write the Markdown here (default stdout)")
+    rp.add_argument("--plots", metavar="DIR", help="write PNG plots into DIR")
+    cp = sub.add_parser("check", help="verify that a run used the intended allocator")
+    cp.add_argument("--allocator", required=True)
+    cp.add_argument("--lib", required=True, help="the preloaded library ('' for glibc)")
+    cp.add_argument("--stderr", help="the run's stderr (required for brisk)")
+    cp.add_argument("json")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "check":
+            check_run(args.json, args.allocator, args.lib, args.stderr)
+            return 0
+        res = Results()
+        for path in json_files(args.paths):
+            res.add_file(path)
+        text = render(res)
+        if args.plots:
+            made = plot(res, args.plots)
+            if made:
+                rel_to = os.path.dirname(os.path.abspath(args.output)) if args.output \
+                    else os.getcwd()
+                text += "\nPlots (throughput and peak RSS against threads):\n\n"
+                for bench, tp, rss in made:
+                    text += (f"- {bench}: [throughput]({os.path.relpath(tp, rel_to)}), "
+                             f"[peak RSS]({os.path.relpath(rss, rel_to)})\n")
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
