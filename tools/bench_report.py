@@ -12,6 +12,11 @@ carry no meaning here. Two commands:
       against threads for every benchmark run at several thread counts.
   check --allocator NAME --lib PATH [--stderr FILE] JSON   exit 1 unless the run was
       served by the allocator it was meant to measure (see check_run).
+  check --list FILE   the same for every line "allocator<TAB>lib<TAB>json<TAB>stderr"
+      of FILE, in one process (the runner checks each round of runs this way).
+  items-per-iteration JSON   "name items" per benchmark of a fixed-iteration run.
+  instructions FILE   the Markdown table of tools/callgrind.sh from its lines
+      "benchmark allocator N1 callgrind-file-1 N2 callgrind-file-2 items-per-iteration".
 
 Only the Python standard library is used.
 """
@@ -85,7 +90,8 @@ def iterations(doc, path):
 
 def split_name(name):
     """('scal/threadtest', 4) from 'scal/threadtest/real_time/threads:4'. The real_time
-    marker says how GB timed it, not what ran, so the table leaves it out."""
+    and iterations:N markers say how GB timed it, not what ran: the table leaves
+    them out."""
     parts = name.split("/")
     threads = None
     kept = []
@@ -93,7 +99,8 @@ def split_name(name):
         m = re.fullmatch(r"threads:(\d+)", p)
         if m:
             threads = int(m.group(1))
-        elif p not in ("real_time", "process_time", "manual_time"):
+        elif p not in ("real_time", "process_time", "manual_time") and \
+                not re.fullmatch(r"iterations:\d+", p):
             kept.append(p)
     return "/".join(kept), threads
 
@@ -408,6 +415,109 @@ def check_run(path, allocator, lib, stderr_path=None):
                                   f"({stderr_path}): it did not serve this run")
 
 
+# --- instruction counts (tools/callgrind.sh) ------------------------------------------
+
+
+def base_name(name):
+    """The name without the iterations:N segment that a fixed iteration count adds."""
+    return "/".join(p for p in name.split("/") if not re.fullmatch(r"iterations:\d+", p))
+
+
+def items_per_iteration(path):
+    """{benchmark: items per iteration} of a run: items_per_second is a rate over the
+    time the benchmark is measured by (real time for real_time benchmarks, else CPU
+    time), so rate x seconds per iteration is the count per iteration."""
+    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    result = {}
+    for b in iterations(load_run(path), path):
+        key = "real_time" if "/real_time" in b["name"] else "cpu_time"
+        items = b["items_per_second"] * b[key] * scale[b.get("time_unit", "ns")]
+        n = round(items)
+        if n < 1 or abs(items - n) > 0.01 * n:
+            raise ReportError(f"{path}: {b['name']}: {items:.3f} items per iteration "
+                              "is not a whole number")
+        result[base_name(b["name"])] = n
+    return result
+
+
+def callgrind_total(path):
+    """Callgrind's instruction total ("totals:", or "summary:" in older versions)."""
+    totals = summary = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("totals:"):
+                    totals = int(line.split()[1])
+                elif line.startswith("summary:"):
+                    summary = int(line.split()[1])
+    except OSError as e:
+        raise ReportError(f"{path}: {e}")
+    if totals is None and summary is None:
+        raise ReportError(f"{path}: no instruction total")
+    return totals if totals is not None else summary
+
+
+def render_instructions(rows_path, reference="mimalloc"):
+    per_op = {}  # bench -> allocator -> instructions per item
+    details = {}
+    with open(rows_path, encoding="utf-8") as f:
+        for line in f:
+            bench, alloc, n1, cg1, n2, cg2, items = line.rstrip("\n").split("\t")
+            n1, n2, items = int(n1), int(n2), int(items)
+            ir1, ir2 = callgrind_total(cg1), callgrind_total(cg2)
+            if n2 <= n1:
+                raise ReportError(f"{bench}: N2 ({n2}) must exceed N1 ({n1})")
+            per_op.setdefault(bench, {})[alloc] = (ir2 - ir1) / ((n2 - n1) * items)
+            details[bench] = (n1, n2, items)
+    if not per_op:
+        raise ReportError(f"{rows_path}: no rows")
+    allocs = allocator_order({a for row in per_op.values() for a in row})
+    has_ref = reference in allocs
+    out = ["Instructions per operation under callgrind (Ir): (Ir(N2) - Ir(N1)) / "
+           "((N2 - N1) x items per iteration), so start-up, setup and the first N1 "
+           "iterations cancel. The benchmark loop's own per-iteration work is included.",
+           ""]
+    if has_ref:
+        out += [f"In parentheses: the ratio to {reference} (below 1: fewer instructions). "
+                "The fewest in each row are bold.", ""]
+    out.append("| benchmark | N1 | N2 | items/iteration | " + " | ".join(allocs) + " |")
+    out.append("|---|---:|---:|---:|" + "---:|" * len(allocs))
+    ratios = {a: [] for a in allocs}
+    values = {a: [] for a in allocs}
+    complete = 0
+    for bench in sorted(per_op, key=natural_key):
+        row = per_op[bench]
+        least = min(row.values())
+        cells = []
+        for a in allocs:
+            v = row.get(a)
+            if v is None:
+                cells.append("-")
+                continue
+            text = f"{v:.1f}"
+            if has_ref and reference in row and row[reference] > 0:
+                ratio = v / row[reference]
+                ratios[a].append(ratio)
+                text += f" ({ratio:.2f})"
+            cells.append(mark(text, v == least))
+        if len(row) == len(allocs):
+            complete += 1
+            for a in allocs:
+                values[a].append(row[a])
+        n1, n2, items = details[bench]
+        out.append(f"| {bench} | {n1} | {n2} | {items} | " + " | ".join(cells) + " |")
+    cells = []
+    for a in allocs:
+        g = geomean(values[a])
+        text = "-" if g is None else f"{g:.1f}"
+        r = geomean(ratios[a]) if has_ref else None
+        if r is not None:
+            text += f" ({r:.2f})"
+        cells.append(text)
+    out.append(f"| geometric mean ({complete} rows) | | | | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 # --- command line --------------------------------------------------------------------
 
 
@@ -419,14 +529,34 @@ def main(argv):
     rp.add_argument("-o", "--output", help="write the Markdown here (default stdout)")
     rp.add_argument("--plots", metavar="DIR", help="write PNG plots into DIR")
     cp = sub.add_parser("check", help="verify that a run used the intended allocator")
-    cp.add_argument("--allocator", required=True)
-    cp.add_argument("--lib", required=True, help="the preloaded library ('' for glibc)")
+    cp.add_argument("--list", help="check every run listed in this file")
+    cp.add_argument("--allocator")
+    cp.add_argument("--lib", help="the preloaded library ('' for glibc)")
     cp.add_argument("--stderr", help="the run's stderr (required for brisk)")
-    cp.add_argument("json")
+    cp.add_argument("json", nargs="?")
+    ip = sub.add_parser("items-per-iteration", help="items per iteration of each benchmark")
+    ip.add_argument("json")
+    cg = sub.add_parser("instructions", help="the instructions-per-operation table")
+    cg.add_argument("rows")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "items-per-iteration":
+            for name, n in items_per_iteration(args.json).items():
+                print(name, n)
+            return 0
+        if args.cmd == "instructions":
+            sys.stdout.write(render_instructions(args.rows))
+            return 0
         if args.cmd == "check":
-            check_run(args.json, args.allocator, args.lib, args.stderr)
+            if args.list:
+                with open(args.list, encoding="utf-8") as f:
+                    for line in f:
+                        alloc, lib, path, err = line.rstrip("\n").split("\t")
+                        check_run(path, alloc, lib, err or None)
+            elif args.allocator is None or args.lib is None or args.json is None:
+                ap.error("check needs --list, or --allocator, --lib and a JSON file")
+            else:
+                check_run(args.json, args.allocator, args.lib, args.stderr)
             return 0
         res = Results()
         for path in json_files(args.paths):

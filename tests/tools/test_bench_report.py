@@ -160,6 +160,55 @@ class AllocatorCheck(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("no peak_rss_mib", r.stderr)
 
+    def test_one_bad_run_fails_a_check_list(self):
+        # The runner checks a round of runs in one process.
+        good = self.run_json("glibc", "/lib/x86_64-linux-gnu/libc.so.6")
+        bad_doc = load(good)
+        bad_doc["context"]["malloc_provider"] = self.other
+        bad = write(self.tmp, "bad.json", bad_doc)
+        listing = os.path.join(self.tmp, "list")
+        with open(listing, "w") as f:
+            f.write(f"glibc\t\t{good}\t\n")
+        self.assertEqual(run_tool("check", "--list", listing).returncode, 0)
+        with open(listing, "a") as f:
+            f.write(f"glibc\t\t{bad}\t\n")
+        r = run_tool("check", "--list", listing)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("bad.json", r.stderr)
+
+
+class Instructions(unittest.TestCase):
+    """tools/callgrind.sh's arithmetic: (Ir(N2) - Ir(N1)) / ((N2 - N1) x items)."""
+
+    def test_items_per_iteration_from_rate_and_time(self):
+        r = run_tool("items-per-iteration", os.path.join(DATA, "brisk.r0.micro_pair_64.json"))
+        self.assertEqual((r.returncode, r.stdout), (0, "micro/pair/64 1\n"), r.stderr)
+
+    def test_table(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            def cg(name, total):
+                path = os.path.join(tmp, name)
+                with open(path, "w") as f:
+                    f.write(f"events: Ir\nfl=x\n0 1\ntotals: {total}\n")
+                return path
+            rows = [("micro/pair/16", "brisk", 100, cg("a1", 1000), 300, cg("a2", 21000), 1),
+                    ("micro/pair/16", "mimalloc", 100, cg("b1", 500), 300, cg("b2", 10500), 1),
+                    ("micro/batch/10", "brisk", 10, cg("c1", 0), 30, cg("c2", 4000), 10),
+                    ("micro/batch/10", "mimalloc", 10, cg("d1", 0), 30, cg("d2", 8000), 10)]
+            listing = os.path.join(tmp, "rows")
+            with open(listing, "w") as f:
+                for row in rows:
+                    f.write("\t".join(map(str, row)) + "\n")
+            r = run_tool("instructions", listing)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        table = [line for line in r.stdout.splitlines() if line.startswith("| ")]
+        self.assertEqual(table, [
+            "| benchmark | N1 | N2 | items/iteration | brisk | mimalloc |",
+            "| micro/batch/10 | 10 | 30 | 10 | **20.0 (0.50)** | 40.0 (1.00) |",
+            "| micro/pair/16 | 100 | 300 | 1 | 100.0 (2.00) | **50.0 (1.00)** |",
+            "| geometric mean (2 rows) | | | | 44.7 (1.00) | 44.7 (1.00) |",
+        ])
+
 
 if __name__ == "__main__":
     unittest.main()
