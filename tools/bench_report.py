@@ -34,6 +34,9 @@ import sys
 
 # Columns come in this order; allocators not listed here follow alphabetically.
 KNOWN_ORDER = ["brisk", "glibc", "jemalloc", "tcmalloc", "mimalloc"]
+# One colour per allocator in every plot; brisk's line is also drawn thicker.
+COLOURS = {"brisk": "#c0001a", "glibc": "#707070", "jemalloc": "#1f5fbf",
+           "tcmalloc": "#2e9a2e", "mimalloc": "#e08000"}
 SUBJECT = "brisk"
 
 
@@ -354,11 +357,15 @@ def plot(res, plot_dir):
                                       ("peak RSS", 1, "MiB", base + "-rss.png")):
             lines = ", ".join(
                 f"{gp_quote(base + '.dat')} using 1:{2 + 2 * i + col} with linespoints "
-                f"title {gp_quote(a)}" for i, a in enumerate(allocs))
+                f"lw {3 if a == SUBJECT else 1.5} pt 7 ps 0.6 "
+                + (f"lc rgb {gp_quote(COLOURS[a])} " if a in COLOURS else "")
+                + f"title {gp_quote(a)}" for i, a in enumerate(allocs))
+            cores = "/".join(sorted(res.cores))
+            title = f"{bench}: {what}" + (f" ({cores} cores)" if cores else "")
             script += [
                 "set terminal pngcairo size 640,400 font ',9'",
                 f"set output {gp_quote(png)}",
-                f"set title {gp_quote(bench + ': ' + what)} noenhanced",
+                f"set title {gp_quote(title)} noenhanced",
                 "set xlabel 'threads'",
                 f"set ylabel {gp_quote(label)}",
                 "set logscale x 2",

@@ -22,7 +22,7 @@ usage() {
   cat <<'EOF'
 usage: tools/compare.sh [--full | --quick] [options]
   (default)        short mode: the scal/ families at 1, 2, 4, 8 threads, 3 repetitions,
-                   min time 0.05 s (about 5 minutes on 2 cores)
+                   min time 0.1 s (about 3 minutes on 2 cores)
   --full           every benchmark (scal/ and micro/), threads up to max(16, 2 x cores),
                    5 repetitions, min time 0.2 s (see bench/README.md for the duration)
   --quick          a smoke run of seconds: scal/ at 1 and 2 threads, 1 repetition,
@@ -63,7 +63,7 @@ done
 
 cores=$(nproc)
 case $mode in
-  short) : "${reps:=3}" "${max_threads:=8}" "${filter:=^scal/}" "${min_time:=0.05}" ;;
+  short) : "${reps:=3}" "${max_threads:=8}" "${filter:=^scal/}" "${min_time:=0.1}" ;;
   full)  : "${reps:=5}" "${max_threads:=$((2 * cores > 16 ? 2 * cores : 16))}" \
            "${filter:=.}" "${min_time:=0.2}" ;;
   quick) : "${reps:=1}" "${max_threads:=2}" "${filter:=^scal/}" "${min_time:=0.01}" ;;
