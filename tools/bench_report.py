@@ -431,14 +431,16 @@ def base_name(name):
 
 
 def items_per_iteration(path):
-    """{benchmark: items per iteration} of a run: items_per_second is a rate over the
-    time the benchmark is measured by (real time for real_time benchmarks, else CPU
-    time), so rate x seconds per iteration is the count per iteration."""
+    """{benchmark: items per iteration} of a run: the shim's items_per_iter counter;
+    without it, items_per_second is a rate over the time the benchmark is measured by
+    (real time for real_time benchmarks, else CPU time), so rate x seconds per
+    iteration is the count per iteration."""
     scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
     result = {}
     for b in iterations(load_run(path), path):
         key = "real_time" if "/real_time" in b["name"] else "cpu_time"
-        items = b["items_per_second"] * b[key] * scale[b.get("time_unit", "ns")]
+        items = b.get("items_per_iter") or \
+            b["items_per_second"] * b[key] * scale[b.get("time_unit", "ns")]
         n = round(items)
         if n < 1 or abs(items - n) > 0.01 * n:
             raise ReportError(f"{path}: {b['name']}: {items:.3f} items per iteration "
@@ -464,6 +466,11 @@ def callgrind_total(path):
     return totals if totals is not None else summary
 
 
+# The benchmark loop alone (bench/micro.c): its row says what the loop adds to every
+# other row; it is left out of the means and the ratios.
+LOOP_BENCH = "micro/empty"
+
+
 def render_instructions(rows_path, reference="mimalloc"):
     per_op = {}  # bench -> allocator -> instructions per item
     details = {}
@@ -482,7 +489,9 @@ def render_instructions(rows_path, reference="mimalloc"):
     has_ref = reference in allocs
     out = ["Instructions per operation under callgrind (Ir): (Ir(N2) - Ir(N1)) / "
            "((N2 - N1) x items per iteration), so start-up, setup and the first N1 "
-           "iterations cancel. The benchmark loop's own per-iteration work is included.",
+           "iterations cancel. The benchmark loop's own per-iteration work is included"
+           + (f": {LOOP_BENCH}, the loop alone, shows how much." if LOOP_BENCH in per_op
+              else "."),
            ""]
     if has_ref:
         out += [f"In parentheses: the ratio to {reference} (below 1: fewer instructions). "
@@ -492,8 +501,9 @@ def render_instructions(rows_path, reference="mimalloc"):
     ratios = {a: [] for a in allocs}
     values = {a: [] for a in allocs}
     complete = 0
-    for bench in sorted(per_op, key=natural_key):
+    for bench in sorted(per_op, key=lambda b: (b != LOOP_BENCH, natural_key(b))):
         row = per_op[bench]
+        loop = bench == LOOP_BENCH
         least = min(row.values())
         cells = []
         for a in allocs:
@@ -502,12 +512,15 @@ def render_instructions(rows_path, reference="mimalloc"):
                 cells.append("-")
                 continue
             text = f"{v:.1f}"
+            if loop:
+                cells.append(text)
+                continue
             if has_ref and reference in row and row[reference] > 0:
                 ratio = v / row[reference]
                 ratios[a].append(ratio)
                 text += f" ({ratio:.2f})"
             cells.append(mark(text, v == least))
-        if len(row) == len(allocs):
+        if len(row) == len(allocs) and not loop:
             complete += 1
             for a in allocs:
                 values[a].append(row[a])

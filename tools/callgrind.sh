@@ -37,7 +37,7 @@ Prints a Markdown table on stdout; progress goes to stderr.
 EOF
 }
 
-filter='^micro/(pair|calloc|memalign|aligned_alloc|batch_lifo|batch_fifo)/'
+filter='^micro/((pair|calloc|memalign|aligned_alloc|batch_lifo|batch_fifo)/|empty$)'
 ops=200000 allocators=brisk,glibc,jemalloc,tcmalloc,mimalloc jobs=$(nproc)
 out= build=build do_build=1 do_install=1
 while [[ $# -gt 0 ]]; do

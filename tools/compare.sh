@@ -23,8 +23,8 @@ usage() {
 usage: tools/compare.sh [--full | --quick] [options]
   (default)        short mode: the scal/ families at 1, 2, 4, 8 threads, 3 repetitions,
                    min time 0.1 s (about 3 minutes on 2 cores)
-  --full           every benchmark (scal/ and micro/), threads up to max(16, 2 x cores),
-                   5 repetitions, min time 0.2 s (see bench/README.md for the duration)
+  --full           every benchmark (scal/ and micro/; not micro/empty, the bare loop),
+                   threads up to max(16, 2 x cores), 5 repetitions, min time 0.2 s
   --quick          a smoke run of seconds: scal/ at 1 and 2 threads, 1 repetition,
                    min time 0.01 s
   -r REPS          repetitions (median of them in the table)
@@ -65,7 +65,7 @@ cores=$(nproc)
 case $mode in
   short) : "${reps:=3}" "${max_threads:=8}" "${filter:=^scal/}" "${min_time:=0.1}" ;;
   full)  : "${reps:=5}" "${max_threads:=$((2 * cores > 16 ? 2 * cores : 16))}" \
-           "${filter:=.}" "${min_time:=0.2}" ;;
+           "${filter:=-^micro/empty\$}" "${min_time:=0.2}" ;;
   quick) : "${reps:=1}" "${max_threads:=2}" "${filter:=^scal/}" "${min_time:=0.01}" ;;
 esac
 [[ $reps =~ ^[1-9][0-9]*$ ]] || bench_die "-r needs a positive count"

@@ -180,6 +180,13 @@ class AllocatorCheck(unittest.TestCase):
 class Instructions(unittest.TestCase):
     """tools/callgrind.sh's arithmetic: (Ir(N2) - Ir(N1)) / ((N2 - N1) x items)."""
 
+    def test_items_per_iteration_prefers_the_shims_counter(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            doc = load(os.path.join(DATA, "brisk.r0.micro_pair_64.json"))
+            doc["benchmarks"][0]["items_per_iter"] = 1000.0
+            r = run_tool("items-per-iteration", write(tmp, "batch.json", doc))
+        self.assertEqual((r.returncode, r.stdout), (0, "micro/pair/64 1000\n"), r.stderr)
+
     def test_items_per_iteration_from_rate_and_time(self):
         r = run_tool("items-per-iteration", os.path.join(DATA, "brisk.r0.micro_pair_64.json"))
         self.assertEqual((r.returncode, r.stdout), (0, "micro/pair/64 1\n"), r.stderr)
@@ -191,7 +198,9 @@ class Instructions(unittest.TestCase):
                 with open(path, "w") as f:
                     f.write(f"events: Ir\nfl=x\n0 1\ntotals: {total}\n")
                 return path
-            rows = [("micro/pair/16", "brisk", 100, cg("a1", 1000), 300, cg("a2", 21000), 1),
+            rows = [("micro/empty", "brisk", 100, cg("e1", 0), 300, cg("e2", 2000), 1),
+                    ("micro/empty", "mimalloc", 100, cg("f1", 0), 300, cg("f2", 2000), 1),
+                    ("micro/pair/16", "brisk", 100, cg("a1", 1000), 300, cg("a2", 21000), 1),
                     ("micro/pair/16", "mimalloc", 100, cg("b1", 500), 300, cg("b2", 10500), 1),
                     ("micro/batch/10", "brisk", 10, cg("c1", 0), 30, cg("c2", 4000), 10),
                     ("micro/batch/10", "mimalloc", 10, cg("d1", 0), 30, cg("d2", 8000), 10)]
@@ -204,6 +213,8 @@ class Instructions(unittest.TestCase):
         table = [line for line in r.stdout.splitlines() if line.startswith("| ")]
         self.assertEqual(table, [
             "| benchmark | N1 | N2 | items/iteration | brisk | mimalloc |",
+            # The loop alone: first, and in neither the ratios nor the means.
+            "| micro/empty | 100 | 300 | 1 | 10.0 | 10.0 |",
             "| micro/batch/10 | 10 | 30 | 10 | **20.0 (0.50)** | 40.0 (1.00) |",
             "| micro/pair/16 | 100 | 300 | 1 | 100.0 (2.00) | **50.0 (1.00)** |",
             "| geometric mean (2 rows) | | | | 44.7 (1.00) | 44.7 (1.00) |",
