@@ -16,7 +16,8 @@ carry no meaning here. Two commands:
       of FILE, in one process (the runner checks each round of runs this way).
   items-per-iteration JSON   "name items" per benchmark of a fixed-iteration run.
   instructions FILE   the Markdown table of tools/callgrind.sh from its lines
-      "benchmark allocator N1 callgrind-file-1 N2 callgrind-file-2 items-per-iteration".
+      "benchmark allocator N1 callgrind-file-1 N2 callgrind-file-2 items-per-iteration
+      json-file-1 json-file-2" (a run whose benchmark reported an error shows "error").
 
 Only the Python standard library is used.
 """
@@ -74,17 +75,17 @@ def load_run(path):
 
 
 def iterations(doc, path):
-    """The per-run entries (aggregates such as _median are left out). A benchmark that
-    reported an error is an error here too: it measured nothing."""
+    """The per-run entries (aggregates such as _median are left out). An entry that
+    reports an error (the benchmark's own check failed, e.g. a misaligned block) is
+    kept, marked error_occurred: it is shown as an error, never as a number."""
     runs = []
     for b in doc["benchmarks"]:
-        if b.get("error_occurred"):
-            raise ReportError(f"{path}: {b.get('name')} failed: {b.get('error_message', '?')}")
         if b.get("run_type", "iteration") != "iteration":
             continue
-        for key in ("items_per_second", "peak_rss_mib"):
-            if key not in b:
-                raise ReportError(f"{path}: {b.get('name')} reports no {key}")
+        if not b.get("error_occurred"):
+            for key in ("items_per_second", "peak_rss_mib"):
+                if key not in b:
+                    raise ReportError(f"{path}: {b.get('name')} reports no {key}")
         runs.append(b)
     if not runs:
         raise ReportError(f"{path}: no benchmark ran (wrong filter?)")
@@ -123,6 +124,7 @@ class Results:
 
     def __init__(self):
         self.samples = {}  # (bench, threads) -> allocator -> [(items/s, MiB)]
+        self.errors = {}  # (bench, threads) -> allocator -> [error message]
         self.allocators = set()
         self.reps = set()
         self.modes = set()
@@ -155,17 +157,28 @@ class Results:
             bench, threads = split_name(b["name"])
             if threads is None:
                 threads = int(b.get("threads", 1))
-            cell = self.samples.setdefault((bench, threads), {}).setdefault(alloc, [])
-            cell.append((float(b["items_per_second"]), float(b["peak_rss_mib"])))
+            row = self.samples.setdefault((bench, threads), {})
+            if b.get("error_occurred"):
+                self.errors.setdefault((bench, threads), {}).setdefault(alloc, []).append(
+                    b.get("error_message") or "no message")
+                continue
+            row.setdefault(alloc, []).append(
+                (float(b["items_per_second"]), float(b["peak_rss_mib"])))
 
     def rows(self):
         # The scalability families first: they are what the comparison is about.
         return sorted(self.samples, key=lambda k: (not k[0].startswith("scal/"),
                                                    natural_key(k[0]), k[1]))
 
+    def failed(self, key, alloc):
+        return bool(self.errors.get(key, {}).get(alloc))
+
     def medians(self, key, alloc):
+        """Median throughput (Mops/s) and peak RSS (MiB); None when the allocator did
+        not run the instance, or failed the benchmark's check in any repetition (its
+        other repetitions measured a broken allocator)."""
         cell = self.samples[key].get(alloc)
-        if not cell:
+        if not cell or self.failed(key, alloc):
             return None
         return (statistics.median(s[0] for s in cell) / 1e6,
                 statistics.median(s[1] for s in cell))
@@ -255,13 +268,16 @@ def render(res):
         bench, threads = key
         meds = {a: res.medians(key, a) for a in allocs}
         present = [a for a in allocs if meds[a] is not None]
-        top_tp = max(meds[a][0] for a in present)
-        low_rss = min(meds[a][1] for a in present)
+        top_tp = max((meds[a][0] for a in present), default=None)
+        low_rss = min((meds[a][1] for a in present), default=None)
+
+        def cell(a, index, fmt, best):
+            if meds[a] is not None:
+                return mark(fmt(meds[a][index]), meds[a][index] == best)
+            return "error" if res.failed(key, a) else "-"
         cells = [bench, str(threads)]
-        cells += [mark(fmt_mops(meds[a][0]), meds[a][0] == top_tp) if meds[a] else "-"
-                  for a in allocs]
-        cells += [mark(fmt_mib(meds[a][1]), meds[a][1] == low_rss) if meds[a] else "-"
-                  for a in allocs]
+        cells += [cell(a, 0, fmt_mops, top_tp) for a in allocs]
+        cells += [cell(a, 1, fmt_mib, low_rss) for a in allocs]
         if has_subject:
             tp_ratio = rss_ratio = None
             if meds[SUBJECT] is not None:
@@ -295,10 +311,12 @@ def render(res):
     out.append("| " + " | ".join(cells) + " |")
 
     if has_subject:
-        rows = len(res.samples)
+        ranked = [r for r in tp_ratios if r is not None]
+        weighed = [r for r in rss_ratios if r is not None]
         out.append("")
-        out.append(f"brisk has the highest throughput in {rows - len(behind)} of {rows} rows "
-                   f"and the smallest peak RSS in {rows - len(heavier)} of {rows}.")
+        out.append(f"brisk has the highest throughput in {sum(r >= 1 for r in ranked)} of "
+                   f"{len(ranked)} rows and the smallest peak RSS in "
+                   f"{sum(r <= 1 for r in weighed)} of {len(weighed)}.")
         if behind:
             out.append("")
             out.append("Slower than the best other allocator:")
@@ -311,6 +329,18 @@ def render(res):
             for ratio, bench, threads, who in sorted(heavier, reverse=True):
                 out.append(f"- {bench}, {threads} thread{'s' if threads != 1 else ''}: "
                            f"{ratio:.2f}x {who}")
+    if res.errors:
+        out.append("")
+        out.append("Failed the benchmark's own check (shown as error, not counted):")
+        for key in res.rows():
+            bench, threads = key
+            for a in allocs:
+                msgs = res.errors.get(key, {}).get(a)
+                if msgs:
+                    runs = len(msgs) + len(res.samples[key].get(a, []))
+                    out.append(f"- {bench}, {threads} thread{'s' if threads != 1 else ''}, "
+                               f"{a}: {'; '.join(sorted(set(msgs)))} "
+                               f"({len(msgs)} of {runs} runs)")
     return "\n".join(out) + "\n"
 
 
@@ -393,7 +423,8 @@ def plot(res, plot_dir):
 def check_run(path, allocator, lib, stderr_path=None):
     """Raise ReportError unless JSON file `path` is a clean run of `allocator`:
     tagged with it, its malloc_provider is `lib` (same file after symlinks; with lib
-    empty, glibc's libc.so), every benchmark ran without error; for brisk, also the
+    empty, glibc's libc.so), a benchmark ran (one that reported an error counts: the
+    table shows the error); for brisk, also the
     `brisk: summary` line that BRISK_STATS=1 prints at exit, which only an
     initialized brisk writes."""
     doc = load_run(path)
@@ -412,7 +443,10 @@ def check_run(path, allocator, lib, stderr_path=None):
     elif not re.fullmatch(r"libc(\.so\.\d+|-[\d.]+\.so)", os.path.basename(provider)):
         raise ReportError(f"{path}: asked for {allocator} (no preload) but malloc came "
                           f"from {provider}")
-    iterations(doc, path)
+    for b in iterations(doc, path):
+        if b.get("error_occurred"):
+            print(f"note: {b['name']} under {allocator} failed its own check: "
+                  f"{b.get('error_message')} (the table shows it as an error)", file=sys.stderr)
     if allocator == SUBJECT:
         if stderr_path is None:
             raise ReportError(f"{path}: a brisk run needs its stderr (--stderr) to check")
@@ -438,6 +472,8 @@ def items_per_iteration(path):
     scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
     result = {}
     for b in iterations(load_run(path), path):
+        if b.get("error_occurred"):
+            raise ReportError(f"{path}: {b['name']} failed: {b.get('error_message')}")
         key = "real_time" if "/real_time" in b["name"] else "cpu_time"
         items = b.get("items_per_iter") or \
             b["items_per_second"] * b[key] * scale[b.get("time_unit", "ns")]
@@ -472,17 +508,25 @@ LOOP_BENCH = "micro/empty"
 
 
 def render_instructions(rows_path, reference="mimalloc"):
-    per_op = {}  # bench -> allocator -> instructions per item
+    per_op = {}  # bench -> allocator -> instructions per item (None: error)
     details = {}
+    failures = []
     with open(rows_path, encoding="utf-8") as f:
         for line in f:
-            bench, alloc, n1, cg1, n2, cg2, items = line.rstrip("\n").split("\t")
+            bench, alloc, n1, cg1, n2, cg2, items, js1, js2 = line.rstrip("\n").split("\t")
             n1, n2, items = int(n1), int(n2), int(items)
+            details[bench] = (n1, n2, items)
+            errors = {b.get("error_message") or "no message"
+                      for js in (js1, js2) for b in iterations(load_run(js), js)
+                      if b.get("error_occurred")}
+            if errors:
+                per_op.setdefault(bench, {})[alloc] = None
+                failures.append(f"- {bench}, {alloc}: {'; '.join(sorted(errors))}")
+                continue
             ir1, ir2 = callgrind_total(cg1), callgrind_total(cg2)
             if n2 <= n1:
                 raise ReportError(f"{bench}: N2 ({n2}) must exceed N1 ({n1})")
             per_op.setdefault(bench, {})[alloc] = (ir2 - ir1) / ((n2 - n1) * items)
-            details[bench] = (n1, n2, items)
     if not per_op:
         raise ReportError(f"{rows_path}: no rows")
     allocs = allocator_order({a for row in per_op.values() for a in row})
@@ -502,14 +546,14 @@ def render_instructions(rows_path, reference="mimalloc"):
     values = {a: [] for a in allocs}
     complete = 0
     for bench in sorted(per_op, key=lambda b: (b != LOOP_BENCH, natural_key(b))):
-        row = per_op[bench]
+        row = {a: v for a, v in per_op[bench].items() if v is not None}
         loop = bench == LOOP_BENCH
-        least = min(row.values())
+        least = min(row.values(), default=None)
         cells = []
         for a in allocs:
             v = row.get(a)
             if v is None:
-                cells.append("-")
+                cells.append("error" if a in per_op[bench] else "-")
                 continue
             text = f"{v:.1f}"
             if loop:
@@ -535,6 +579,9 @@ def render_instructions(rows_path, reference="mimalloc"):
             text += f" ({r:.2f})"
         cells.append(text)
     out.append(f"| geometric mean ({complete} rows) | | | | " + " | ".join(cells) + " |")
+    if failures:
+        out += ["", "Failed the benchmark's own check (shown as error, not counted):"]
+        out += failures
     return "\n".join(out) + "\n"
 
 

@@ -135,8 +135,9 @@ for bench in "${benches[@]}"; do
       printf '%s\t%s\t%s\t%s\n' "$name" "${libs[$i]}" "$out/$slug.$n.json" \
         "$out/$slug.$n.err" >>"$list"
     done
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$bench" "$name" "$n1" "$out/$slug.$n1.cg" \
-      "$n2" "$out/$slug.$n2.cg" "$items" >>"$rows"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$bench" "$name" "$n1" \
+      "$out/$slug.$n1.cg" "$n2" "$out/$slug.$n2.cg" "$items" "$out/$slug.$n1.json" \
+      "$out/$slug.$n2.json" >>"$rows"
   done
 done
 wait
@@ -145,5 +146,5 @@ for base in "${bases[@]}"; do
     { tail -20 "$base.err" >&2; bench_die "callgrind run $base failed"; }
 done
 python3 tools/bench_report.py check --list "$list" ||
-  bench_die "a run was not served by the allocator it was meant to measure"
+  bench_die "a run failed its check (above): not a data point"
 python3 tools/bench_report.py instructions "$rows"

@@ -9,8 +9,10 @@
 # a slow minute on a shared machine favours none. Every run is checked to have been
 # served by the allocator it was meant to measure (tools/bench_report.py check: the
 # malloc_provider in the JSON context, and brisk's own exit statistics); one that was
-# not stops the script: it is an error, not a data point. The JSON files go to the
-# output directory; tools/bench_report.py then writes report.md and plots/ beside them.
+# not stops the script: it is an error, not a data point. (A benchmark whose own check
+# fails under some allocator, e.g. a misaligned block, is shown as "error" in its
+# cell.) The JSON files go to the output directory; tools/bench_report.py then writes
+# report.md and plots/ beside them.
 #
 # usage: tools/compare.sh [--full | --quick] [options]   (--help for the options)
 set -euo pipefail
@@ -138,7 +140,7 @@ for ((r = 0; r < reps; r++)); do
       run_one "${names[$i]}" "${libs[$i]}" "$inst" "$r" "$list"
     done
     python3 tools/bench_report.py check --list "$list" ||
-      bench_die "a run was not served by the allocator it was meant to measure"
+      bench_die "a run failed its check (above): not a data point, so the comparison stops"
     done_runs=$((done_runs + n))
     bench_say "  [$done_runs/$total, $((SECONDS - start)) s] repetition $((r + 1))/$reps: $inst"
   done
