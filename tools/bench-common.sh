@@ -48,24 +48,26 @@ bench_peer_lib() {
   return 2
 }
 
-# Fill the arrays names and libs with the allocators of the comma-separated list $2,
-# in its order: brisk from build directory $1, glibc as "" (no preload), and the
-# installed peers (a missing one is left out with a note).
+# Fill the arrays names, libs and versions with the allocators of the comma-separated
+# list $2, in its order: brisk from build directory $1, glibc as "" (no preload), and
+# the installed peers (a missing one is left out with a note). A version is the
+# Debian package's (brisk: the git commit; a peer given by *_LIB: its file name).
 bench_allocators() {
   local build=$1 name lib status
-  names=() libs=()
+  names=() libs=() versions=()
   for name in ${2//,/ }; do
     case $name in
       brisk)
         [[ -f $build/libbrisk.so ]] ||
           bench_die "$build/libbrisk.so does not exist (build it, or drop --no-build)"
-        names+=(brisk) libs+=("$(realpath "$build/libbrisk.so")") ;;
-      glibc) names+=(glibc) libs+=("") ;;
+        names+=(brisk) libs+=("$(realpath "$build/libbrisk.so")")
+        versions+=("$(git describe --always --dirty 2>/dev/null || echo unknown)") ;;
+      glibc) names+=(glibc) libs+=("") versions+=("$(bench_pkg_version libc6)") ;;
       jemalloc|tcmalloc|mimalloc)
         status=0
         lib=$(bench_peer_lib "$name") || status=$?
         case $status in
-          0) names+=("$name") libs+=("$lib") ;;
+          0) names+=("$name") libs+=("$lib") versions+=("$(bench_peer_version "$name" "$lib")") ;;
           1) bench_say "note: $name is not installed; leaving it out" ;;
           *) exit 1 ;;
         esac ;;
@@ -73,6 +75,28 @@ bench_allocators() {
     esac
   done
   [[ ${#names[@]} -gt 0 ]] || bench_die "no allocator to run"
+}
+
+# The installed version of Debian package $1 ("unknown" when dpkg does not know it).
+bench_pkg_version() {
+  local v
+  v=$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null) || true
+  echo "${v:-unknown}"
+}
+
+# The version of peer $1 whose library is $2: its package's, or the file's name when
+# an override points elsewhere.
+bench_peer_version() {
+  local name pkg soname
+  for entry in "${BENCH_PEERS[@]}"; do
+    read -r name pkg soname <<<"$entry"
+    [[ $name == "$1" ]] || continue
+    if dpkg -L "$pkg" 2>/dev/null | grep -qx "$2"; then
+      bench_pkg_version "$pkg"
+    else
+      basename "$2"
+    fi
+  done
 }
 
 # A Google Benchmark filter regex that matches the string $1 literally.

@@ -132,6 +132,7 @@ class Results:
         self.dates = []
         self.cores = set()
         self.cpus = set()
+        self.versions = {}  # allocator -> {version}
 
     def add_file(self, path):
         doc = load_run(path)
@@ -141,6 +142,8 @@ class Results:
             raise ReportError(f"{path}: no bench_allocator in the context "
                               "(not written by tools/compare.sh)")
         self.allocators.add(alloc)
+        if ctx.get("bench_version"):
+            self.versions.setdefault(alloc, set()).add(ctx["bench_version"])
         self.reps.add(str(ctx.get("bench_rep", "?")))
         if ctx.get("bench_mode"):
             self.modes.add(ctx["bench_mode"])
@@ -234,11 +237,16 @@ def header_lines(res):
     reps = len(res.reps)
     mode = ", ".join(sorted(res.modes)) or "unknown"
     min_time = (", min time " + "/".join(sorted(res.min_times)) + " s") if res.min_times else ""
-    return [
+    lines = [
         f"Machine: {cores} cores, {cpu}. Runs: {when}.",
         f"Mode: {mode}; {reps} repetition{'s' if reps != 1 else ''}, median of each"
         f"{min_time}; one process per benchmark instance, allocator and repetition.",
     ]
+    if res.versions:
+        lines.append("Versions: " + ", ".join(
+            f"{a} {'/'.join(sorted(res.versions[a]))}"
+            for a in allocator_order(res.versions)) + ".")
+    return lines
 
 
 def render(res):

@@ -27,6 +27,7 @@ usage: tools/compare.sh [--full | --quick] [options]
                    min time 0.1 s (about 3 minutes on 2 cores)
   --full           every benchmark (scal/ and micro/; not micro/empty, the bare loop),
                    threads up to max(16, 2 x cores), 5 repetitions, min time 0.2 s
+                   (about 20 minutes on 2 cores)
   --quick          a smoke run of seconds: scal/ at 1 and 2 threads, 1 repetition,
                    min time 0.01 s
   -r REPS          repetitions (median of them in the table)
@@ -97,6 +98,10 @@ mapfile -t instances < <(env -u LD_PRELOAD "$brisk_bench" "${shim_args[@]}" \
   --benchmark_list_tests=true --benchmark_filter="$filter")
 [[ ${#instances[@]} -gt 0 ]] || bench_die "no benchmark matches --filter '$filter'"
 
+# Runs left in the directory by another comparison would join this one's table.
+if compgen -G "$out/runs/*.json" >/dev/null; then
+  bench_die "$out/runs already holds runs; choose another -o"
+fi
 mkdir -p "$out/runs"
 n=${#names[@]}
 total=$((${#instances[@]} * n * reps))
@@ -108,11 +113,11 @@ if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l > c / 2) }'; then
   bench_say "warning: the machine is busy (load $load on $cores cores); expect noisy numbers"
 fi
 
-# One run of instance $3 on allocator $1 (library $2, "" for glibc) in repetition $4;
-# appends its line to the round's check list $5. brisk prints its statistics at exit
+# One run of instance $3 on allocator $1 (library $2, "" for glibc, version $6) in
+# repetition $4; appends its line to the round's check list $5. brisk prints its statistics at exit
 # (after the JSON is written), which the check requires as proof it served the run.
 run_one() {
-  local name=$1 lib=$2 inst=$3 rep=$4 list=$5
+  local name=$1 lib=$2 inst=$3 rep=$4 list=$5 version=$6
   local base
   base="$out/runs/$(tr -c 'A-Za-z0-9\n' '_' <<<"$inst").$name.r$rep"
   local stats=()
@@ -121,7 +126,7 @@ run_one() {
        "$brisk_bench" "${shim_args[@]}" --benchmark_filter="^$(bench_regex_escape "$inst")\$" \
        --benchmark_min_time="$min_time" --benchmark_out="$base.json" \
        --benchmark_out_format=json \
-       --benchmark_context="bench_allocator=$name,bench_rep=$rep,bench_mode=$mode,bench_min_time=$min_time" \
+       --benchmark_context="bench_allocator=$name,bench_rep=$rep,bench_mode=$mode,bench_min_time=$min_time,bench_version=${version//,/;}" \
        >/dev/null 2>"$base.err"; then
     tail -20 "$base.err" >&2
     bench_die "$inst failed under $name (LD_PRELOAD=${lib:-none}); see $base.err"
@@ -137,7 +142,7 @@ for ((r = 0; r < reps; r++)); do
     : >"$list"
     for ((j = 0; j < n; j++)); do
       i=$(((r + k + j) % n))
-      run_one "${names[$i]}" "${libs[$i]}" "$inst" "$r" "$list"
+      run_one "${names[$i]}" "${libs[$i]}" "$inst" "$r" "$list" "${versions[$i]}"
     done
     python3 tools/bench_report.py check --list "$list" ||
       bench_die "a run failed its check (above): not a data point, so the comparison stops"
