@@ -25,7 +25,7 @@ usage() {
 usage: tools/callgrind.sh [options]
   --filter RE      Google Benchmark regex of the benchmarks (default: the single-thread
                    malloc+free pairs, calloc, memalign, aligned_alloc and batch benchmarks)
-  --ops N          operations counted between the two runs (default 200000)
+  --ops N          operations counted between the two runs (default 20000)
   --allocators L   comma-separated subset of brisk,glibc,jemalloc,tcmalloc,mimalloc
   -j J             callgrind processes at once (default: the number of cores; the
                    counts do not depend on load)
@@ -38,7 +38,7 @@ EOF
 }
 
 filter='^micro/((pair|calloc|memalign|aligned_alloc|batch_lifo|batch_fifo)/|empty$)'
-ops=200000 allocators=brisk,glibc,jemalloc,tcmalloc,mimalloc jobs=$(nproc)
+ops=20000 allocators=brisk,glibc,jemalloc,tcmalloc,mimalloc jobs=$(nproc)
 out= build=build do_build=1 do_install=1
 while [[ $# -gt 0 ]]; do
   case $1 in

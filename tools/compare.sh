@@ -24,7 +24,7 @@ usage() {
   cat <<'EOF'
 usage: tools/compare.sh [--full | --quick] [options]
   (default)        short mode: the scal/ families at 1, 2, 4, 8 threads, 3 repetitions,
-                   min time 0.1 s (about 3 minutes on 2 cores)
+                   min time 0.1 s (about 2 minutes on 2 cores)
   --full           every benchmark (scal/ and micro/; not micro/empty, the bare loop),
                    threads up to max(16, 2 x cores), 5 repetitions, min time 0.2 s
                    (about 20 minutes on 2 cores)
