@@ -24,8 +24,9 @@ TOOL = os.path.join(ROOT, "tools", "bench_report.py")
 DATA = os.path.join(HERE, "data")
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True)
+def run_tool(*args, env=None):
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,
+                          env=env)
 
 
 class ReportTable(unittest.TestCase):
@@ -86,6 +87,20 @@ class ReportTable(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(tmp, "plots", "micro_pair_64.png")))
             with open(out, encoding="utf-8") as f:
                 self.assertIn("(plots/scal_threadtest.png)", f.read())
+
+    def test_without_gnuplot_the_table_is_still_written(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "report.md")
+            empty = os.path.join(tmp, "bin")
+            os.mkdir(empty)
+            r = run_tool("report", "-o", out, "--plots", os.path.join(tmp, "plots"), DATA,
+                         env=dict(os.environ, PATH=empty))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("gnuplot is not installed, so no plots were written", r.stderr)
+            with open(out, encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("| scal/threadtest | 2 |", text)
+            self.assertNotIn("Plots", text)
 
 
 def load(path):
