@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared by tools/compare.sh and tools/callgrind.sh (sourced, not run): where each
-# allocator's library is, how to get the bench programs built, how to install the
+# allocator's library is, how to get brisk and brisk_bench built, how to install the
 # peers. brisk comes from a build directory; the peers are the Debian packages.
 # Every function reports on stderr, so stdout stays the table.
 
@@ -48,18 +48,60 @@ bench_peer_lib() {
   return 2
 }
 
-# Append the installed peers to the arrays names and libs; stop on a bad override.
-bench_add_peers() {
-  local peer lib status
-  for peer in jemalloc tcmalloc mimalloc; do
-    status=0
-    lib=$(bench_peer_lib "$peer") || status=$?
-    case $status in
-      0) names+=("$peer") libs+=("$lib") ;;
-      1) bench_say "note: $peer is not installed; skipping it" ;;
-      *) exit 1 ;;
+# Fill the arrays names, libs and versions with the allocators of the comma-separated
+# list $2, in its order: brisk from build directory $1, glibc as "" (no preload), and
+# the installed peers (a missing one is left out with a note). A version is the
+# Debian package's (brisk: the git commit; a peer given by *_LIB: its file name).
+bench_allocators() {
+  local build=$1 name lib status
+  names=() libs=() versions=()
+  for name in ${2//,/ }; do
+    case $name in
+      brisk)
+        [[ -f $build/libbrisk.so ]] ||
+          bench_die "$build/libbrisk.so does not exist (build it, or drop --no-build)"
+        names+=(brisk) libs+=("$(realpath "$build/libbrisk.so")")
+        versions+=("$(git describe --always --dirty 2>/dev/null || echo unknown)") ;;
+      glibc) names+=(glibc) libs+=("") versions+=("$(bench_pkg_version libc6)") ;;
+      jemalloc|tcmalloc|mimalloc)
+        status=0
+        lib=$(bench_peer_lib "$name") || status=$?
+        case $status in
+          0) names+=("$name") libs+=("$lib") versions+=("$(bench_peer_version "$name" "$lib")") ;;
+          1) bench_say "note: $name is not installed; leaving it out" ;;
+          *) exit 1 ;;
+        esac ;;
+      *) bench_die "unknown allocator '$name' (brisk, glibc, jemalloc, tcmalloc, mimalloc)" ;;
     esac
   done
+  [[ ${#names[@]} -gt 0 ]] || bench_die "no allocator to run"
+}
+
+# The installed version of Debian package $1 ("unknown" when dpkg does not know it).
+bench_pkg_version() {
+  local v
+  v=$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null) || true
+  echo "${v:-unknown}"
+}
+
+# The version of peer $1 whose library is $2: its package's, or the file's name when
+# an override points elsewhere.
+bench_peer_version() {
+  local name pkg soname
+  for entry in "${BENCH_PEERS[@]}"; do
+    read -r name pkg soname <<<"$entry"
+    [[ $name == "$1" ]] || continue
+    if dpkg -L "$pkg" 2>/dev/null | grep -qx "$2"; then
+      bench_pkg_version "$pkg"
+    else
+      basename "$2"
+    fi
+  done
+}
+
+# A Google Benchmark filter regex that matches the string $1 literally.
+bench_regex_escape() {
+  sed 's/[][\\.*^$+?(){}|]/\\&/g' <<<"$1"
 }
 
 # Install what building brisk and the bench programs needs (and $@, e.g. valgrind),
@@ -68,7 +110,7 @@ bench_add_peers() {
 bench_install_build_deps() {
   local p missing=()
   [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || return 0
-  for p in cmake make gcc g++ "$@"; do
+  for p in cmake make gcc g++ libbenchmark-dev "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [[ ${#missing[@]} -gt 0 ]] || return 0
@@ -127,41 +169,22 @@ bench_build_brisk() {
   return 0
 }
 
-# Print the directory holding up-to-date churn and pairs. From the project's build
-# directory $1 when it is configured (they do not depend on the library, so they
-# build even when brisk does not); otherwise bench/ is built on its own in
-# $1/bench-standalone, which works while the top-level project is broken.
-bench_programs() {
-  local build=$1 log="$1/bench-build.log"
-  mkdir -p "$build"
-  : >"$log"
-  if [[ -f $build/CMakeCache.txt ]] &&
-     cmake --build "$build" -j2 --target churn pairs >>"$log" 2>&1 &&
-     [[ -x $build/bench/churn && -x $build/bench/pairs ]]; then
-    echo "$build/bench"
-    return 0
+# Print the path of brisk_bench, the benchmark binary, built in $1 when $2 is 1 (the
+# project configured there by bench_build_brisk; the binary does not link brisk, so
+# one build serves every allocator). With $2 = 0 it must already exist.
+bench_program() {
+  local build=$1 do_build=$2 log="$1/bench-build.log" prog="$1/bench/brisk_bench"
+  if [[ $do_build == 1 ]]; then
+    if ! cmake --build "$build" -j2 --target brisk_bench >"$log" 2>&1; then
+      cat "$log" >&2
+      bench_die "brisk_bench did not build (log above)"
+    fi
   fi
-  local alone="$build/bench-standalone"
-  if { [[ -f $alone/CMakeCache.txt ]] ||
-       cmake -S bench -B "$alone" -DCMAKE_BUILD_TYPE=Release >>"$log" 2>&1; } &&
-     cmake --build "$alone" -j2 >>"$log" 2>&1; then
-    echo "$alone"
-    return 0
-  fi
-  cat "$log" >&2
-  bench_die "could not build the bench programs (log above)"
+  [[ -x $prog ]] || bench_die "$prog does not exist (build it, or drop --no-build)"
+  echo "$prog"
 }
 
-# The value of key=value in a line of output ("" when absent).
-bench_field() {
-  local key=$1 line=$2
-  sed -n "s/.*\\b$key=\\([^ ]*\\).*/\\1/p" <<<"$line"
-}
-
-# The median of the numbers given as arguments (mean of the middle two when even).
-bench_median() {
-  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-    END { if (NR == 0) exit 1
-          if (NR % 2) printf "%.6g\n", v[(NR + 1) / 2]
-          else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+# The CPU model, as /proc/cpuinfo names it.
+bench_cpu_model() {
+  sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1
 }

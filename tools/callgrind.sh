@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# callgrind.sh: instructions per malloc+free pair on the fast path, brisk against
-# glibc, jemalloc, tcmalloc and mimalloc. Runs bench/pairs under callgrind with N
-# pairs and with none (same setup, same environment), and reports
-# (Ir(N) - Ir(0)) / N as a Markdown table with the ratio to mimalloc.
+# callgrind.sh: instructions per operation of the single-thread micro benchmarks,
+# brisk against glibc, jemalloc, tcmalloc and mimalloc: the figure that stays put on
+# a noisy machine. Callgrind, unlike memcheck, does not replace malloc: the
+# LD_PRELOADed allocator really runs, and every run is checked as compare.sh checks
+# its runs (malloc_provider in the JSON context; brisk's exit statistics).
 #
-# Callgrind, unlike memcheck, does not replace malloc: the LD_PRELOADed allocator
-# really runs, and pairs' allocator= line proves it for every run.
+# Each benchmark runs twice under valgrind --tool=callgrind, in its own process,
+# with the shim's fixed iteration counts N1 and N2 (--shim_iterations), and the
+# table gives (Ir(N2) - Ir(N1)) / ((N2 - N1) x items per iteration): start-up, the
+# benchmark's setup and Google Benchmark's fixed costs cancel, and so do the first
+# N1 iterations (warm-up: caches filling, first pages). What stays is the steady
+# operation plus the benchmark loop's own per-iteration work (the shim's keep-running
+# call, and e.g. touching the block). N1 and N2 are scaled per benchmark to about
+# --ops operations, using the items per iteration of a native run.
 #
-# pairs holds one block of every size live, so no free empties a page; --no-hold
-# measures the case where every free does (see bench/pairs.c).
-#
-# usage: tools/callgrind.sh [--build-dir DIR] [-n N] [--no-hold]
+# usage: tools/callgrind.sh [options]   (--help for the options)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,85 +23,128 @@ cd "$(dirname "$0")/.."
 usage() {
   cat <<'EOF'
 usage: tools/callgrind.sh [options]
-  --build-dir DIR  brisk's build directory (default ./build; configured and built if needed)
-  -n N             pairs in the measured run (default 200000)
-  --no-hold        keep no block of each size live (every free empties a page)
+  --filter RE      Google Benchmark regex of the benchmarks (default: the single-thread
+                   malloc+free pairs, calloc, memalign, aligned_alloc and batch benchmarks)
+  --ops N          operations counted between the two runs (default 20000)
+  --allocators L   comma-separated subset of brisk,glibc,jemalloc,tcmalloc,mimalloc
+  -j J             callgrind processes at once (default: the number of cores; the
+                   counts do not depend on load)
+  -o DIR           keep the callgrind and JSON files in DIR (default: a temporary one)
+  --build-dir DIR  where brisk and brisk_bench are built (default ./build)
+  --no-build       use DIR/libbrisk.so and DIR/bench/brisk_bench as they are
+  --no-install     do not apt-get install anything
 Prints a Markdown table on stdout; progress goes to stderr.
 EOF
 }
 
-build=build pairs_n=200000 hold=()
+filter='^micro/((pair|calloc|memalign|aligned_alloc|batch_lifo|batch_fifo)/|empty$)'
+ops=20000 allocators=brisk,glibc,jemalloc,tcmalloc,mimalloc jobs=$(nproc)
+out= build=build do_build=1 do_install=1
 while [[ $# -gt 0 ]]; do
   case $1 in
+    --filter) filter=$2; shift 2 ;;
+    --ops) ops=$2; shift 2 ;;
+    --allocators) allocators=$2; shift 2 ;;
+    -j) jobs=$2; shift 2 ;;
+    -o) out=$2; shift 2 ;;
     --build-dir) build=$2; shift 2 ;;
-    -n) pairs_n=$2; shift 2 ;;
-    --no-hold) hold=(--no-hold); shift ;;
+    --no-build) do_build=0; shift ;;
+    --no-install) do_install=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
 done
-[[ $pairs_n =~ ^[1-9][0-9]*$ ]] || bench_die "-n needs a positive count"
-bench_install_build_deps valgrind
-bench_install_peers
-command -v valgrind >/dev/null ||
-  bench_die "valgrind is not installed (apt-get install valgrind)"
+[[ $ops =~ ^[1-9][0-9]*$ ]] || bench_die "--ops needs a positive count"
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || bench_die "-j needs a positive count"
 
-names=() libs=()
-bench_build_brisk "$build"
-names+=(brisk) libs+=("$(realpath "$build/libbrisk.so")")
-names+=(glibc) libs+=("")
-bench_add_peers
+if [[ $do_install == 1 ]]; then
+  bench_install_build_deps valgrind python3
+  bench_install_peers
+fi
+command -v valgrind >/dev/null || bench_die "valgrind is not installed (apt-get install valgrind)"
+[[ $do_build == 1 ]] && bench_build_brisk "$build"
+brisk_bench=$(bench_program "$build" "$do_build") || exit 1
+bench_allocators "$build" "$allocators"
 
-progs=$(bench_programs "$build") || exit 1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [[ -n $out ]]; then
+  mkdir -p "$out"
+else
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
 
-# Total Ir of pairs $3 under allocator $1 (library $2, "" for glibc): callgrind's
-# "totals:" line (older versions write only "summary:"). The run must report the
-# allocator it was meant to measure.
-total_ir() {
-  local name=$1 lib=$2 n=$3 out="$work/$1.$3"
-  local line
-  if ! line=$(env -u LD_PRELOAD ${lib:+LD_PRELOAD="$lib"} \
-              valgrind --tool=callgrind --callgrind-out-file="$out.cg" \
-              "$progs/pairs" "$n" "${hold[@]}" 2>"$out.log"); then
-    cat "$out.log" >&2
-    bench_die "pairs $n failed under callgrind with $name"
-  fi
-  local got
-  got=$(bench_field allocator "$line")
-  [[ $got == "$name" ]] ||
-    bench_die "asked for $name (LD_PRELOAD=${lib:-none}) but pairs reports allocator=$got"
-  local ir
-  ir=$(awk '$1 == "totals:" { t = $2 } $1 == "summary:" { s = $2 }
-            END { print (t != "" ? t : s) }' "$out.cg")
-  [[ -n $ir ]] || bench_die "no instruction total in $out.cg"
-  echo "$ir"
+mapfile -t benches < <(env -u LD_PRELOAD "$brisk_bench" --benchmark_list_tests=true \
+  --benchmark_filter="$filter")
+[[ ${#benches[@]} -gt 0 ]] || bench_die "no benchmark matches --filter '$filter'"
+
+# With a fixed iteration count Google Benchmark adds /iterations:N to every name, so
+# the runs below match the listed names plus that suffix.
+fixed_filter() {
+  local alt
+  alt=$(for b in "$@"; do bench_regex_escape "$b"; done | paste -sd'|')
+  printf '^(%s)/iterations:[0-9]+$' "$alt"
 }
 
-declare -A ir_n ir_0 per_pair
-for i in "${!names[@]}"; do
-  name=${names[$i]}
-  bench_say "callgrind: $name"
-  ir_n[$name]=$(total_ir "$name" "${libs[$i]}" "$pairs_n") || exit 1
-  ir_0[$name]=$(total_ir "$name" "${libs[$i]}" 0) || exit 1
-  per_pair[$name]=$(awk -v a="${ir_n[$name]}" -v b="${ir_0[$name]}" -v n="$pairs_n" \
-                    'BEGIN { printf "%.1f", (a - b) / n }')
-done
+# Items per iteration of each benchmark (a batch benchmark does many operations per
+# iteration), from one native run of 100 fixed iterations: items_per_second times the
+# seconds per iteration.
+declare -A per_iter
+native="$out/native.json"
+env -u LD_PRELOAD "$brisk_bench" --shim_iterations=100 \
+  --benchmark_filter="$(fixed_filter "${benches[@]}")" \
+  --benchmark_out="$native" --benchmark_out_format=json >/dev/null 2>"$out/native.err" ||
+  { cat "$out/native.err" >&2; bench_die "the native calibration run failed"; }
+while read -r name items; do
+  per_iter[$name]=$items
+done < <(python3 tools/bench_report.py items-per-iteration "$native")
 
-ref=${per_pair[mimalloc]:-}
-echo
-held=$([[ ${#hold[@]} == 0 ]] && echo "one block of each size held live" ||
-       echo "no block held: every free empties a page")
-echo "Instructions per malloc+free pair: callgrind, N=$pairs_n, sizes 16..1024 B cycling," \
-     "one byte touched, $held; includes 16 instructions of loop and calls"
-echo
-echo "| allocator | Ir(N) | Ir(0) | instructions/pair | vs mimalloc |"
-echo "|---|---:|---:|---:|---:|"
-for name in "${names[@]}"; do
-  ratio=$(awk -v a="${per_pair[$name]}" -v b="$ref" \
-          'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')
-  printf '| %s | %s | %s | %s | %s |\n' "$name" "${ir_n[$name]}" "${ir_0[$name]}" \
-    "${per_pair[$name]}" "$ratio"
+# One callgrind run: allocator $1 (library $2), benchmark $3 with $4 iterations.
+# Writes $base.json, $base.err, $base.cg and its exit status in $base.rc; run in the
+# background, several at once.
+run_callgrind() {
+  local name=$1 lib=$2 bench=$3 iters=$4 base=$5 status=0
+  local stats=()
+  [[ $name == brisk ]] && stats=(BRISK_STATS=1)
+  env -u LD_PRELOAD ${lib:+LD_PRELOAD="$lib"} "${stats[@]}" \
+    valgrind --tool=callgrind --callgrind-out-file="$base.cg" \
+    "$brisk_bench" --shim_iterations="$iters" \
+    --benchmark_filter="$(fixed_filter "$bench")" \
+    --benchmark_out="$base.json" --benchmark_out_format=json \
+    --benchmark_context="bench_allocator=$name,bench_rep=0,bench_mode=callgrind" \
+    >/dev/null 2>"$base.err" || status=$?
+  echo "$status" >"$base.rc"
+}
+
+list="$out/check" rows="$out/rows"
+: >"$list"
+: >"$rows"
+bases=()
+bench_say "callgrind: ${#benches[@]} benchmarks x ${names[*]}, 2 runs each, $jobs at a time"
+for bench in "${benches[@]}"; do
+  items=${per_iter[$bench]:-}
+  [[ -n $items ]] || bench_die "the calibration run did not report $bench"
+  n1=$(( (ops / 4 + items - 1) / items ))
+  n2=$(( n1 + (ops + items - 1) / items ))
+  for i in "${!names[@]}"; do
+    name=${names[$i]}
+    slug="$(tr -c 'A-Za-z0-9\n' '_' <<<"$bench").$name"
+    for n in "$n1" "$n2"; do
+      while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n || true; done
+      run_callgrind "$name" "${libs[$i]}" "$bench" "$n" "$out/$slug.$n" &
+      bases+=("$out/$slug.$n")
+      printf '%s\t%s\t%s\t%s\n' "$name" "${libs[$i]}" "$out/$slug.$n.json" \
+        "$out/$slug.$n.err" >>"$list"
+    done
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$bench" "$name" "$n1" \
+      "$out/$slug.$n1.cg" "$n2" "$out/$slug.$n2.cg" "$items" "$out/$slug.$n1.json" \
+      "$out/$slug.$n2.json" >>"$rows"
+  done
 done
-[[ -n $ref ]] || echo "(mimalloc not installed: ratios are n/a)"
+wait
+for base in "${bases[@]}"; do
+  [[ $(cat "$base.rc" 2>/dev/null) == 0 ]] ||
+    { tail -20 "$base.err" >&2; bench_die "callgrind run $base failed"; }
+done
+python3 tools/bench_report.py check --list "$list" ||
+  bench_die "a run failed its check (above): not a data point"
+python3 tools/bench_report.py instructions "$rows"

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# compare.sh: brisk against glibc, jemalloc, tcmalloc and mimalloc on bench/churn,
-# side by side. Builds brisk (Release) if needed, installs missing peers when root,
-# runs every allocator R times round-robin (so a slow minute on a shared machine
-# hits all of them alike), and prints a Markdown table of medians. Every run must
-# name the allocator it was meant to measure, or the script stops.
+# compare.sh: the scalability comparison. brisk against glibc, jemalloc, tcmalloc and
+# mimalloc on the Google Benchmark suite in bench/ (one binary, brisk_bench, that does
+# not link brisk: LD_PRELOAD picks the allocator; glibc runs without a preload).
 #
-# usage: tools/compare.sh [-t THREADS] [-r REPS] [-n OPS] [-s K] [-seed S] [--quick]
-#                         [--build-dir DIR] [--no-build] [--no-install] [--no-stats]
+# One process per (benchmark instance, allocator, repetition), so every peak RSS is
+# that run's own. Within a repetition the allocators take turns on each instance, the
+# first one rotating from instance to instance and from repetition to repetition, so
+# a slow minute on a shared machine favours none. Every run is checked to have been
+# served by the allocator it was meant to measure (tools/bench_report.py check: the
+# malloc_provider in the JSON context, and brisk's own exit statistics); one that was
+# not stops the script: it is an error, not a data point. (A benchmark whose own check
+# fails under some allocator, e.g. a misaligned block, is shown as "error" in its
+# cell.) The JSON files go to the output directory; tools/bench_report.py then writes
+# report.md and plots/ beside them.
+#
+# usage: tools/compare.sh [--full | --quick] [options]   (--help for the options)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -14,174 +22,141 @@ cd "$(dirname "$0")/.."
 
 usage() {
   cat <<'EOF'
-usage: tools/compare.sh [options]
-  -t THREADS       churn threads (default 8)
-  -r REPS          repetitions of every allocator, round-robin (default 3)
-  -n OPS           replacements per thread (default 2m; k and m suffixes)
-  -s K             live blocks per thread, in thousands (default 2)
-  -seed S          random seed (default 42)
-  --quick          a smoke run: a tenth of the operations
-  --build-dir DIR  brisk's build directory (default ./build)
-  --no-build       use DIR/libbrisk.so as it is, do not (re)build it
-  --no-install     do not apt-get install missing peers
-  --no-stats       skip the final BRISK_STATS=1 run
-Prints a Markdown table on stdout; progress goes to stderr.
+usage: tools/compare.sh [--full | --quick] [options]
+  (default)        short mode: the scal/ families at 1, 2, 4, 8 threads, 3 repetitions,
+                   min time 0.1 s (about 2 minutes on 2 cores)
+  --full           every benchmark (scal/ and micro/; not micro/empty, the bare loop),
+                   threads up to max(16, 2 x cores), 5 repetitions, min time 0.2 s
+                   (about 20 minutes on 2 cores)
+  --quick          a smoke run of seconds: scal/ at 1 and 2 threads, 1 repetition,
+                   min time 0.01 s
+  -r REPS          repetitions (median of them in the table)
+  -t THREADS       largest thread count of the scal/ sweep (1, 2, 4, ... up to it)
+  --filter RE      Google Benchmark regex of the benchmarks to run (e.g. '^scal/larson')
+  --allocators L   comma-separated subset of brisk,glibc,jemalloc,tcmalloc,mimalloc
+  --min-time S     Google Benchmark's --benchmark_min_time, in seconds
+  -o DIR           output directory (default out/bench/<UTC timestamp>)
+  --build-dir DIR  where brisk and brisk_bench are built (default ./build)
+  --no-build       use DIR/libbrisk.so and DIR/bench/brisk_bench as they are
+  --no-install     do not apt-get install anything
+Prints the Markdown table on stdout (also DIR/report.md); plots go to DIR/plots/;
+progress goes to stderr.
 EOF
 }
 
-threads=8 reps=3 ops=2000000 slots_k=2 seed=42 quick=0
-build=build do_build=1 do_install=1 do_stats=1
+mode=short reps= max_threads= filter= min_time= allocators=brisk,glibc,jemalloc,tcmalloc,mimalloc
+out= build=build do_build=1 do_install=1
 while [[ $# -gt 0 ]]; do
   case $1 in
-    -t) threads=$2; shift 2 ;;
+    --full) mode=full; shift ;;
+    --quick) mode=quick; shift ;;
     -r) reps=$2; shift 2 ;;
-    -n) ops=$2; shift 2 ;;
-    -s) slots_k=$2; shift 2 ;;
-    -seed|--seed) seed=$2; shift 2 ;;
-    --quick) quick=1; shift ;;
+    -t) max_threads=$2; shift 2 ;;
+    --filter) filter=$2; shift 2 ;;
+    --allocators) allocators=$2; shift 2 ;;
+    --min-time) min_time=$2; shift 2 ;;
+    -o) out=$2; shift 2 ;;
     --build-dir) build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
     --no-install) do_install=0; shift ;;
-    --no-stats) do_stats=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
 done
-[[ $reps =~ ^[1-9][0-9]*$ ]] || bench_die "-r needs a positive count"
-if [[ $quick == 1 ]]; then
-  ops=$(awk -v n="$ops" 'BEGIN { m = 1
-    if (n ~ /[kK]$/) m = 1e3; if (n ~ /[mM]$/) m = 1e6
-    printf "%d", n * m / 10 }')
-fi
 
-# --- the allocators --------------------------------------------------------------
+cores=$(nproc)
+case $mode in
+  short) : "${reps:=3}" "${max_threads:=8}" "${filter:=^scal/}" "${min_time:=0.1}" ;;
+  full)  : "${reps:=5}" "${max_threads:=$((2 * cores > 16 ? 2 * cores : 16))}" \
+           "${filter:=-^micro/empty\$}" "${min_time:=0.2}" ;;
+  quick) : "${reps:=1}" "${max_threads:=2}" "${filter:=^scal/}" "${min_time:=0.01}" ;;
+esac
+[[ $reps =~ ^[1-9][0-9]*$ ]] || bench_die "-r needs a positive count"
+[[ $max_threads =~ ^[1-9][0-9]*$ ]] || bench_die "-t needs a positive count"
+[[ $min_time =~ ^[0-9]*\.?[0-9]+$ ]] || bench_die "--min-time needs a number of seconds"
+: "${out:=out/bench/$(date -u +%Y%m%dT%H%M%SZ)}"
+
+# --- what it needs ---------------------------------------------------------------
 
 if [[ $do_install == 1 ]]; then
-  bench_install_build_deps
+  bench_install_build_deps libbenchmark-dev python3 gnuplot-nox
   bench_install_peers
 fi
+command -v python3 >/dev/null || bench_die "python3 is missing (apt-get install python3)"
 
-names=() libs=()
-brisk_lib="$build/libbrisk.so"
-have_brisk=0
 if [[ $do_build == 1 ]]; then
-  bench_build_brisk "$build" && have_brisk=1
-elif [[ -f $brisk_lib ]]; then
-  have_brisk=1
-else
-  bench_say "note: $brisk_lib does not exist (--no-build); comparing the peers only"
+  bench_build_brisk "$build"
 fi
-if [[ $have_brisk == 1 ]]; then
-  [[ -f $brisk_lib ]] || bench_die "the build succeeded but $brisk_lib is missing"
-  names+=(brisk) libs+=("$(realpath "$brisk_lib")")
+brisk_bench=$(bench_program "$build" "$do_build") || exit 1
+
+bench_allocators "$build" "$allocators"
+
+# --- the instances ---------------------------------------------------------------
+
+shim_args=(--shim_max_threads="$max_threads")
+mapfile -t instances < <(env -u LD_PRELOAD "$brisk_bench" "${shim_args[@]}" \
+  --benchmark_list_tests=true --benchmark_filter="$filter")
+[[ ${#instances[@]} -gt 0 ]] || bench_die "no benchmark matches --filter '$filter'"
+
+# Runs left in the directory by another comparison would join this one's table.
+if compgen -G "$out/runs/*.json" >/dev/null; then
+  bench_die "$out/runs already holds runs; choose another -o"
 fi
-names+=(glibc) libs+=("")
-bench_add_peers
-
-progs=$(bench_programs "$build") || exit 1
-churn="$progs/churn"
-
-# --- the runs --------------------------------------------------------------------
-
+mkdir -p "$out/runs"
+n=${#names[@]}
+total=$((${#instances[@]} * n * reps))
 load=$(cut -d' ' -f1 /proc/loadavg)
-cores=$(nproc)
-bench_say "churn -t $threads -s $slots_k -n $ops -seed $seed; $reps round(s) of: ${names[*]}"
-bench_say "machine: $cores cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), load $load"
+bench_say "mode $mode: ${#instances[@]} benchmark instances x ${names[*]} x $reps repetition(s)" \
+          "= $total runs, min time $min_time s; output in $out"
+bench_say "machine: $cores cores, $(bench_cpu_model), load $load"
 if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l > c / 2) }'; then
   bench_say "warning: the machine is busy (load $load on $cores cores); expect noisy numbers"
 fi
 
-# One run of churn on allocator $1 (library $2, "" for glibc) and its output line.
-# Anything else in LD_PRELOAD is dropped, so exactly one allocator is mapped.
-run_churn() {
-  local name=$1 lib=$2 out
-  if ! out=$(env -u LD_PRELOAD ${lib:+LD_PRELOAD="$lib"} \
-             "$churn" -t "$threads" -s "$slots_k" -n "$ops" -seed "$seed"); then
-    bench_die "churn failed under $name (LD_PRELOAD=${lib:-none})"
+# One run of instance $3 on allocator $1 (library $2, "" for glibc, version $6) in
+# repetition $4; appends its line to the round's check list $5. brisk prints its statistics at exit
+# (after the JSON is written), which the check requires as proof it served the run.
+run_one() {
+  local name=$1 lib=$2 inst=$3 rep=$4 list=$5 version=$6
+  local base
+  base="$out/runs/$(tr -c 'A-Za-z0-9\n' '_' <<<"$inst").$name.r$rep"
+  local stats=()
+  [[ $name == brisk ]] && stats=(BRISK_STATS=1)
+  if ! env -u LD_PRELOAD ${lib:+LD_PRELOAD="$lib"} "${stats[@]}" \
+       "$brisk_bench" "${shim_args[@]}" --benchmark_filter="^$(bench_regex_escape "$inst")\$" \
+       --benchmark_min_time="$min_time" --benchmark_out="$base.json" \
+       --benchmark_out_format=json \
+       --benchmark_context="bench_allocator=$name,bench_rep=$rep,bench_mode=$mode,bench_min_time=$min_time,bench_version=${version//,/;}" \
+       >/dev/null 2>"$base.err"; then
+    tail -20 "$base.err" >&2
+    bench_die "$inst failed under $name (LD_PRELOAD=${lib:-none}); see $base.err"
   fi
-  local got
-  got=$(bench_field allocator "$out")
-  [[ $got == "$name" ]] ||
-    bench_die "asked for $name (LD_PRELOAD=${lib:-none}) but the run reports allocator=$got"
-  echo "$out"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$lib" "$base.json" "$base.err" >>"$list"
 }
 
-declare -A mops cpu rss
-n=${#names[@]}
+start=$SECONDS done_runs=0
+list="$out/runs/.check"
 for ((r = 0; r < reps; r++)); do
-  # Each round starts one allocator later, so none always runs first (or right
-  # after the same neighbour).
-  for ((k = 0; k < n; k++)); do
-    i=$(((r + k) % n))
-    name=${names[$i]}
-    line=$(run_churn "$name" "${libs[$i]}") || exit 1
-    m=$(bench_field mops_per_s "$line")
-    c=$(bench_field mops_per_cpu_s "$line")
-    kib=$(bench_field peak_rss_kib "$line")
-    mops[$name]+="$m "
-    cpu[$name]+="$c "
-    rss[$name]+="$kib "
-    bench_say "  round $((r + 1))/$reps  $(printf '%-9s' "$name") $m Mops/s" \
-              " $c Mops/CPU-s  $((kib / 1024)) MiB peak"
+  for k in "${!instances[@]}"; do
+    inst=${instances[$k]}
+    : >"$list"
+    for ((j = 0; j < n; j++)); do
+      i=$(((r + k + j) % n))
+      run_one "${names[$i]}" "${libs[$i]}" "$inst" "$r" "$list" "${versions[$i]}"
+    done
+    python3 tools/bench_report.py check --list "$list" ||
+      bench_die "a run failed its check (above): not a data point, so the comparison stops"
+    done_runs=$((done_runs + n))
+    bench_say "  [$done_runs/$total, $((SECONDS - start)) s] repetition $((r + 1))/$reps: $inst"
   done
 done
+rm -f "$list"
 
-# --- the table -------------------------------------------------------------------
+# --- the report ------------------------------------------------------------------
 
-declare -A med_mops med_cpu med_rss
-for name in "${names[@]}"; do
-  # shellcheck disable=SC2086 # the lists are space-separated numbers
-  med_mops[$name]=$(bench_median ${mops[$name]})
-  # shellcheck disable=SC2086
-  med_cpu[$name]=$(bench_median ${cpu[$name]})
-  # shellcheck disable=SC2086
-  med_rss[$name]=$(awk -v k="$(bench_median ${rss[$name]})" 'BEGIN { printf "%.1f", k / 1024 }')
-done
-
-ratio() { # a / b with two decimals, or n/a
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'
-}
-
+python3 tools/bench_report.py report -o "$out/report.md" --plots "$out/plots" "$out/runs"
 echo
-echo "churn: $threads threads, $slots_k k live blocks/thread, $ops ops/thread, seed $seed;" \
-     "median of $reps round-robin run(s); $cores cores"
+cat "$out/report.md"
 echo
-# The last column divides by CPU time instead of wall time (see bench/churn.c):
-# read it when the machine is shared and the wall-time column jumps around.
-echo "| allocator | Mops/s (median) | peak RSS MiB (median) | throughput vs brisk | RSS vs brisk | Mops per CPU-s (median) |"
-echo "|---|---:|---:|---:|---:|---:|"
-for name in "${names[@]}"; do
-  if [[ $have_brisk == 1 ]]; then
-    tr=$(ratio "${med_mops[$name]}" "${med_mops[brisk]}")
-    rr=$(ratio "${med_rss[$name]}" "${med_rss[brisk]}")
-  else
-    tr="n/a" rr="n/a"
-  fi
-  printf '| %s | %.2f | %s | %s | %s | %.2f |\n' "$name" "${med_mops[$name]}" \
-    "${med_rss[$name]}" "$tr" "$rr" "${med_cpu[$name]}"
-done
-[[ $have_brisk == 1 ]] || echo "(brisk not built: ratios vs brisk are n/a)"
-
-best_tp=$(for name in "${names[@]}"; do echo "${med_mops[$name]} $name"; done | sort -gr | head -1)
-best_cpu=$(for name in "${names[@]}"; do echo "${med_cpu[$name]} $name"; done | sort -gr | head -1)
-best_rss=$(for name in "${names[@]}"; do echo "${med_rss[$name]} $name"; done | sort -g | head -1)
-echo
-printf 'Fastest: %s (%.2f Mops/s). Smallest peak RSS: %s (%s MiB). Most work per CPU second: %s (%.2f Mops/CPU-s).\n' \
-  "${best_tp#* }" "${best_tp%% *}" "${best_rss#* }" "${best_rss%% *}" "${best_cpu#* }" "${best_cpu%% *}"
-if [[ $have_brisk == 1 ]]; then
-  echo "Ratios above 1 mean more throughput, or more memory, than brisk."
-fi
-
-# --- brisk's own statistics ------------------------------------------------------
-
-if [[ $do_stats == 1 && $have_brisk == 1 ]]; then
-  echo
-  echo "brisk with BRISK_STATS=1 (statistics on stderr at exit):"
-  echo
-  echo '```'
-  status=0
-  env -u LD_PRELOAD BRISK_STATS=1 LD_PRELOAD="${libs[0]}" \
-    "$churn" -t "$threads" -s "$slots_k" -n "$ops" -seed "$seed" 2>&1 || status=$?
-  [[ $status == 0 ]] || echo "(the stats run exited with status $status)"
-  echo '```'
-fi
+bench_say "$total runs in $((SECONDS - start)) s. Table: $out/report.md; plots: $out/plots/;" \
+          "raw Google Benchmark JSON: $out/runs/"

@@ -23,11 +23,12 @@ while [[ $# -gt 0 ]]; do
 done
 
 # What the build and the tests use. python3 and sqlite3 are the real programs the
-# LD_PRELOAD tests run; procps gives ps for the fork tests' diagnostics. The NUMA
-# VM tests' packages are installed here too, outside their ctest timeouts
-# (tools/numa-vm.sh would install them itself, and fetches its kernel).
+# LD_PRELOAD tests run; procps gives ps for the fork tests' diagnostics; gnuplot-nox
+# lets the report-tool test check the plots. The NUMA VM tests' packages are
+# installed here too, outside their ctest timeouts (tools/numa-vm.sh would install
+# them itself, and fetches its kernel).
 packages=(cmake make gcc g++ pkg-config libhwloc-dev libcmocka-dev libbenchmark-dev
-          python3 sqlite3 procps qemu-system-x86 busybox-static cpio xz-utils)
+          python3 sqlite3 procps gnuplot-nox qemu-system-x86 busybox-static cpio xz-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
