@@ -37,14 +37,30 @@ unsigned brisk__size_to_class_slow(size_t size) {
   return BRISK_CLASS_STEP_MAX / 16 + (k - 7) * 8 + m + 1;
 }
 
+/* Spans start on a brisk page and objects sit at multiples of their size, so a
+ * class whose size is a multiple of align gives aligned objects. aligned_next[k]
+ * [cls] is the first class from cls on whose size is a multiple of 2^(k+5) (0 if
+ * none): memalign costs two table reads, not a search with divisions. */
+#define ALIGN_MIN_SHIFT 5 /* 16 and below: every class */
+#define ALIGN_SHIFTS (BRISK_PAGE_SHIFT - ALIGN_MIN_SHIFT + 1)
+static uint8_t aligned_next[ALIGN_SHIFTS][BRISK_CLASSES];
+
+static void aligned_init(void) {
+  for (unsigned k = 0; k < ALIGN_SHIFTS; k++) {
+    uint32_t mask = ((uint32_t)1 << (k + ALIGN_MIN_SHIFT)) - 1;
+    unsigned next = 0;
+    for (unsigned cls = BRISK_CLASSES - 1; cls >= 1; cls--) {
+      if ((brisk__classes[cls].size & mask) == 0) next = cls;
+      aligned_next[k][cls] = (uint8_t)next;
+    }
+  }
+}
+
 unsigned brisk__size_to_class_aligned(size_t size, size_t align) {
   if (size > BRISK_SMALL_MAX || align > BRISK_PAGE_SIZE) return 0;
-  /* Spans start on a brisk page, objects sit at multiples of their size: a class
-   * whose size is a multiple of align gives aligned objects. Power-of-two classes
-   * exist at every doubling, so the search ends by the next power of two. */
-  for (unsigned cls = brisk__size_to_class_slow(size); cls < BRISK_CLASSES; cls++)
-    if (brisk__classes[cls].size % align == 0) return cls;
-  return 0;
+  unsigned cls = brisk__size_to_class(size ? size : 1);
+  if (align <= BRISK_ALIGN) return cls;
+  return aligned_next[63u - (unsigned)__builtin_clzll(align) - ALIGN_MIN_SHIFT][cls];
 }
 
 /* The fewest pages that hold at least a few objects with under 1/8 of the span
@@ -72,6 +88,7 @@ void brisk__size_class_init(void) {
   }
   brisk_assert(class_size_of(BRISK_CLASSES - 1) == BRISK_SMALL_MAX);
   _Static_assert(sizeof(brisk_class_info_t) == 32, "class info indexed by shift");
+  aligned_init();
   /* Written last: the table being non-zero is what lets fast paths hit. */
   for (size_t i = 0; i <= BRISK_CLASS_TABLE_MAX / 16; i++)
     brisk__class_table[i] = (uint8_t)brisk__size_to_class_slow(i * 16);

@@ -74,6 +74,8 @@ static void test_aligned_class_gives_aligned_multiples(void **state) {
       assert_true(cls != 0);
       assert_int_equal(brisk__classes[cls].size % align, 0);
       assert_true(brisk__classes[cls].size >= size);
+      for (unsigned c = brisk__size_to_class(size); c < cls; c++) /* the smallest such class */
+        assert_int_not_equal(brisk__classes[c].size % align, 0);
     }
   }
   assert_int_equal(brisk__size_to_class_aligned(100, 2 * BRISK_PAGE_SIZE), 0);
