@@ -264,11 +264,16 @@ static inline unsigned brisk__numa_count(void) { return __atomic_load_n(&brisk__
  * describe a machine that is not there. Every function must work without malloc
  * except topology_setup (it runs while brisk loads hwloc, see numa.c). */
 struct hwloc_topology;
+typedef enum {
+  BRISK_BIND_PREFER,     /* fresh memory: later first touches go to the node */
+  BRISK_BIND_MOVE,       /* the same, and pages already elsewhere are migrated */
+  BRISK_BIND_INTERLEAVE, /* fresh memory, page by page over the mask */
+} brisk_bind_t;
 typedef struct brisk_numa_os_s {
   unsigned (*online_nodes)(void);                        /* a cheap count, before hwloc */
   int (*topology_setup)(struct hwloc_topology *topo);    /* before hwloc_topology_load */
   int (*current_cpu)(void);                              /* -1 when unknown */
-  int (*bind)(void *p, size_t len, bool interleave, const uint64_t *mask); /* mbind; 0 or -errno */
+  int (*bind)(void *p, size_t len, brisk_bind_t how, const uint64_t *mask); /* mbind; 0 or -errno */
   int (*page_node)(const void *p);                       /* OS node of a page, -1 unknown */
 } brisk_numa_os_t;
 extern brisk_numa_os_t brisk__numa_os;
@@ -292,6 +297,8 @@ uint32_t brisk__numa_slot_cpus(unsigned slot);
 void brisk__numa_note_remote(unsigned slot, uint64_t n);
 uint64_t brisk__numa_remote(unsigned slot);
 void brisk__numa_after_fork_child(void);
+/* Discovery has finished, early memory adopted (or there was none to do). */
+bool brisk__numa_settled(void);
 void brisk__numa_fork_lock(void);
 void brisk__numa_fork_unlock(void);
 /* Allocations made by the thread that is loading the topology come from the
@@ -325,6 +332,13 @@ void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t 
 void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_bytes);
 /* The first address the heap ever got (0 if none yet): where pre-NUMA memory lives. */
 uintptr_t brisk__heap_first_address(void);
+/* Heap chunks grown before NUMA discovery, handed over once (page_heap.c). */
+typedef struct brisk_range_s {
+  uintptr_t start;
+  size_t len;
+} brisk_range_t;
+#define BRISK_EARLY_RANGES 32
+unsigned brisk__heap_take_early(brisk_range_t *out);
 
 /* ------------------------------------------------------------------------------
    Central lists (central.c)

@@ -25,8 +25,11 @@
  *
  * Placement is done with raw mbind (no allocation) on fresh memory before it is
  * touched: MPOL_PREFERRED, so that a full node spills to its neighbours instead
- * of failing. Everything that talks to the OS goes through brisk__numa_os, which
- * tests replace to describe machines that are not there. */
+ * of failing. The exception is what was allocated before discovery: its pages
+ * went to whichever node first touched them, so discovery migrates the heap's
+ * stray pages to slot 0's node (MPOL_MF_MOVE, up to EARLY_MOVE_MAX) and empties
+ * the large-block cache. Everything that talks to the OS goes through
+ * brisk__numa_os, which tests replace to describe machines that are not there. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -79,10 +82,17 @@ static bool hwloc_resolve(void) {
 #define BRISK_MPOL_INTERLEAVE 3
 #define BRISK_MPOL_F_NODE (1 << 0)
 #define BRISK_MPOL_F_ADDR (1 << 1)
+#define BRISK_MPOL_MF_MOVE (1 << 1)
+/* Migrating is a copy per stray page; past this much early heap only later
+ * first touches follow the binding. A program that built a large heap on one
+ * thread mostly did so on one node anyway. */
+#define EARLY_MOVE_MAX ((size_t)256 << 20)
 
 unsigned brisk__numa_nodes = 1;
 
-static atomic_int discovery; /* 0 not yet, 1 running, 2 done */
+/* 0 not yet, 1 loading the topology, 2 slots published (waiters go on) while
+ * early memory is adopted, 3 done */
+static atomic_int discovery;
 /* Threads that start while another loads the topology wait for it this long at
  * most: memory they took meanwhile would be filed under slot 0 whatever node it
  * is on. The bound keeps a thread that hwloc might wait for (it may take the
@@ -149,10 +159,10 @@ static int os_current_cpu(void) {
   return sched_getcpu();
 }
 
-static int os_bind(void *p, size_t len, bool interleave, const uint64_t *mask) {
+static int os_bind(void *p, size_t len, brisk_bind_t how, const uint64_t *mask) {
   int saved = errno;
-  long r = syscall(SYS_mbind, p, len, interleave ? BRISK_MPOL_INTERLEAVE : BRISK_MPOL_PREFERRED, mask,
-                   (unsigned long)BRISK_NODEMASK_WORDS * 64, 0u);
+  long r = syscall(SYS_mbind, p, len, how == BRISK_BIND_INTERLEAVE ? BRISK_MPOL_INTERLEAVE : BRISK_MPOL_PREFERRED,
+                   mask, (unsigned long)BRISK_NODEMASK_WORDS * 64, how == BRISK_BIND_MOVE ? BRISK_MPOL_MF_MOVE : 0u);
   int err = r == 0 ? 0 : -errno;
   errno = saved;
   return err;
@@ -353,7 +363,27 @@ out:
   return slots;
 }
 
+/* Slot 0 owns everything from before discovery. The early heap chunks are bound
+ * to its node and their stray pages moved there; cached large blocks (whose
+ * pages may lie anywhere) are unmapped rather than handed to slot 0's threads.
+ * Runs after the slots are published, so it blocks no allocation. Returns the
+ * bytes of early heap it asked the kernel to move. */
+static size_t adopt_early(void) {
+  brisk_range_t r[BRISK_EARLY_RANGES];
+  unsigned n = brisk__heap_take_early(r);
+  size_t moved = 0;
+  for (unsigned i = 0; i < n; i++) {
+    bool move = moved + r[i].len <= EARLY_MOVE_MAX;
+    if (move) moved += r[i].len;
+    int err = brisk__numa_os.bind((void *)r[i].start, r[i].len, move ? BRISK_BIND_MOVE : BRISK_BIND_PREFER, slot_mask[0]);
+    if (err != 0 && brisk__opt.verbose) brisk__printf_err("brisk: NUMA: moving early heap to node %d failed (%d)\n", slot_os[0], err);
+  }
+  brisk__large_purge(UINT64_MAX, 0);
+  return moved;
+}
+
 static void discover(void) {
+  uint64_t start = brisk__os_now_ms();
   unsigned slots = load_tables();
   if (slots < 2 || !brisk__central_add_slots(slots)) {
     if (brisk__opt.verbose && slots >= 2) brisk__printf_err("brisk: NUMA: out of memory for pools\n");
@@ -362,11 +392,16 @@ static void discover(void) {
   brisk__lock(&brisk__registry_lock); /* the fork handler sees the old count or the new */
   __atomic_store_n(&brisk__numa_nodes, slots, __ATOMIC_RELEASE);
   brisk__unlock(&brisk__registry_lock);
+  atomic_store_explicit(&discovery, 2, memory_order_release);
+  uint64_t found = brisk__os_now_ms();
+  size_t moved = adopt_early();
   if (brisk__opt.verbose) {
     brisk__printf_err("brisk: NUMA: %u nodes with memory;", slots);
     for (unsigned s = 0; s < slots; s++)
       brisk__printf_err(" slot %u = node %d (%u CPUs)", s, slot_os[s], (unsigned)slot_cpus[s]);
-    brisk__printf_err("\n");
+    brisk__printf_err("; found in %llu ms, %llu KiB of early heap moved to node %d in %llu ms\n",
+                      (unsigned long long)(found - start), (unsigned long long)(moved >> 10), slot_os[0],
+                      (unsigned long long)(brisk__os_now_ms() - found));
   }
 }
 
@@ -377,7 +412,7 @@ static void *discovery_main(void *arg) {
   (void)arg;
   brisk__tc.booting = 1;
   discover();
-  atomic_store_explicit(&discovery, 2, memory_order_release);
+  atomic_store_explicit(&discovery, 3, memory_order_release);
   return NULL;
 }
 
@@ -393,23 +428,28 @@ static brisk_noinline void wait_for_discovery(void) {
 void brisk__numa_thread_started(uint64_t threads_seen) {
   if (threads_seen < 2 || brisk__opt.numa == BRISK_NUMA_OFF) return;
   int state = atomic_load_explicit(&discovery, memory_order_acquire);
-  if (state == 2) return;
+  if (state >= 2) return;
   int expected = 0;
   if (state == 0 && atomic_compare_exchange_strong(&discovery, &expected, 1)) {
     requester_cpu = brisk__numa_os.current_cpu();
     if (brisk__numa_os.online_nodes() < 2 || !discovery_start()) {
-      atomic_store_explicit(&discovery, 2, memory_order_release);
+      atomic_store_explicit(&discovery, 3, memory_order_release);
       return;
     }
   }
   wait_for_discovery();
 }
 
-/* A child forked while the discovery thread ran does not have that thread. */
+/* A child forked while the discovery thread ran does not have that thread: it
+ * starts over, or, with the slots already published, leaves the early memory
+ * where it is. */
 void brisk__numa_after_fork_child(void) {
-  int running = 1;
-  atomic_compare_exchange_strong(&discovery, &running, 0);
+  int loading = 1, adopting = 2;
+  atomic_compare_exchange_strong(&discovery, &loading, 0);
+  atomic_compare_exchange_strong(&discovery, &adopting, 3);
 }
+
+bool brisk__numa_settled(void) { return atomic_load_explicit(&discovery, memory_order_acquire) == 3; }
 
 void brisk__numa_fork_lock(void) { brisk__lock(&boot_lock); }
 void brisk__numa_fork_unlock(void) { brisk__unlock(&boot_lock); }
@@ -425,13 +465,13 @@ unsigned brisk__numa_slot_now(void) {
 
 void brisk__numa_bind(void *p, size_t len, unsigned slot) {
   if (brisk__numa_count() < 2) return;
-  int err = brisk__numa_os.bind(p, len, false, slot_mask[slot]);
+  int err = brisk__numa_os.bind(p, len, BRISK_BIND_PREFER, slot_mask[slot]);
   if (err != 0 && brisk__opt.verbose) brisk__printf_err("brisk: NUMA: mbind to node %d failed (%d)\n", slot_os[slot], err);
 }
 
 void brisk__numa_bind_interleave(void *p, size_t len) {
   if (brisk__numa_count() < 2) return;
-  int err = brisk__numa_os.bind(p, len, true, all_mask);
+  int err = brisk__numa_os.bind(p, len, BRISK_BIND_INTERLEAVE, all_mask);
   if (err != 0 && brisk__opt.verbose) brisk__printf_err("brisk: NUMA: interleaving failed (%d)\n", err);
 }
 

@@ -16,7 +16,13 @@
  * a chunk the heap grows by belongs to the slot that asked for it and is bound to
  * that slot's node before anything touches it. Free spans of different slots
  * never coalesce. A slot whose node cannot grow (out of memory) takes another
- * slot's free pages rather than fail. */
+ * slot's free pages rather than fail.
+ *
+ * Chunks grown before discovery are bound to no node: their pages lie wherever
+ * the threads that first touched them ran (a main thread may move between nodes,
+ * and a transparent huge page goes whole to its first toucher's node), yet they
+ * all belong to slot 0. Their ranges are kept (contiguous sbrk chunks merge) and
+ * handed to discovery once, which moves stray pages to slot 0's node. */
 #include "internal.h"
 
 #define HEAP_EXACT 128
@@ -37,6 +43,19 @@ static size_t returned_pages; /* over all slots */
 static size_t sbrk_bytes;
 static uintptr_t first_address;
 static bool sbrk_failed;
+static brisk_range_t early[BRISK_EARLY_RANGES];
+static unsigned early_count;
+static bool early_taken;
+
+static void note_early(uintptr_t p, size_t bytes) {
+  if (early_taken) return; /* discovery has run, or is running: it binds for itself */
+  if (early_count > 0 && early[early_count - 1].start + early[early_count - 1].len == p)
+    early[early_count - 1].len += bytes;
+  else if (early_count < BRISK_EARLY_RANGES)
+    early[early_count++] = (brisk_range_t){p, bytes};
+  /* else: more scattered chunks than that only come from mmap in a program that
+   * never had the break; those stay where first touch put them */
+}
 
 static inline uintptr_t span_first_page(const brisk_span_t *s) { return s->start >> BRISK_PAGE_SHIFT; }
 static inline uintptr_t span_last_page(const brisk_span_t *s) { return span_first_page(s) + s->npages - 1; }
@@ -163,7 +182,8 @@ static bool grow_locked(unsigned slot, size_t npages) {
   }
   if (from_sbrk) sbrk_bytes += bytes;
   if (first_address == 0) first_address = (uintptr_t)p;
-  brisk__numa_bind(p, bytes, slot); /* before the first touch places a page */
+  if (brisk__numa_count() < 2) note_early((uintptr_t)p, bytes);
+  else brisk__numa_bind(p, bytes, slot); /* before the first touch places a page */
   brisk__stat_mapped((int64_t)bytes);
   heap[slot].mapped += bytes;
   s->start = (uintptr_t)p;
@@ -275,6 +295,17 @@ void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_byte
   *mapped = heap[slot].mapped;
   *free_bytes = (uint64_t)(heap[slot].free_pages - heap[slot].returned_pages) * BRISK_PAGE_SIZE;
   brisk__unlock(&brisk__heap_lock);
+}
+
+/* Called by discovery after it has published the slots: a chunk grown later sees
+ * them (the count is read under this lock) and is bound when it is grown. */
+unsigned brisk__heap_take_early(brisk_range_t *out) {
+  brisk__lock(&brisk__heap_lock);
+  unsigned n = early_taken ? 0 : early_count;
+  for (unsigned i = 0; i < n; i++) out[i] = early[i];
+  early_taken = true;
+  brisk__unlock(&brisk__heap_lock);
+  return n;
 }
 
 uintptr_t brisk__heap_first_address(void) {

@@ -35,7 +35,7 @@ static __thread int fake_cpu;
 typedef struct {
   uintptr_t start, end;
   int node; /* first node of the mask */
-  bool interleave;
+  brisk_bind_t how;
 } bind_rec_t;
 static bind_rec_t binds[MAX_BINDS];
 static int nbinds;
@@ -46,12 +46,12 @@ static int f_setup(struct hwloc_topology *t) {
   return fake_xml ? hwloc_topology_set_xml(t, fake_xml) : hwloc_topology_set_synthetic(t, fake_synthetic);
 }
 static int f_cpu(void) { return fake_cpu; }
-static int f_bind(void *p, size_t len, bool interleave, const uint64_t *mask) {
+static int f_bind(void *p, size_t len, brisk_bind_t how, const uint64_t *mask) {
   int node = -1;
   for (int i = 0; i < BRISK_NODEMASK_WORDS * 64 && node < 0; i++)
     if (mask[i / 64] >> (i % 64) & 1) node = i;
   pthread_mutex_lock(&bind_lock);
-  if (nbinds < MAX_BINDS) binds[nbinds++] = (bind_rec_t){(uintptr_t)p, (uintptr_t)p + len, node, interleave};
+  if (nbinds < MAX_BINDS) binds[nbinds++] = (bind_rec_t){(uintptr_t)p, (uintptr_t)p + len, node, how};
   pthread_mutex_unlock(&bind_lock);
   return 0;
 }
@@ -61,7 +61,7 @@ static int f_page_node(const void *p) {
   int node = -1;
   pthread_mutex_lock(&bind_lock);
   for (int i = nbinds - 1; i >= 0 && node == -1; i--)
-    if ((uintptr_t)p >= binds[i].start && (uintptr_t)p < binds[i].end) node = binds[i].interleave ? -2 : binds[i].node;
+    if ((uintptr_t)p >= binds[i].start && (uintptr_t)p < binds[i].end) node = binds[i].how == BRISK_BIND_INTERLEAVE ? -2 : binds[i].node;
   pthread_mutex_unlock(&bind_lock);
   return node;
 }
@@ -93,10 +93,12 @@ static void touch_malloc(void *arg) {
   free(malloc(32)); /* a thread's cache starts at its first allocation */
 }
 
-/* Start a second thread (discovery runs in it) from the given CPU. */
+/* Start a second thread (discovery runs in it) from the given CPU. The thread
+ * waits until the slots are there; the early memory is adopted just after. */
 static void discover_from(int cpu) {
   touch_malloc(NULL); /* the main thread's cache: thread one */
   run_on_cpu(cpu, touch_malloc, NULL);
+  for (int i = 0; i < 5000 && !brisk__numa_settled(); i++) usleep(1000);
 }
 
 #define CHECK(c)                                                                  \
@@ -148,7 +150,7 @@ static int body_two_nodes(void) {
   run_on_cpu(0, alloc_batch, &b0);
   run_on_cpu(1, alloc_batch, &b1);
   CHECK(b0.bad_slot == 0 && b1.bad_slot == 0);
-  CHECK(b1.bad_bind == 0); /* slot 0 may hold pre-discovery memory, unbound */
+  CHECK(b0.bad_bind == 0 && b1.bad_bind == 0); /* slot 0's pre-discovery heap too */
   /* Large blocks too. */
   fake_cpu = 1;
   void *big = malloc(1 << 20);
@@ -220,6 +222,41 @@ static int body_home_slot(void) {
   run_on_cpu(0, alloc_batch, &b);
   CHECK(b.bad_slot == 0 && b.bad_bind == 0);
   run_on_cpu(0, free_batch, &b);
+  return 0;
+}
+
+/* What one thread allocated before there was a second belongs to slot 0, and
+ * its pages may lie on any node (the thread may have moved). Discovery moves the
+ * early heap to slot 0's node, all of it, and drops the cached large blocks. */
+static int body_early_heap(void) {
+  use_fake_os();
+  enum { N = 6000 };
+  static void *early[N];
+  for (int i = 0; i < N; i++) early[i] = malloc(1000); /* ~6 MiB: two heap chunks */
+  free(malloc(1 << 20));                              /* a cached large block */
+  uint64_t in_use, cached, count;
+  brisk__large_stats(&in_use, &cached, &count);
+  CHECK(cached > 0);
+  discover_from(1);
+  CHECK(brisk__numa_count() == 2 && brisk__numa_slot_os_node(0) == 1);
+  int moves = 0;
+  for (int i = 0; i < nbinds; i++) moves += binds[i].how == BRISK_BIND_MOVE && binds[i].node == 1;
+  CHECK(moves >= 1);
+  CHECK(f_page_node((void *)brisk__heap_first_address()) == 1);
+  for (int i = 0; i < N; i++) CHECK(f_page_node(early[i]) == 1);
+  brisk__large_stats(&in_use, &cached, &count);
+  CHECK(cached == 0);
+  for (int i = 0; i < N; i++) free(early[i]);
+  /* A slot-0 thread gets the early pages back, on slot 0's node. */
+  static batch_t b;
+  b = (batch_t){.size = 1000, .want_slot = 0, .want_node = 1};
+  run_on_cpu(1, alloc_batch, &b);
+  CHECK(b.bad_slot == 0 && b.bad_bind == 0);
+  /* Later chunks are bound when grown, never moved. */
+  int moves_after = 0;
+  for (int i = 0; i < nbinds; i++) moves_after += binds[i].how == BRISK_BIND_MOVE;
+  CHECK(moves_after == moves);
+  run_on_cpu(1, free_batch, &b);
   return 0;
 }
 
@@ -332,6 +369,7 @@ CASE(two_nodes)
 CASE(remote_free)
 CASE(refresh)
 CASE(home_slot)
+CASE(early_heap)
 CASE(memless)
 CASE(cpuless)
 CASE(interleave)
@@ -344,7 +382,7 @@ int main(void) {
       cmocka_unit_test(test_two_nodes),  cmocka_unit_test(test_remote_free), cmocka_unit_test(test_refresh),
       cmocka_unit_test(test_home_slot),  cmocka_unit_test(test_memless),     cmocka_unit_test(test_cpuless),
       cmocka_unit_test(test_interleave), cmocka_unit_test(test_one_node),    cmocka_unit_test(test_off),
-      cmocka_unit_test(test_bootstrap),
+      cmocka_unit_test(test_bootstrap),  cmocka_unit_test(test_early_heap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #   --probe BIN       the numa_probe binary (required)
 #   --preload LIB     allocator to LD_PRELOAD in the VM (default: none, glibc)
 #   --assert          pass --assert to the probe (fail below 95% local pages)
+#   --probe-arg ARG   another argument for the probe, e.g. --main-hop (repeatable)
 #   --env K=V         extra environment for the probe, e.g. BRISK_NUMA=auto (repeatable)
 #   --numa-balancing  leave the kernel's automatic NUMA balancing on (default: off,
 #                     so that the pages stay where the allocator put them)
@@ -37,13 +38,15 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 case_name='' probe='' preload='' assert=0 timeout=100 keep=0 balancing=0 thp=
 cache=${BRISK_VM_CACHE:-${HOME:-/root}/.cache/brisk-numa-vm}
-envs=() init_cmds=()
+envs=() init_cmds=() probe_extra=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --case) case_name=$2; shift 2 ;;
     --probe) probe=$2; shift 2 ;;
     --preload) preload=$2; shift 2 ;;
     --assert) assert=1; shift ;;
+    --probe-arg) [[ $2 =~ ^[-a-z0-9=]+$ ]] || { say "--probe-arg: letters, digits, - and = only"; exit 2; }
+                 probe_extra+=("$2"); shift 2 ;;
     --env) [[ $2 == *=* ]] || { say "--env wants K=V, got '$2'"; exit 2; }
            envs+=("$2"); shift 2 ;;
     --numa-balancing) balancing=1; shift ;;
@@ -211,6 +214,7 @@ fi
 
 probe_args=''
 [[ $assert == 1 ]] && probe_args=--assert
+for a in ${probe_extra[@]+"${probe_extra[@]}"}; do probe_args+=" $a"; done
 {
   echo '#!/bin/sh'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'

@@ -684,6 +684,50 @@ static int self_check(void)
   return bad ? 1 : 0;
 }
 
+/* --main-hop: the single-threaded start of a program whose main thread moves
+ * between nodes before it starts threads. The probe re-executes itself pinned to
+ * the last worker's node, so the allocator's first heap pages are touched there;
+ * then main moves to the first worker's node, allocates, touches and frees a small
+ * mix, and is unpinned. An allocator that files all of that early memory under
+ * one node hands the first node's pages to the last node's threads later. */
+#define HOP_ENV "NUMA_PROBE_HOPPED"
+
+static void set_affinity(const cpu_set_t *cpus)
+{
+  if ((errno = pthread_setaffinity_np(pthread_self(), sizeof *cpus, cpus)) != 0)
+    die("pthread_setaffinity_np");
+}
+
+/* Before the allocator has been used much: pin to the first-touch node, re-exec. */
+static void hop_reexec(char **argv)
+{
+  if (getenv(HOP_ENV))
+    return;
+  set_affinity(&nodes[workers[nworkers - 1]].cpus);
+  if (setenv(HOP_ENV, "1", 1) != 0)
+    die("setenv");
+  execv("/proc/self/exe", argv);
+  die("execv /proc/self/exe");
+}
+
+static void hop_run(void)
+{
+  const struct node *from = &nodes[workers[nworkers - 1]], *to = &nodes[workers[0]];
+  set_affinity(&to->cpus);
+  struct block *b = xmap(MAX_BLOCKS * sizeof *b);
+  struct result scratch = {0};
+  size_t n = mix_alloc(MIX_SMALL, 7, b, &scratch, 0x77, false);
+  mix_free(b, n);
+  munmap(b, MAX_BLOCKS * sizeof *b);
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (int i = 0; i < nworkers; i++)
+    CPU_OR(&all, &all, &nodes[workers[i]].cpus);
+  set_affinity(&all);
+  printf("main_hop: started on node %d, then %zu blocks touched and freed on node %d\n",
+         from->id, n, to->id);
+}
+
 /* ------------------------------------------------------------------------------ */
 
 static void usage(FILE *f)
@@ -697,13 +741,15 @@ static void usage(FILE *f)
           "  --self-check  only check that page nodes can be read (works on one node)\n"
           "  --allow-one-node  run the scenarios on one node too (exercises the probe;\n"
           "                every page is local there, so it proves no placement)\n"
+          "  --main-hop    first run main on the last worker node, then allocate and\n"
+          "                free on the first, before any thread starts (needs 2 nodes)\n"
           "exit: 0 ok, 1 assertion failed, 2 cannot measure, 77 one node only\n",
           MIN_LOCAL_PCT);
 }
 
 int main(int argc, char **argv)
 {
-  bool assert_mode = false, self_check_mode = false, allow_one_node = false;
+  bool assert_mode = false, self_check_mode = false, allow_one_node = false, main_hop = false;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--assert"))
       assert_mode = true;
@@ -711,6 +757,8 @@ int main(int argc, char **argv)
       self_check_mode = true;
     else if (!strcmp(argv[i], "--allow-one-node"))
       allow_one_node = true;
+    else if (!strcmp(argv[i], "--main-hop"))
+      main_hop = true;
     else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       usage(stdout);
       return 0;
@@ -725,6 +773,8 @@ int main(int argc, char **argv)
   for (int i = 0; i < nnodes; i++)
     if (nodes[i].ncpus > 0)
       workers[nworkers++] = i;
+  if (main_hop && nworkers >= 2)
+    hop_reexec(argv);
   print_topology();
   /* Which library serves malloc: a preload the loader refused would otherwise
    * measure libc in silence. */
@@ -747,6 +797,12 @@ int main(int argc, char **argv)
     return 77;
   }
 
+  if (main_hop && nworkers < 2) {
+    fprintf(stderr, "numa_probe: --main-hop needs two nodes with CPUs\n");
+    return 2;
+  }
+  if (main_hop)
+    hop_run();
   print_free_memory("start");
   double t0 = now_ms();
   /* fresh must run first: it is the only phase the allocator meets with nothing
