@@ -21,7 +21,7 @@ void brisk__options_defaults(brisk_options_t *o) {
   o->tcache_total = (size_t)64 << 20;
   o->purge_delay_ms = 1000;
   o->purge_thread = true;
-  o->large_cache_bytes = (size_t)32 << 20;
+  o->large_cache_bytes = (size_t)64 << 20;
   o->heap_grow = (size_t)4 << 20;
   o->numa = BRISK_NUMA_AUTO;
 }
