@@ -10,7 +10,9 @@
 // and its extension modules) leaves them null; then the failure path finds
 // libstdc++ with dlopen and throws std::bad_alloc by the Itanium C++ ABI's
 // calls. What it cannot do there is catch, so the nothrow forms return null
-// without calling the new-handler (which may throw).
+// without calling the new-handler (which may throw). libbrisk.a is built from
+// the same file with strong references: a static link takes libstdc++.a member
+// by member, and only a strong reference brings a member in.
 #include <cstddef>
 #include <new>
 
@@ -21,6 +23,7 @@
 #define BRISK_EXPORT __attribute__((visibility("default")))
 #define brisk_likely(x) __builtin_expect(!!(x), 1)
 
+#if BRISK_CXX_RUNTIME_WEAK /* libbrisk.so; libbrisk.a keeps them strong (CMakeLists.txt) */
 __asm__(".weak _ZSt15get_new_handlerv\n\t"
         ".weak _ZTISt9bad_alloc\n\t"
         ".weak _ZTVSt9bad_alloc\n\t"
@@ -34,6 +37,10 @@ __asm__(".weak _ZSt15get_new_handlerv\n\t"
 // address may be null, which the compiler knows (it cannot assume so of the
 // functions <new> declares).
 extern "C" const char brisk_cxx_runtime __asm__("_ZTISt9bad_alloc") __attribute__((weak));
+static inline bool cxx_runtime_linked() { return &brisk_cxx_runtime != nullptr; }
+#else
+static inline bool cxx_runtime_linked() { return true; }
+#endif
 extern "C" __attribute__((noreturn)) void brisk__fatal(const char *call, const char *what, const void *p);
 // Weak as in numa.c: a static program does not get dlopen pulled in for this.
 extern "C" __typeof__(dlopen) dlopen __attribute__((weak));
@@ -90,7 +97,7 @@ __attribute__((noinline, cold)) void *new_retry_unlinked(std::size_t size, std::
 }
 
 __attribute__((noinline)) void *new_retry(std::size_t size, std::size_t align, bool nothrow) {
-  if (&brisk_cxx_runtime == nullptr) return new_retry_unlinked(size, align, nothrow);
+  if (!cxx_runtime_linked()) return new_retry_unlinked(size, align, nothrow);
   for (;;) {
     void *p = align ? brisk_aligned_alloc(align, size) : brisk_malloc(size);
     if (p != nullptr) return p;
