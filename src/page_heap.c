@@ -45,10 +45,8 @@ static uintptr_t first_address;
 static bool sbrk_failed;
 static brisk_range_t early[BRISK_EARLY_RANGES];
 static unsigned early_count;
-static bool early_taken;
 
 static void note_early(uintptr_t p, size_t bytes) {
-  if (early_taken) return; /* discovery has run, or is running: it binds for itself */
   if (early_count > 0 && early[early_count - 1].start + early[early_count - 1].len == p)
     early[early_count - 1].len += bytes;
   else if (early_count < BRISK_EARLY_RANGES)
@@ -301,9 +299,9 @@ void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_byte
  * them (the count is read under this lock) and is bound when it is grown. */
 unsigned brisk__heap_take_early(brisk_range_t *out) {
   brisk__lock(&brisk__heap_lock);
-  unsigned n = early_taken ? 0 : early_count;
+  unsigned n = early_count;
   for (unsigned i = 0; i < n; i++) out[i] = early[i];
-  early_taken = true;
+  early_count = 0;
   brisk__unlock(&brisk__heap_lock);
   return n;
 }
