@@ -138,6 +138,16 @@ static void free_batch(void *arg) {
   for (int i = 0; i < NBLOCKS; i++) free(b->blocks[i]);
 }
 
+/* A thread on cpu allocates a batch of size-byte blocks and frees it; returns how
+ * many blocks were not from want_slot or not bound to want_node. */
+static int misplaced(int cpu, size_t size, unsigned want_slot, int want_node) {
+  static batch_t b;
+  b = (batch_t){.size = size, .want_slot = want_slot, .want_node = want_node};
+  run_on_cpu(cpu, alloc_batch, &b);
+  run_on_cpu(cpu, free_batch, &b);
+  return b.bad_slot + b.bad_bind;
+}
+
 /* Two nodes: each thread's blocks come from its node's pools, bound to it. */
 static int body_two_nodes(void) {
   use_fake_os();
@@ -172,16 +182,13 @@ static int body_remote_free(void) {
   use_fake_os();
   discover_from(0);
   CHECK(brisk__numa_count() == 2);
-  static batch_t b0, b1;
+  static batch_t b0;
   b0 = (batch_t){.size = 64, .want_slot = 0, .want_node = 0};
   run_on_cpu(0, alloc_batch, &b0);
   run_on_cpu(1, free_batch, &b0); /* remote frees; the thread exits and flushes */
   CHECK(brisk__numa_remote(0) == NBLOCKS);
   CHECK(brisk__numa_remote(1) == 0);
-  b1 = (batch_t){.size = 64, .want_slot = 1, .want_node = 1};
-  run_on_cpu(1, alloc_batch, &b1);
-  CHECK(b1.bad_slot == 0 && b1.bad_bind == 0);
-  run_on_cpu(1, free_batch, &b1);
+  CHECK(misplaced(1, 64, 1, 1) == 0);
   return 0;
 }
 
@@ -217,11 +224,7 @@ static int body_home_slot(void) {
   discover_from(1);
   CHECK(brisk__numa_count() == 2);
   CHECK(brisk__numa_slot_os_node(0) == 1 && brisk__numa_slot_os_node(1) == 0);
-  static batch_t b;
-  b = (batch_t){.size = 100, .want_slot = 1, .want_node = 0};
-  run_on_cpu(0, alloc_batch, &b);
-  CHECK(b.bad_slot == 0 && b.bad_bind == 0);
-  run_on_cpu(0, free_batch, &b);
+  CHECK(misplaced(0, 100, 1, 0) == 0);
   return 0;
 }
 
@@ -248,15 +251,11 @@ static int body_early_heap(void) {
   CHECK(cached == 0);
   for (int i = 0; i < N; i++) free(early[i]);
   /* A slot-0 thread gets the early pages back, on slot 0's node. */
-  static batch_t b;
-  b = (batch_t){.size = 1000, .want_slot = 0, .want_node = 1};
-  run_on_cpu(1, alloc_batch, &b);
-  CHECK(b.bad_slot == 0 && b.bad_bind == 0);
+  CHECK(misplaced(1, 1000, 0, 1) == 0);
   /* Later chunks are bound when grown, never moved. */
   int moves_after = 0;
   for (int i = 0; i < nbinds; i++) moves_after += binds[i].how == BRISK_BIND_MOVE;
   CHECK(moves_after == moves);
-  run_on_cpu(1, free_batch, &b);
   return 0;
 }
 
@@ -270,11 +269,7 @@ static int body_memless(void) {
   CHECK(brisk__numa_count() == 2);
   CHECK(brisk__numa_slot_os_node(0) == 0 && brisk__numa_slot_os_node(1) == 2);
   CHECK(brisk__numa_slot_cpus(0) == 1 && brisk__numa_slot_cpus(1) == 2);
-  static batch_t b;
-  b = (batch_t){.size = 256, .want_slot = 1, .want_node = 2};
-  run_on_cpu(1, alloc_batch, &b);
-  CHECK(b.bad_slot == 0 && b.bad_bind == 0);
-  run_on_cpu(1, free_batch, &b);
+  CHECK(misplaced(1, 256, 1, 2) == 0);
   return 0;
 }
 
@@ -308,11 +303,7 @@ static int body_interleave(void) {
   void *big = malloc(4 << 20);
   CHECK(f_page_node(big) == -2);
   free(big);
-  static batch_t b;
-  b = (batch_t){.size = 128, .want_slot = 1, .want_node = 1};
-  run_on_cpu(1, alloc_batch, &b);
-  CHECK(b.bad_slot == 0 && b.bad_bind == 0);
-  run_on_cpu(1, free_batch, &b);
+  CHECK(misplaced(1, 128, 1, 1) == 0);
   fake_cpu = 0;
   return 0;
 }
