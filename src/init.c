@@ -8,16 +8,43 @@
  *
  * fork: a handler registered during start-up takes every brisk lock before the
  * fork (in the one order that the allocator itself nests them), so the child
- * never inherits a lock held by a thread that does not exist there. */
+ * never inherits a lock held by a thread that does not exist there. Two
+ * deadlocks shape it (both from glibc's own malloc tests):
+ *  - stdio. glibc's fork takes the stdio list lock after the prepare handlers,
+ *    and a thread may hold that lock (fflush(NULL)) while it waits for a FILE
+ *    whose owner is inside realloc (getline) waiting for a brisk lock. So the
+ *    prepare handler takes glibc's exported, recursive list lock first, as
+ *    glibc does for its own malloc: by the time brisk's locks are held, no
+ *    thread in stdio can need them. The parent releases it after glibc's own
+ *    release; in the child glibc has already reset it.
+ *  - fork from a signal handler that interrupted malloc. The interrupted
+ *    thread holds a brisk lock, and the prepare handler would wait for itself.
+ *    A process that has only ever had one thread (glibc's
+ *    __libc_single_threaded: brisk's own purge and NUMA threads count) takes
+ *    no lock at all: nobody else can hold one, and the child goes on exactly
+ *    where the parent was, as glibc's malloc guarantees. */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <sched.h>
+#include <sys/single_threaded.h>
 
 atomic_int brisk__init_state;
 brisk_counters_t brisk__counters;
 
+/* glibc's; weak, so that brisk links against a C library without them. */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
+extern char __libc_single_threaded __attribute__((weak));
+
+/* Whether this fork's prepare handler took the locks; only the forking thread
+ * runs prepare, parent and child of one fork, under glibc's atfork lock. */
+static bool fork_locked;
+
 static void fork_prepare(void) {
+  fork_locked = &__libc_single_threaded == NULL || !__libc_single_threaded;
+  if (!fork_locked) return;
+  if (_IO_list_lock != NULL) _IO_list_lock();
   brisk__lock(&brisk__registry_lock);
   brisk__central_fork_lock();
   brisk__lock(&brisk__heap_lock);
@@ -37,13 +64,22 @@ static void fork_unlock_all(void) {
   brisk__unlock(&brisk__registry_lock);
 }
 
-static atomic_int purger_state; /* 0 none, 1 running, 2 could not start */
+static void fork_parent(void) {
+  if (!fork_locked) return;
+  fork_unlock_all();
+  if (_IO_list_unlock != NULL) _IO_list_unlock();
+}
+
+typedef enum { PURGER_NONE = 0, PURGER_RUNNING, PURGER_FAILED } purger_state_t;
+static atomic_int purger_state; /* a purger_state_t */
 
 static void fork_child(void) {
-  atomic_store(&purger_state, 0); /* the parent's purger does not exist here */
+  if (!fork_locked) return; /* one thread: nothing to reset, nothing held */
+  atomic_store(&purger_state, PURGER_NONE); /* the parent's purger does not exist here */
   brisk__numa_after_fork_child();
   brisk__tcache_after_fork_child(); /* the registry lock is still ours here */
   fork_unlock_all();
+  /* glibc reset the stdio list lock in the child before this handler ran. */
 }
 
 void brisk__init_slow(void) {
@@ -59,7 +95,7 @@ void brisk__init_slow(void) {
   brisk__tcache_global_init();
   atomic_store_explicit(&brisk__init_state, 2, memory_order_release);
   /* From here on brisk can serve allocations, which pthread_atfork makes. */
-  pthread_atfork(fork_prepare, fork_unlock_all, fork_child);
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* Make sure brisk is ready by the time main runs even in a program that never
@@ -99,19 +135,17 @@ static void *purger_main(void *arg) {
   (void)arg;
   for (;;) {
     uint64_t ms = brisk__opt.purge_delay_ms / 2;
-    if (ms < PURGER_MIN_SLEEP_MS) ms = PURGER_MIN_SLEEP_MS;
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    brisk__os_sleep_ms(ms < PURGER_MIN_SLEEP_MS ? PURGER_MIN_SLEEP_MS : ms);
     brisk__purge_tick();
   }
   return NULL;
 }
 
 static brisk_noinline void purger_start(void) {
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&purger_state, &expected, 1)) return;
+  int expected = PURGER_NONE;
+  if (!atomic_compare_exchange_strong(&purger_state, &expected, PURGER_RUNNING)) return;
   if (!brisk__os_thread_start(purger_main, 64 * 1024, "brisk-purge"))
-    atomic_store(&purger_state, 2); /* lazily purging slow paths remain */
+    atomic_store(&purger_state, PURGER_FAILED); /* lazily purging slow paths remain */
 }
 
 void brisk__purge_tick(void) {
@@ -129,7 +163,7 @@ void brisk__purge_tick(void) {
 
 void brisk__purge_note_idle(uint64_t idle_bytes) {
   if (brisk_unlikely(idle_bytes >= PURGER_START_BYTES) && brisk__opt.purge_thread &&
-      atomic_load_explicit(&purger_state, memory_order_relaxed) == 0)
+      atomic_load_explicit(&purger_state, memory_order_relaxed) == PURGER_NONE)
     purger_start();
 }
 

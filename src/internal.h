@@ -200,7 +200,8 @@ static inline void brisk__lock(brisk_lock_t *l) { pthread_mutex_lock(l); }
 static inline void brisk__unlock(brisk_lock_t *l) { pthread_mutex_unlock(l); }
 
 /* ------------------------------------------------------------------------------
-   OS layer (os.c): the only file that makes system calls.
+   OS layer (os.c): the only file that makes system calls; none is a
+   cancellation point.
 ------------------------------------------------------------------------------ */
 extern size_t brisk__os_page; /* the OS page size, read at start */
 void brisk__os_init(void);
@@ -213,7 +214,14 @@ void brisk__os_purge(void *p, size_t size);            /* madvise(DONTNEED), rou
 uint64_t brisk__os_now_ms(void);                       /* a cheap monotonic clock */
 bool brisk__os_thread_start(void *(*fn)(void *), size_t stack, const char *name);
 uint64_t brisk__os_random(void);
-void brisk__os_write_err(const char *s, size_t n);
+void brisk__os_write_err(const char *s, size_t n);     /* stderr; not a cancellation point */
+int brisk__os_open_read(const char *path);             /* fd, or -1 */
+long brisk__os_read(int fd, void *buf, size_t n);      /* bytes read, 0 at the end, -1 */
+void brisk__os_close(int fd);
+long brisk__os_read_file(const char *path, char *buf, size_t cap); /* length read, or -1 */
+void brisk__os_sleep_ms(uint64_t ms);                  /* not a cancellation point */
+void brisk__os_wait_while(atomic_int *addr, int val, uint64_t ms); /* futex wait, bounded */
+void brisk__os_wake_all(atomic_int *addr);
 __attribute__((noreturn, cold)) void brisk__fatal(const char *call, const char *what, const void *p);
 __attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const char *file, int line);
 /* Format into buf without malloc: %s %zu %llu %p %d, width for numbers. Returns length. */

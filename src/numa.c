@@ -131,12 +131,7 @@ static unsigned count_list(const char *s) {
 
 static unsigned os_online_nodes(void) {
   char buf[256];
-  int fd = open("/sys/devices/system/node/online", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 1;
-  ssize_t r = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (r <= 0) return 1;
-  buf[r] = 0;
+  if (brisk__os_read_file("/sys/devices/system/node/online", buf, sizeof buf) <= 0) return 1;
   unsigned n = count_list(buf);
   return n ? n : 1;
 }

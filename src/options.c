@@ -138,13 +138,13 @@ void brisk__options_parse_entry(brisk_options_t *o, const char *entry, size_t le
 /* Stream /proc/self/environ through a fixed buffer; an entry longer than the
  * buffer cannot be a brisk option we know and is skipped. */
 static bool parse_proc_environ(brisk_options_t *o) {
-  int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+  int fd = brisk__os_open_read("/proc/self/environ");
   if (fd < 0) return false;
   char buf[4096];
   size_t have = 0;
   bool skipping = false;
   for (;;) {
-    ssize_t r = read(fd, buf + have, sizeof buf - have);
+    long r = brisk__os_read(fd, buf + have, sizeof buf - have);
     if (r <= 0) break;
     have += (size_t)r;
     size_t start = 0;
@@ -162,7 +162,7 @@ static bool parse_proc_environ(brisk_options_t *o) {
       have -= start;
     }
   }
-  close(fd);
+  brisk__os_close(fd);
   return true;
 }
 

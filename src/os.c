@@ -1,11 +1,18 @@
 /* The OS layer: every system call brisk makes goes through here, so the rest of
  * the allocator never sees errno from the kernel and a port touches one file.
  * Nothing here allocates; messages are formatted into stack buffers and written
- * with write(2), which is safe from inside malloc and after a heap corruption. */
+ * with write(2), which is safe from inside malloc and after a heap corruption.
+ *
+ * Nothing here is a cancellation point either. libc's write, open, read and
+ * nanosleep are, and a thread with a cancel pending would unwind out of the
+ * middle of malloc (holding a lock, or past a detected corruption that must
+ * abort). The calls that libc makes cancellable go to the kernel directly
+ * through syscall(), which never acts on a pending cancel. */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdarg.h>
@@ -117,11 +124,69 @@ uint64_t brisk__os_random(void) {
 void brisk__os_write_err(const char *s, size_t n) {
   int saved = errno;
   while (n > 0) {
-    ssize_t w = write(2, s, n);
+    long w = syscall(SYS_write, 2, s, n);
+    if (w < 0 && errno == EINTR) continue;
     if (w <= 0) break;
     s += w;
     n -= (size_t)w;
   }
+  errno = saved;
+}
+
+int brisk__os_open_read(const char *path) {
+  int saved = errno;
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  errno = saved;
+  return fd < 0 ? -1 : (int)fd;
+}
+
+long brisk__os_read(int fd, void *buf, size_t n) {
+  int saved = errno;
+  long r;
+  do r = syscall(SYS_read, fd, buf, n);
+  while (r < 0 && errno == EINTR);
+  errno = saved;
+  return r;
+}
+
+void brisk__os_close(int fd) {
+  int saved = errno;
+  syscall(SYS_close, fd);
+  errno = saved;
+}
+
+/* A whole small file (sysfs, /proc) into buf, NUL-terminated: its length, or -1. */
+long brisk__os_read_file(const char *path, char *buf, size_t cap) {
+  int fd = cap > 0 ? brisk__os_open_read(path) : -1;
+  if (fd < 0) return -1;
+  size_t have = 0;
+  long r = 0;
+  while (have < cap - 1 && (r = brisk__os_read(fd, buf + have, cap - 1 - have)) > 0) have += (size_t)r;
+  brisk__os_close(fd);
+  buf[have] = 0;
+  return r < 0 ? -1 : (long)have;
+}
+
+void brisk__os_sleep_ms(uint64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  int saved = errno;
+  while (syscall(SYS_nanosleep, &ts, &ts) != 0 && errno == EINTR) {
+  }
+  errno = saved;
+}
+
+/* Sleep while *addr holds val, at most ms (a wake-up, a signal or a spurious
+ * return may end it sooner: callers re-check their condition). */
+void brisk__os_wait_while(atomic_int *addr, int val, uint64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  int saved = errno;
+  syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+  errno = saved;
+}
+
+void brisk__os_wake_all(atomic_int *addr) {
+  int saved = errno;
+  syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
   errno = saved;
 }
 

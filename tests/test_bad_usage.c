@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -228,6 +229,22 @@ static void free_sized_small_block_with_other_small_size(void) {
   brisk_free_sized(report(p), 1000);
 }
 
+/* A thread with a cancel pending (deferred): brisk's write of its message must
+ * not be where the thread unwinds, or the process would go on past a detected
+ * double free (libc's write() is a cancellation point; brisk's must not be). */
+static void *double_free_with_cancel_pending_main(void *arg) {
+  (void)arg;
+  pthread_cancel(pthread_self());
+  free_small_block_twice();
+  return NULL;
+}
+
+static void free_twice_with_cancel_pending(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, double_free_with_cancel_pending_main, NULL) != 0) abort();
+  pthread_join(t, NULL); /* joined: the thread unwound instead of aborting */
+}
+
 /* ------------------------------------------------------------------------------
    Tests
 ------------------------------------------------------------------------------ */
@@ -305,6 +322,42 @@ static void test_free_sized_of_small_block_with_other_class_size_aborts(void **s
   expect_abort(free_sized_small_block_with_other_small_size, "free_sized()", NULL);
 }
 
+static void test_double_free_with_cancel_pending_still_aborts(void **state) {
+  (void)state;
+  expect_abort(free_twice_with_cancel_pending, "free()", double_free);
+}
+
+/* brisk_print_stats (malloc_stats) in a thread with a cancel pending prints the
+ * whole report and returns; the cancel acts at the thread's next cancellation
+ * point, here pthread_testcancel. */
+static volatile int stats_returned;
+static void *stats_with_cancel_pending_main(void *arg) {
+  (void)arg;
+  pthread_cancel(pthread_self());
+  brisk_print_stats();
+  stats_returned = 1;
+  pthread_testcancel();
+  return NULL;
+}
+
+static void print_stats_with_cancel_pending(void) {
+  pthread_t t;
+  void *ret = NULL;
+  if (pthread_create(&t, NULL, stats_with_cancel_pending_main, NULL) != 0) abort();
+  pthread_join(t, &ret);
+  _exit(stats_returned && ret == PTHREAD_CANCELED ? 0 : 1);
+}
+
+static void test_print_stats_with_cancel_pending_prints_and_returns(void **state) {
+  (void)state;
+  static outcome_t out;
+  run_in_child(print_stats_with_cancel_pending, &out);
+  expect(WIFEXITED(out.status) && WEXITSTATUS(out.status) == 0,
+         "the stats call did not return normally (status %#x); stderr: \"%s\"", out.status, out.err);
+  expect(strstr(out.err, "brisk: stats for pid") != NULL && strstr(out.err, "large cached") != NULL,
+         "the report is missing or cut short; stderr: \"%s\"", out.err);
+}
+
 static int setup_shared(void **state) {
   (void)state;
   /* Start brisk here, so that whatever it says at start (a warning about an
@@ -332,6 +385,8 @@ int main(void) {
       cmocka_unit_test(test_free_sized_of_small_block_with_large_size_aborts),
       cmocka_unit_test(test_free_sized_of_large_block_with_small_size_aborts),
       cmocka_unit_test(test_free_sized_of_small_block_with_other_class_size_aborts),
+      cmocka_unit_test(test_double_free_with_cancel_pending_still_aborts),
+      cmocka_unit_test(test_print_stats_with_cancel_pending_prints_and_returns),
   };
   return cmocka_run_group_tests(tests, setup_shared, NULL);
 }
