@@ -272,10 +272,10 @@ void *brisk_memalign(size_t alignment, size_t size) {
 
 int brisk_posix_memalign(void **memptr, size_t alignment, size_t size) {
   if (!is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
-  int saved = errno;
+  /* On failure errno is left at ENOMEM as well, as glibc leaves it. */
   void *p = brisk__alloc_aligned(alignment, size);
   if (p == NULL) {
-    errno = saved;
+    errno = ENOMEM;
     return ENOMEM;
   }
   *memptr = p;
