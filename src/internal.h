@@ -289,7 +289,11 @@ extern brisk_numa_os_t brisk__numa_os;
 /* Called when a thread's cache is created; the second thread of a process starts
  * discovery and waits for it (the first never does: a single thread gets local
  * memory from the kernel's first touch, and start-up stays cheap). */
-void brisk__numa_thread_started(uint64_t threads_seen);
+/* A thread's cache has started; false if NUMA discovery is still loading and the
+ * thread gave up waiting for it (see BRISK_TC_UNPLACED). */
+bool brisk__numa_thread_started(uint64_t threads_seen);
+bool brisk__numa_published(void); /* not loading: slots, if any, are published */
+uint64_t brisk__numa_giveups(void); /* threads that gave up waiting for discovery */
 /* The slot of the CPU the calling thread runs on (a few ns: rseq or vDSO getcpu). */
 unsigned brisk__numa_slot_now(void);
 /* Bind fresh memory of a slot to its node (nothing on one node). */
@@ -386,7 +390,13 @@ typedef struct brisk_tlist_s {
 
 static inline uint32_t brisk__tl_count(const brisk_tlist_t *l) { return (uint32_t)((int64_t)l->max - l->room); }
 
-typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_DEAD } brisk_tc_state_t;
+/* NEW: no cache yet. INIT: being set up (allocations from pthread_setspecific go
+ * to central). UNPLACED: registered, but NUMA discovery was still loading when
+ * the thread gave up waiting for it: every allocation and free goes to central
+ * directly, so that the cache never holds memory of a node that is not the
+ * thread's, until the slots are published and it becomes LIVE. DEAD: the thread
+ * has exited (later TLS destructors go to central). */
+typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_UNPLACED, BRISK_TC_DEAD } brisk_tc_state_t;
 
 typedef struct brisk_tcache_s {
   union {

@@ -11,8 +11,8 @@
  * only then does a short-lived thread of brisk's ("brisk-numa") load hwloc
  * (dlopen, unless the program links it), read the topology, copy what brisk
  * needs into the tables below (CPU to slot, slot to OS node, a binding mask per
- * slot) and destroy it. Threads that start meanwhile wait for it (a second at
- * most). hwloc allocates hundreds of times while it loads: those calls come
+ * slot) and destroy it. Threads that start meanwhile wait for it while it
+ * makes progress (see DISCOVERY_STALL_MS). hwloc allocates hundreds of times while it loads: those calls come
  * back into brisk from the loading thread, which serves them from a bootstrap
  * area (mmap'd here, marked in the page map, never reused; free() of such a
  * block does nothing), so the pools see none of it.
@@ -90,14 +90,32 @@ static bool hwloc_resolve(void) {
 
 unsigned brisk__numa_nodes = 1;
 
-/* 0 not yet, 1 loading the topology, 2 slots published (waiters go on) while
- * early memory is adopted, 3 done */
-static atomic_int discovery;
-/* Threads that start while another loads the topology wait for it this long at
- * most: memory they took meanwhile would be filed under slot 0 whatever node it
- * is on. The bound keeps a thread that hwloc might wait for (it may take the
- * dynamic loader's lock) from blocking it forever. */
-#define DISCOVERY_WAIT_MS 1000
+/* Discovery's life; the waiters sleep on this word (futex) while it is LOADING. */
+typedef enum {
+  DISCOVERY_NONE = 0, /* not started */
+  DISCOVERY_LOADING,  /* the brisk-numa thread is loading the topology */
+  DISCOVERY_PUBLISHED, /* slots published (waiters go on); early memory being adopted */
+  DISCOVERY_SETTLED,  /* done, or nothing to do */
+} discovery_t;
+static atomic_int discovery; /* a discovery_t */
+
+/* Threads that start while the topology loads wait for it, for as long as it
+ * makes progress: memory they took meanwhile would be filed under slot 0
+ * whatever node it is on, so a fixed bound would make placement depend on how
+ * fast the machine happens to be (under load, in a VM, loading takes seconds).
+ * Progress is the beat: every allocation of the loading thread (hwloc allocates
+ * hundreds of times) and every step of discovery. What a waiter must not do is
+ * wait for ever for a loader that waits for it: a thread inside the dynamic
+ * loader holds its lock, which dlopen of hwloc needs. So a waiter gives up once
+ * the beat has stood still for DISCOVERY_STALL_MS, and a later thread that
+ * finds it still standing at the same count does not wait at all. A thread
+ * that gave up caches nothing until the slots are published (see
+ * brisk__numa_published), so it never keeps another node's memory. */
+#define DISCOVERY_STALL_MS 1000
+#define DISCOVERY_POLL_MS 20
+static atomic_uint discovery_beat;
+static atomic_uint stalled_beat = UINT32_MAX; /* the beat at the last give-up */
+static _Atomic uint64_t discovery_giveups;
 static int requester_cpu = -1; /* the CPU of the thread whose start triggered discovery */
 static uint8_t cpu_slot[BRISK_MAX_CPUS];
 static int slot_os[BRISK_MAX_NODES];
@@ -224,6 +242,7 @@ void *brisk__boot_alloc(size_t size, size_t align) {
   ((size_t *)p)[-1] = size;
   boot_cur = p + (size ? size : 1);
   boot_count++;
+  atomic_fetch_add_explicit(&discovery_beat, 1, memory_order_relaxed);
   brisk__unlock(&boot_lock);
   return (void *)p; /* fresh mmap memory: zero, as calloc needs */
 }
@@ -377,9 +396,16 @@ static size_t adopt_early(void) {
   return moved;
 }
 
+static void discovery_set(discovery_t state) {
+  atomic_fetch_add_explicit(&discovery_beat, 1, memory_order_relaxed);
+  atomic_store_explicit(&discovery, state, memory_order_release);
+  brisk__os_wake_all(&discovery);
+}
+
 static void discover(void) {
   uint64_t start = brisk__os_now_ms();
   unsigned slots = load_tables();
+  atomic_fetch_add_explicit(&discovery_beat, 1, memory_order_relaxed);
   if (slots < 2 || !brisk__central_add_slots(slots)) {
     if (brisk__opt.verbose && slots >= 2) brisk__printf_err("brisk: NUMA: out of memory for pools\n");
     return;
@@ -387,7 +413,7 @@ static void discover(void) {
   brisk__lock(&brisk__registry_lock); /* the fork handler sees the old count or the new */
   __atomic_store_n(&brisk__numa_nodes, slots, __ATOMIC_RELEASE);
   brisk__unlock(&brisk__registry_lock);
-  atomic_store_explicit(&discovery, 2, memory_order_release);
+  discovery_set(DISCOVERY_PUBLISHED);
   uint64_t found = brisk__os_now_ms();
   size_t moved = adopt_early();
   if (brisk__opt.verbose) {
@@ -407,44 +433,68 @@ static void *discovery_main(void *arg) {
   (void)arg;
   brisk__tc.booting = 1;
   discover();
-  atomic_store_explicit(&discovery, 3, memory_order_release);
+  discovery_set(DISCOVERY_SETTLED);
   return NULL;
 }
 
 static bool discovery_start(void) { return brisk__os_thread_start(discovery_main, 256 * 1024, "brisk-numa"); }
 
-static brisk_noinline void wait_for_discovery(void) {
-  uint64_t start = brisk__os_now_ms();
-  while (atomic_load_explicit(&discovery, memory_order_acquire) == 1 &&
-         brisk__os_now_ms() - start < DISCOVERY_WAIT_MS)
-    sched_yield();
+/* Sleep until the slots are published, while the loader makes progress (see
+ * DISCOVERY_STALL_MS). Returns false if it gave up. */
+static brisk_noinline bool wait_for_discovery(void) {
+  unsigned beat = atomic_load_explicit(&discovery_beat, memory_order_relaxed);
+  uint64_t since = brisk__os_now_ms();
+  while (atomic_load_explicit(&discovery, memory_order_acquire) == DISCOVERY_LOADING) {
+    unsigned now_beat = atomic_load_explicit(&discovery_beat, memory_order_relaxed);
+    uint64_t now = brisk__os_now_ms();
+    if (now_beat != beat) {
+      beat = now_beat;
+      since = now;
+    } else if (now - since >= DISCOVERY_STALL_MS ||
+               beat == atomic_load_explicit(&stalled_beat, memory_order_relaxed)) {
+      atomic_store_explicit(&stalled_beat, beat, memory_order_relaxed);
+      atomic_fetch_add_explicit(&discovery_giveups, 1, memory_order_relaxed);
+      if (brisk__opt.verbose)
+        brisk__printf_err("brisk: NUMA: topology loading made no progress for %u ms; this thread caches "
+                          "nothing until it is done\n", (unsigned)DISCOVERY_STALL_MS);
+      return false;
+    }
+    brisk__os_wait_while(&discovery, DISCOVERY_LOADING, DISCOVERY_POLL_MS);
+  }
+  return true;
 }
 
-void brisk__numa_thread_started(uint64_t threads_seen) {
-  if (threads_seen < 2 || brisk__opt.numa == BRISK_NUMA_OFF) return;
+bool brisk__numa_thread_started(uint64_t threads_seen) {
+  if (threads_seen < 2 || brisk__opt.numa == BRISK_NUMA_OFF) return true;
   int state = atomic_load_explicit(&discovery, memory_order_acquire);
-  if (state >= 2) return;
-  int expected = 0;
-  if (state == 0 && atomic_compare_exchange_strong(&discovery, &expected, 1)) {
+  if (state >= DISCOVERY_PUBLISHED) return true;
+  int expected = DISCOVERY_NONE;
+  if (state == DISCOVERY_NONE && atomic_compare_exchange_strong(&discovery, &expected, DISCOVERY_LOADING)) {
     requester_cpu = brisk__numa_os.current_cpu();
     if (brisk__numa_os.online_nodes() < 2 || !discovery_start()) {
-      atomic_store_explicit(&discovery, 3, memory_order_release);
-      return;
+      discovery_set(DISCOVERY_SETTLED);
+      return true;
     }
   }
-  wait_for_discovery();
+  return wait_for_discovery();
 }
+
+bool brisk__numa_published(void) {
+  return atomic_load_explicit(&discovery, memory_order_acquire) != DISCOVERY_LOADING;
+}
+
+uint64_t brisk__numa_giveups(void) { return atomic_load_explicit(&discovery_giveups, memory_order_relaxed); }
 
 /* A child forked while the discovery thread ran does not have that thread: it
  * starts over, or, with the slots already published, leaves the early memory
  * where it is. */
 void brisk__numa_after_fork_child(void) {
-  int loading = 1, adopting = 2;
-  atomic_compare_exchange_strong(&discovery, &loading, 0);
-  atomic_compare_exchange_strong(&discovery, &adopting, 3);
+  int loading = DISCOVERY_LOADING, adopting = DISCOVERY_PUBLISHED;
+  atomic_compare_exchange_strong(&discovery, &loading, DISCOVERY_NONE);
+  atomic_compare_exchange_strong(&discovery, &adopting, DISCOVERY_SETTLED);
 }
 
-bool brisk__numa_settled(void) { return atomic_load_explicit(&discovery, memory_order_acquire) == 3; }
+bool brisk__numa_settled(void) { return atomic_load_explicit(&discovery, memory_order_acquire) == DISCOVERY_SETTLED; }
 
 void brisk__numa_fork_lock(void) { brisk__lock(&boot_lock); }
 void brisk__numa_fork_unlock(void) { brisk__unlock(&boot_lock); }

@@ -71,9 +71,17 @@ static void tcache_init(brisk_tcache_t *tc) {
   uint64_t seen = atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed) + 1;
   pthread_setspecific(tc_key, tc); /* may allocate: we are in state INIT */
   tc->budget_used = 0;
-  tc->state = BRISK_TC_LIVE; /* lists start when their class is first used */
-  brisk__numa_thread_started(seen);
+  bool placed = brisk__numa_thread_started(seen);
   tc->node = brisk__numa_slot_now();
+  tc->state = placed ? BRISK_TC_LIVE : BRISK_TC_UNPLACED; /* lists start when their class is first used */
+}
+
+/* An UNPLACED thread becomes LIVE once discovery has published the slots. */
+static bool tcache_placed(brisk_tcache_t *tc) {
+  if (!brisk__numa_published()) return false;
+  tc->node = brisk__numa_slot_now();
+  tc->state = BRISK_TC_LIVE;
+  return true;
 }
 
 /* First use of a class in this thread (or after scavenging emptied it). */
@@ -153,7 +161,7 @@ static void tcache_unregister(brisk_tcache_t *tc) {
 
 static void tcache_on_thread_exit(void *arg) {
   brisk_tcache_t *tc = arg;
-  if (tc->state != BRISK_TC_LIVE) return;
+  if (tc->state != BRISK_TC_LIVE && tc->state != BRISK_TC_UNPLACED) return;
   tc->state = BRISK_TC_DEAD;
   brisk__tcache_flush(tc);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) tc->list[cls].max = tc->list[cls].room = 0;
@@ -220,8 +228,9 @@ void *brisk__tcache_alloc_slow(size_t size) {
   if (brisk__boot_active()) return brisk__boot_alloc(size, 0);
   unsigned cls = brisk__size_to_class(size); /* the fast path's table may have been empty */
   if (brisk_unlikely(tc->state != BRISK_TC_LIVE)) {
-    if (tc->state != BRISK_TC_NEW) return direct_alloc(cls);
-    tcache_init(tc);
+    if (tc->state == BRISK_TC_NEW) tcache_init(tc);
+    if (tc->state != BRISK_TC_LIVE && !(tc->state == BRISK_TC_UNPLACED && tcache_placed(tc)))
+      return direct_alloc(cls);
   }
   brisk_tlist_t *l = &tc->list[cls];
   void *p = l->head;
@@ -254,11 +263,11 @@ void *brisk__tcache_alloc_slow(size_t size) {
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
   brisk_tlist_t *l = &tc->list[cls];
   if (tc->state != BRISK_TC_LIVE) {
-    if (tc->state != BRISK_TC_NEW) {
-      list_release(cls, l, brisk__tl_count(l)); /* INIT or DEAD: nothing stays here */
+    if (tc->state == BRISK_TC_NEW) tcache_init(tc);
+    if (tc->state != BRISK_TC_LIVE && !(tc->state == BRISK_TC_UNPLACED && tcache_placed(tc))) {
+      list_release(cls, l, brisk__tl_count(l)); /* INIT, UNPLACED or DEAD: nothing stays here */
       return;
     }
-    tcache_init(tc);
   }
   if (l->max == 0) {
     class_start(tc, cls);
@@ -312,7 +321,7 @@ void brisk__tcache_after_fork_child(void) {
   brisk_tcache_t *tc = &brisk__tc;
   registry = NULL;
   uint64_t live = 0;
-  if (tc->state == BRISK_TC_LIVE) {
+  if (tc->state == BRISK_TC_LIVE || tc->state == BRISK_TC_UNPLACED) {
     tc->next = tc->prev = NULL;
     registry = tc;
     live = 1;

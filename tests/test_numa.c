@@ -41,8 +41,36 @@ static bind_rec_t binds[MAX_BINDS];
 static int nbinds;
 static pthread_mutex_t bind_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* How the fake topology load behaves: at once; slowly but making progress
+ * (allocating, as hwloc does, every few ms for SLOW_LOAD_MS); or stalled, with
+ * no allocation at all, until the test lets it go (as a dlopen waiting for the
+ * loader lock would be). */
+typedef enum { LOAD_FAST, LOAD_SLOW, LOAD_STALLED } load_mode_t;
+static load_mode_t load_mode = LOAD_FAST;
+#define SLOW_LOAD_MS 1600
+static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t load_cond = PTHREAD_COND_INITIALIZER;
+static int load_released;
+
+static void release_load(void) {
+  pthread_mutex_lock(&load_lock);
+  load_released = 1;
+  pthread_cond_broadcast(&load_cond);
+  pthread_mutex_unlock(&load_lock);
+}
+
 static unsigned f_online(void) { return fake_online; }
 static int f_setup(struct hwloc_topology *t) {
+  if (load_mode == LOAD_SLOW)
+    for (int ms = 0; ms < SLOW_LOAD_MS; ms += 20) {
+      free(malloc(64)); /* the bootstrap area: progress */
+      usleep(20 * 1000);
+    }
+  if (load_mode == LOAD_STALLED) {
+    pthread_mutex_lock(&load_lock);
+    while (!load_released) pthread_cond_wait(&load_cond, &load_lock);
+    pthread_mutex_unlock(&load_lock);
+  }
   return fake_xml ? hwloc_topology_set_xml(t, fake_xml) : hwloc_topology_set_synthetic(t, fake_synthetic);
 }
 static int f_cpu(void) { return fake_cpu; }
@@ -325,6 +353,83 @@ static int body_off(void) {
   return 0;
 }
 
+/* The kernel says the main thread's early heap lies on node 0, so slot 0 is
+ * node 0 whichever thread starts discovery. */
+static void early_heap_on_node0(void) {
+  touch_malloc(NULL);
+  uint64_t mask[BRISK_NODEMASK_WORDS] = {1};
+  f_bind((void *)brisk__heap_first_address(), BRISK_PAGE_SIZE, BRISK_BIND_PREFER, mask);
+}
+
+/* A topology that takes longer to load than any fixed bound (a loaded host, a
+ * VM) but makes progress: the second thread waits for it, however long, and
+ * its memory is its own node's from the first block. */
+static int body_slow_discovery(void) {
+  use_fake_os();
+  load_mode = LOAD_SLOW;
+  early_heap_on_node0();
+  static batch_t b;
+  b = (batch_t){.size = 48, .want_slot = 1, .want_node = 1};
+  uint64_t start = brisk__os_now_ms();
+  run_on_cpu(1, alloc_batch, &b); /* its first malloc starts discovery and waits */
+  CHECK(brisk__os_now_ms() - start >= SLOW_LOAD_MS - 100);
+  CHECK(brisk__numa_count() == 2 && brisk__numa_giveups() == 0);
+  CHECK(brisk__numa_slot_os_node(1) == 1);
+  CHECK(b.bad_slot == 0 && b.bad_bind == 0);
+  run_on_cpu(1, free_batch, &b);
+  return 0;
+}
+
+/* A load that stands still (hwloc's dlopen waiting for a lock the new thread
+ * might hold): the thread gives up after the stall bound and goes on, caching
+ * nothing; a later thread that finds the load still stalled does not wait at
+ * all; once the slots are published the first thread's memory is its node's
+ * from its very next allocation. */
+static batch_t unplaced_before, unplaced_after;
+static atomic_int unplaced_phase;
+static void unplaced_thread(void *arg) {
+  (void)arg;
+  alloc_batch(&unplaced_before); /* gives up waiting, then allocates */
+  atomic_store(&unplaced_phase, 1);
+  while (atomic_load(&unplaced_phase) != 2) usleep(1000);
+  alloc_batch(&unplaced_after);
+  free_batch(&unplaced_before);
+  free_batch(&unplaced_after);
+}
+static void *unplaced_main(void *arg) {
+  fake_cpu = 1;
+  unplaced_thread(arg);
+  return NULL;
+}
+static int body_stalled_discovery(void) {
+  use_fake_os();
+  load_mode = LOAD_STALLED;
+  early_heap_on_node0();
+  unplaced_before = (batch_t){.size = 48, .want_slot = 0, .want_node = -1};
+  unplaced_after = (batch_t){.size = 48, .want_slot = 1, .want_node = 1};
+  uint64_t start = brisk__os_now_ms();
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, unplaced_main, NULL) == 0);
+  while (atomic_load(&unplaced_phase) != 1) usleep(1000);
+  uint64_t waited = brisk__os_now_ms() - start;
+  CHECK(waited >= 900 && waited < 4000);
+  CHECK(brisk__numa_giveups() == 1 && brisk__numa_count() == 1);
+  CHECK(brisk__tc.state == BRISK_TC_LIVE); /* main: the first thread never waits */
+  /* Still stalled at the same point: a new thread goes on at once. */
+  start = brisk__os_now_ms();
+  run_on_cpu(1, touch_malloc, NULL);
+  CHECK(brisk__os_now_ms() - start < 500);
+  CHECK(brisk__numa_giveups() == 2);
+  release_load();
+  for (int i = 0; i < 5000 && !brisk__numa_settled(); i++) usleep(1000);
+  CHECK(brisk__numa_count() == 2 && brisk__numa_slot_os_node(1) == 1);
+  atomic_store(&unplaced_phase, 2);
+  pthread_join(t, NULL);
+  CHECK(unplaced_before.bad_slot == 0); /* before publication there is only slot 0 */
+  CHECK(unplaced_after.bad_slot == 0 && unplaced_after.bad_bind == 0);
+  return 0;
+}
+
 /* hwloc's allocations while it loads come from the bootstrap area; free,
  * realloc and malloc_usable_size accept such blocks. */
 static int body_bootstrap(void) {
@@ -367,13 +472,16 @@ CASE(interleave)
 CASE(one_node)
 CASE(off)
 CASE(bootstrap)
+CASE(slow_discovery)
+CASE(stalled_discovery)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_two_nodes),  cmocka_unit_test(test_remote_free), cmocka_unit_test(test_refresh),
       cmocka_unit_test(test_home_slot),  cmocka_unit_test(test_memless),     cmocka_unit_test(test_cpuless),
       cmocka_unit_test(test_interleave), cmocka_unit_test(test_one_node),    cmocka_unit_test(test_off),
-      cmocka_unit_test(test_bootstrap),  cmocka_unit_test(test_early_heap),
+      cmocka_unit_test(test_bootstrap),  cmocka_unit_test(test_early_heap),  cmocka_unit_test(test_slow_discovery),
+      cmocka_unit_test(test_stalled_discovery),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
