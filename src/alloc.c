@@ -51,8 +51,9 @@ void *brisk_malloc(size_t size) {
  * true when word 1 holds the free key: p may already be free. */
 static inline bool small_check(void *p, uint64_t e, const char *call) {
   const brisk_class_info_t *ci = &brisk__classes[brisk__pm_class(e)];
-  uintptr_t start = (((uintptr_t)p >> BRISK_PAGE_SHIFT) - brisk__pm_index(e)) << BRISK_PAGE_SHIFT;
-  uintptr_t off = (uintptr_t)p - start; /* under 256 pages */
+  /* From the masked page number: p with bits above 48 set lies far past it. */
+  uintptr_t start = (brisk__page_of(p) - brisk__pm_index(e)) << BRISK_PAGE_SHIFT;
+  uintptr_t off = (uintptr_t)p - start; /* under 256 pages for a real object */
   if (brisk_unlikely(off >= ci->limit)) brisk__fatal(call, "invalid pointer", p);
   uint64_t idx = (off * ci->div_magic) >> 40; /* exact: off < 2^24 */
   if (brisk_unlikely(idx * ci->size != off)) brisk__fatal(call, "invalid pointer", p);

@@ -159,11 +159,19 @@ typedef struct brisk_pm_leaf_s {
 
 extern _Atomic(brisk_pm_leaf_t *) brisk__pagemap_root[(size_t)1 << BRISK_PM_ROOT_BITS];
 
-/* An address above the 48 bits wraps to a low one here: the caller's check that
- * the address lies inside its span rejects it. 0 for an address brisk never used. */
+/* The page number of p's low 48 bits: the bits above are dropped (a shift up
+ * and down, no wider than the plain shift plus the root index's mask it saves).
+ * An address with any of them set therefore finds the entry of a low address,
+ * and a caller that computes where the span starts from this page number, never
+ * from p itself, sees p lie 2^48 or more past it and rejects it. */
+static inline uintptr_t brisk__page_of(const void *p) {
+  return (uintptr_t)p << (64 - BRISK_VA_BITS) >> (64 - BRISK_VA_BITS + BRISK_PAGE_SHIFT);
+}
+
+/* 0 for an address brisk never used. */
 static inline uint64_t brisk__pagemap_entry(const void *p) {
-  uintptr_t page = (uintptr_t)p >> BRISK_PAGE_SHIFT;
-  uintptr_t ri = (page >> BRISK_PM_LEAF_BITS) & (((uintptr_t)1 << BRISK_PM_ROOT_BITS) - 1);
+  uintptr_t page = brisk__page_of(p);
+  uintptr_t ri = page >> BRISK_PM_LEAF_BITS;
   brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[ri], memory_order_acquire);
   if (brisk_unlikely(leaf == NULL)) return 0;
   return atomic_load_explicit(&leaf->entry[page & (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)],

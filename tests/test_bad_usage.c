@@ -229,6 +229,19 @@ static void free_sized_small_block_with_other_small_size(void) {
   brisk_free_sized(report(p), 1000);
 }
 
+/* A live block's address with bit 48 set: the page map drops the bits above 48,
+ * so the entry is the block's own, and free() must still see a pointer that is
+ * not the block. */
+static void free_small_block_with_bit_48_set(void) {
+  void *p = brisk_malloc(48);
+  brisk_free(report((void *)((uintptr_t)p | (uintptr_t)1 << 48)));
+}
+
+static void free_large_block_with_bit_48_set(void) {
+  void *p = brisk_malloc(MiB);
+  brisk_free(report((void *)((uintptr_t)p | (uintptr_t)1 << 48)));
+}
+
 /* A thread with a cancel pending (deferred): brisk's write of its message must
  * not be where the thread unwinds, or the process would go on past a detected
  * double free (libc's write() is a cancellation point; brisk's must not be). */
@@ -322,6 +335,16 @@ static void test_free_sized_of_small_block_with_other_class_size_aborts(void **s
   expect_abort(free_sized_small_block_with_other_small_size, "free_sized()", NULL);
 }
 
+static void test_free_of_small_block_address_with_bit_48_set_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(free_small_block_with_bit_48_set, "free()", invalid_pointer);
+}
+
+static void test_free_of_large_block_address_with_bit_48_set_aborts_with_invalid_pointer(void **state) {
+  (void)state;
+  expect_abort(free_large_block_with_bit_48_set, "free()", invalid_pointer);
+}
+
 static void test_double_free_with_cancel_pending_still_aborts(void **state) {
   (void)state;
   expect_abort(free_twice_with_cancel_pending, "free()", double_free);
@@ -385,6 +408,8 @@ int main(void) {
       cmocka_unit_test(test_free_sized_of_small_block_with_large_size_aborts),
       cmocka_unit_test(test_free_sized_of_large_block_with_small_size_aborts),
       cmocka_unit_test(test_free_sized_of_small_block_with_other_class_size_aborts),
+      cmocka_unit_test(test_free_of_small_block_address_with_bit_48_set_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_free_of_large_block_address_with_bit_48_set_aborts_with_invalid_pointer),
       cmocka_unit_test(test_double_free_with_cancel_pending_still_aborts),
       cmocka_unit_test(test_print_stats_with_cancel_pending_prints_and_returns),
   };
