@@ -215,6 +215,7 @@ extern size_t brisk__os_page; /* the OS page size, read at start */
 void brisk__os_init(void);
 void *brisk__os_mmap(size_t size);                     /* NULL on failure */
 void *brisk__os_mmap_aligned(size_t size, size_t align); /* NULL on failure */
+void *brisk__os_mmap_guarded(size_t size);              /* PROT_NONE page on each side; NULL on failure */
 void brisk__os_munmap(void *p, size_t size);
 void *brisk__os_mremap(void *p, size_t old_size, size_t new_size); /* NULL on failure */
 void *brisk__os_sbrk(size_t size);                     /* NULL on failure */

@@ -1,7 +1,8 @@
 /* Metadata: span descriptors and other internal records. They never come from
- * malloc (brisk is malloc) but from chunks mmap'd here and kept for the life of
- * the process; freed span descriptors go on a free list for reuse. meta_lock
- * guards everything in this file. */
+ * malloc (brisk is malloc) but from chunks mmap'd here, each between two
+ * PROT_NONE guard pages so that no program block can overflow into them, and
+ * kept for the life of the process; freed span descriptors go on a free list
+ * for reuse. meta_lock guards everything in this file. */
 #include "internal.h"
 
 #define META_CHUNK ((size_t)256 * 1024)
@@ -14,7 +15,7 @@ static void *meta_alloc_locked(size_t size) {
   size = brisk__align_up(size, BRISK_CACHE_LINE);
   if ((size_t)(meta_end - meta_cur) < size) {
     size_t chunk = size > META_CHUNK ? brisk__align_up(size, brisk__os_page) : META_CHUNK;
-    char *p = brisk__os_mmap(chunk);
+    char *p = brisk__os_mmap_guarded(chunk);
     if (p == NULL) return NULL;
     atomic_fetch_add_explicit(&brisk__counters.meta, chunk, memory_order_relaxed);
     meta_cur = p;

@@ -1,7 +1,8 @@
 /* The page map: brisk page number -> span descriptor, for every address brisk
  * hands out. free() reads it without a lock (two loads); an address whose root or
  * leaf entry is empty was never brisk's. Leaves are mmap'd on first use under
- * pm_lock and never freed, so a reader never sees a leaf go away. Entries are
+ * pm_lock, between guard pages (an overflowing program block faults instead of
+ * rewriting entries), and never freed, so a reader never sees a leaf go away. Entries are
  * written by whoever owns the span at that moment (page heap or large lock). */
 #include "internal.h"
 
@@ -16,7 +17,7 @@ static brisk_pm_leaf_t *leaf_for(uintptr_t ri) {
   brisk__lock(&pm_lock);
   leaf = atomic_load_explicit(&brisk__pagemap_root[ri], memory_order_relaxed);
   if (leaf == NULL) {
-    leaf = brisk__os_mmap(sizeof(brisk_pm_leaf_t));
+    leaf = brisk__os_mmap_guarded(sizeof(brisk_pm_leaf_t)); /* guarded like all metadata */
     if (leaf != NULL) {
       atomic_fetch_add_explicit(&brisk__counters.meta, sizeof(brisk_pm_leaf_t), memory_order_relaxed);
       atomic_store_explicit(&brisk__pagemap_root[ri], leaf, memory_order_release);
