@@ -184,8 +184,10 @@ void *brisk_calloc(size_t n, size_t size) {
     return NULL;
   }
   if (total <= BRISK_SMALL_MAX) {
-    void *p = brisk_malloc(total);
-    if (p != NULL) memset(p, 0, total);
+    /* Zero the whole block, as malloc_usable_size reports it: a reused block's
+     * tail past the request is the previous owner's data. */
+    void *p = brisk_malloc(total); /* after it, brisk has started: the class table is there */
+    if (p != NULL) memset(p, 0, brisk__classes[brisk__size_to_class(total)].size);
     return p;
   }
   brisk__ensure_init();

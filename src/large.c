@@ -128,7 +128,7 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
     node_in_use[slot] += s->map_size;
     in_use_count++;
     brisk__unlock(&brisk__large_lock);
-    if (zero) memset((void *)s->start, 0, size);
+    if (zero) memset((void *)s->start, 0, s->map_size); /* up to the usable size */
     return (void *)s->start;
   }
   brisk__unlock(&brisk__large_lock);

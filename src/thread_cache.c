@@ -225,8 +225,9 @@ static brisk_noinline void numa_refresh(brisk_tcache_t *tc) {
 void *brisk__tcache_alloc_slow(size_t size) {
   brisk__ensure_init();
   brisk_tcache_t *tc = &brisk__tc;
-  if (brisk__boot_active()) return brisk__boot_alloc(size, 0);
   unsigned cls = brisk__size_to_class(size); /* the fast path's table may have been empty */
+  /* The class's size, as for any small block: calloc clears that much. */
+  if (brisk__boot_active()) return brisk__boot_alloc(brisk__classes[cls].size, 0);
   if (brisk_unlikely(tc->state != BRISK_TC_LIVE)) {
     if (tc->state == BRISK_TC_NEW) tcache_init(tc);
     if (tc->state != BRISK_TC_LIVE && !(tc->state == BRISK_TC_UNPLACED && tcache_placed(tc)))

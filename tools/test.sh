@@ -28,7 +28,8 @@ done
 # installed here too, outside their ctest timeouts (tools/numa-vm.sh would install
 # them itself, and fetches its kernel).
 packages=(cmake make gcc g++ pkg-config libhwloc-dev libcmocka-dev libbenchmark-dev
-          python3 sqlite3 procps gnuplot-nox qemu-system-x86 busybox-static cpio xz-utils)
+          python3 sqlite3 procps gnuplot-nox qemu-system-x86 busybox-static cpio xz-utils
+          clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
