@@ -6,8 +6,9 @@
  *           is an object's start and of the cache's NUMA node, push on the
  *           thread cache's list.
  *
- * A free list entry holds its successor in word 0 and brisk__free_key in word 1;
- * malloc clears word 1 again. free() seeing the key in word 1 is the cheap hint
+ * A free list entry holds its successor in word 0, encoded, and brisk__free_key
+ * in word 1 (internal.h, "Free blocks"); malloc checks the link it follows and
+ * clears word 1 again. free() seeing the key in word 1 is the cheap hint
  * of a double free that sends it to the full check (the thread's list, the
  * central lists and the span). Everything else here is the API's edges: errno,
  * alignment, overflow, realloc. */
@@ -17,10 +18,10 @@ static inline void *tc_pop(unsigned cls) {
   brisk_tlist_t *l = &brisk__tc.list[cls];
   void *p = l->head;
   if (brisk_unlikely(p == NULL)) return NULL;
-  void *next = *(void **)p;
+  void *next = brisk__block_next(p, "malloc()");
   l->head = next;
   l->room++;
-  ((void **)p)[1] = NULL;
+  brisk__block_clear_hint(p);
   /* Blocks that other threads freed arrive cold; start the next one's line now
    * so the next malloc of this class does not wait for it. */
   __builtin_prefetch(next);
@@ -57,7 +58,7 @@ static inline bool small_check(void *p, uint64_t e, const char *call) {
   if (brisk_unlikely(off >= ci->limit)) brisk__fatal(call, "invalid pointer", p);
   uint64_t idx = (off * ci->div_magic) >> 40; /* exact: off < 2^24 */
   if (brisk_unlikely(idx * ci->size != off)) brisk__fatal(call, "invalid pointer", p);
-  return brisk_unlikely(((uint64_t *)p)[1] == brisk__free_key);
+  return brisk__block_hinted(p);
 }
 
 /* The full double-free check: the thread's own list, then central and the span.
@@ -67,6 +68,12 @@ static brisk_cold void check_double_free(void *p, uint64_t e, const char *call) 
   if (brisk__tcache_contains(&brisk__tc, cls, p) || brisk__central_is_free(brisk__pm_span(e), p))
     brisk__fatal(call, "double free", p);
   /* the key was the program's own data */
+}
+
+/* free() of the block that heads its list: reached by a jump (brisk_opaque), so
+ * that free() keeps needing no stack frame. */
+static brisk_opaque brisk_cold void free_of_head(void *p) {
+  brisk__fatal("free()", "double free", p);
 }
 
 /* A block of another node's span does not go on the lists: a cache holds only
@@ -79,8 +86,13 @@ static inline void small_free(void *p, uint64_t e) {
   }
   unsigned cls = brisk__pm_class(e);
   brisk_tlist_t *l = &tc->list[cls];
-  ((void **)p)[0] = l->head;
-  ((uint64_t *)p)[1] = brisk__free_key;
+  /* Freed twice with its word 1 overwritten in between (so no hint): pushing it
+   * on the list it heads would make a loop that malloc hands out for ever. */
+  if (brisk_unlikely(p == l->head)) {
+    free_of_head(p);
+    return;
+  }
+  brisk__block_push(p, l->head);
   l->head = p;
   if (brisk_unlikely(--l->room < 0)) brisk__tcache_free_slow(tc, cls);
 }

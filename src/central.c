@@ -46,6 +46,7 @@ typedef struct brisk_central_s {
   uint32_t nlists;
   uint32_t stacked;       /* objects in the stack */
   uint32_t max_objs;
+  uint32_t cls;           /* this list's class, to check spans against */
   brisk_span_t *partial;  /* spans with free objects; mostly free ones at the tail */
   brisk_span_t *partial_tail;
   uint64_t spans;         /* SMALL spans of this class */
@@ -64,6 +65,7 @@ static void classes_init(brisk_central_t *set) {
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     brisk_central_t *c = &set[cls];
     pthread_mutex_init(&c->lock, NULL);
+    c->cls = cls;
     /* at least two batches, so a handoff between two threads never has to
      * go through the spans */
     size_t m = CENTRAL_STACK_BYTES / brisk__classes[cls].size;
@@ -127,15 +129,18 @@ static uint32_t span_take(brisk_span_t *s, uint32_t want, void **head, void **ta
     void *obj;
     if (s->freelist != NULL) {
       obj = s->freelist;
-      s->freelist = *(void **)obj;
+      void *next = brisk__block_next(obj, "malloc()");
+      if (brisk_unlikely(next != NULL && ((uintptr_t)next < s->start || (uintptr_t)next >= span_end(s))))
+        brisk__fatal("malloc()", "corrupted free list", obj);
+      s->freelist = next;
     } else if (s->bump < span_end(s)) {
       obj = (void *)s->bump;
       s->bump += s->obj_size;
     } else {
       break;
     }
-    *(void **)obj = NULL;
-    if (*tail) *(void **)*tail = obj;
+    brisk__block_set_next(obj, NULL);
+    if (*tail) brisk__block_set_next(*tail, obj);
     else *head = obj;
     *tail = obj;
     n++;
@@ -203,10 +208,13 @@ static void release_to_spans(brisk_central_t *c, void *head, brisk_span_t **empt
   uint64_t n = 0;
   while (head != NULL) {
     void *obj = head;
-    head = *(void **)obj;
+    head = brisk__block_next(obj, "free()");
     brisk_span_t *s = brisk__pagemap_get(obj);
-    brisk_assert(s != NULL && s->state == BRISK_SPAN_SMALL && s->used > 0);
-    *(void **)obj = s->freelist;
+    /* Every block of a list handed here was checked on the way in, but a list
+     * that waited on the stack may have been written since. */
+    if (brisk_unlikely(s == NULL || s->state != BRISK_SPAN_SMALL || s->cls != c->cls || s->used == 0))
+      brisk__fatal("free()", "corrupted free list", obj);
+    brisk__block_set_next(obj, s->freelist);
     s->freelist = obj;
     s->used--;
     n++;
@@ -259,9 +267,11 @@ static brisk_noinline void give_routed(unsigned slot, unsigned cls, void *head) 
   uint32_t count[BRISK_MAX_NODES] = {0};
   while (head != NULL) {
     void *obj = head;
-    head = *(void **)obj;
-    unsigned home = brisk__pagemap_get(obj)->node;
-    *(void **)obj = part[home];
+    head = brisk__block_next(obj, "free()");
+    brisk_span_t *s = brisk__pagemap_get(obj);
+    if (brisk_unlikely(s == NULL || s->state != BRISK_SPAN_SMALL)) brisk__fatal("free()", "corrupted free list", obj);
+    unsigned home = s->node;
+    brisk__block_set_next(obj, part[home]);
     part[home] = obj;
     count[home]++;
   }
@@ -304,10 +314,10 @@ bool brisk__central_is_free(brisk_span_t *span, void *obj) {
   bool found = false;
   brisk__lock(&c->lock);
   if ((uintptr_t)obj >= span->bump) found = true; /* never handed out */
-  for (void *o = span->freelist; o != NULL && !found; o = *(void **)o)
+  for (void *o = span->freelist; o != NULL && !found; o = brisk__block_next(o, "free()"))
     if (o == obj) found = true;
   for (uint32_t b = 0; b < c->nlists && !found; b++)
-    for (void *o = c->list[b].head; o != NULL; o = *(void **)o)
+    for (void *o = c->list[b].head; o != NULL; o = brisk__block_next(o, "free()"))
       if (o == obj) { found = true; break; }
   brisk__unlock(&c->lock);
   return found;

@@ -38,6 +38,7 @@
 
 __thread brisk_tcache_t brisk__tc;
 uint64_t brisk__free_key;
+uintptr_t brisk__list_key;
 brisk_lock_t brisk__registry_lock = BRISK_LOCK_INIT;
 
 static pthread_key_t tc_key;
@@ -48,6 +49,9 @@ static void tcache_on_thread_exit(void *arg);
 
 void brisk__tcache_global_init(void) {
   brisk__free_key = brisk__os_random();
+  /* Never zero in the low bits: see "Free blocks" in internal.h. */
+  uintptr_t k = (uintptr_t)brisk__os_random();
+  brisk__list_key = (k & ~BRISK_BLOCK_ALIGN_MASK) | ((k & BRISK_BLOCK_ALIGN_MASK) ? (k & BRISK_BLOCK_ALIGN_MASK) : 1);
   pthread_key_create(&tc_key, tcache_on_thread_exit);
 }
 
@@ -104,9 +108,9 @@ static void list_release(unsigned cls, brisk_tlist_t *l, uint32_t n) {
   while (n > 0) {
     uint32_t k = n < batch ? n : batch;
     void *head = l->head, *last = head;
-    for (uint32_t i = 1; i < k; i++) last = *(void **)last;
-    l->head = *(void **)last;
-    *(void **)last = NULL;
+    for (uint32_t i = 1; i < k; i++) last = brisk__block_next(last, "free()");
+    l->head = brisk__block_next(last, "free()");
+    brisk__block_set_next(last, NULL);
     l->room += (int32_t)k;
     n -= k;
     brisk__central_give(brisk__tc.node, cls, head, k);
@@ -123,9 +127,9 @@ static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
   uint32_t count[BRISK_CLASSES] = {0};
   void *next;
   for (void *o = tc->remote; o != NULL; o = next) {
-    next = *(void **)o;
+    next = brisk__block_next(o, "free()");
     unsigned cls = brisk__pm_class(brisk__pagemap_entry(o));
-    *(void **)o = part[cls];
+    brisk__block_set_next(o, part[cls]);
     part[cls] = o;
     count[cls]++;
   }
@@ -136,8 +140,7 @@ static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
 }
 
 void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p) {
-  ((void **)p)[0] = tc->remote;
-  ((uint64_t *)p)[1] = brisk__free_key;
+  brisk__block_push(p, tc->remote);
   tc->remote = p;
   if (++tc->remote_count >= REMOTE_BATCH || tc->state != BRISK_TC_LIVE) remote_flush(tc);
 }
@@ -255,9 +258,9 @@ void *brisk__tcache_alloc_slow(size_t size) {
     }
     tcache_tick(tc, cls);
   }
-  l->head = *(void **)p;
+  l->head = brisk__block_next(p, "malloc()");
   l->room++;
-  ((void **)p)[1] = NULL;
+  brisk__block_clear_hint(p);
   return p;
 }
 
@@ -279,19 +282,19 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
    * are cold when other threads freed them. */
   uint32_t count = brisk__tl_count(l);
   void *keep = l->head;
-  void *rest = *(void **)keep;
-  *(void **)keep = NULL;
+  void *rest = brisk__block_next(keep, "free()");
+  brisk__block_set_next(keep, NULL);
   l->room = (int32_t)l->max - 1;
   brisk__central_give(tc->node, cls, rest, count - 1);
   tcache_tick(tc, cls);
 }
 
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj) {
-  for (void *o = tc->remote; o != NULL; o = *(void **)o)
+  for (void *o = tc->remote; o != NULL; o = brisk__block_next(o, "free()"))
     if (o == obj) return true;
   uint32_t n = 0;
   uint32_t count = brisk__tl_count(&tc->list[cls]);
-  for (void *o = tc->list[cls].head; o != NULL && n <= count; o = *(void **)o, n++)
+  for (void *o = tc->list[cls].head; o != NULL && n <= count; o = brisk__block_next(o, "free()"), n++)
     if (o == obj) return true;
   return false;
 }

@@ -229,6 +229,51 @@ static void free_sized_small_block_with_other_small_size(void) {
   brisk_free_sized(report(p), 1000);
 }
 
+/* Free-list poisoning: a plain address written into a freed block's first word
+ * (a use after free, or an overflow from its neighbour) must not come back from
+ * malloc; the pop that would follow it aborts naming the block. */
+static volatile uintptr_t poison_target;
+static void malloc_after_free_list_link_overwritten(void) {
+  void *x = brisk_malloc(48);
+  void *b = brisk_malloc(48);
+  brisk_free(x);
+  brisk_free(b); /* b heads the list, linked to x */
+  *(volatile uintptr_t *)b = (uintptr_t)&poison_target; /* an aligned, attacker-chosen address */
+  report(b);
+  void *first = brisk_malloc(48); /* b: following its link must abort */
+  void *second = brisk_malloc(48);
+  poison_target = (uintptr_t)first ^ (uintptr_t)second;
+}
+
+/* The same through an 8-byte overflow of the block below, as glibc's tcache
+ * check catches it ("malloc(): unaligned tcache chunk detected"). */
+static void malloc_after_overflow_into_free_neighbour(void) {
+  enum { N = 32 };
+  unsigned char *blk[N];
+  for (int i = 0; i < N; i++) blk[i] = brisk_malloc(48);
+  int a = -1;
+  for (int i = 0; i + 1 < N && a < 0; i++)
+    if (blk[i] + brisk_usable_size(blk[i]) == blk[i + 1]) a = i;
+  if (a < 0) _exit(3); /* no two neighbours: the parent reports the layout */
+  brisk_free(blk[N - 1]);
+  brisk_free(blk[a + 1]);
+  uintptr_t target = (uintptr_t)&poison_target;
+  memcpy(blk[a] + brisk_usable_size(blk[a]), &target, sizeof target); /* 8 bytes too many */
+  report(blk[a + 1]);
+  void *p = brisk_malloc(48);
+  void *q = brisk_malloc(48);
+  poison_target = (uintptr_t)p ^ (uintptr_t)q;
+}
+
+/* A double free that the hint misses (the program wrote word 1 of the freed
+ * block) must not make the block its own successor. */
+static void free_twice_with_hint_overwritten(void) {
+  uint64_t *p = brisk_malloc(48);
+  brisk_free(p);
+  p[1] = 0x1234;
+  brisk_free(report(p));
+}
+
 /* A live block's address with bit 48 set: the page map drops the bits above 48,
  * so the entry is the block's own, and free() must still see a pointer that is
  * not the block. */
@@ -345,6 +390,23 @@ static void test_free_of_large_block_address_with_bit_48_set_aborts_with_invalid
   expect_abort(free_large_block_with_bit_48_set, "free()", invalid_pointer);
 }
 
+static const char *const corrupted_list[] = {"corrupted free list", NULL};
+
+static void test_poisoned_free_list_link_aborts_in_malloc(void **state) {
+  (void)state;
+  expect_abort(malloc_after_free_list_link_overwritten, "malloc()", corrupted_list);
+}
+
+static void test_overflow_into_free_neighbour_aborts_in_malloc(void **state) {
+  (void)state;
+  expect_abort(malloc_after_overflow_into_free_neighbour, "malloc()", corrupted_list);
+}
+
+static void test_double_free_with_overwritten_hint_aborts(void **state) {
+  (void)state;
+  expect_abort(free_twice_with_hint_overwritten, "free()", double_free);
+}
+
 static void test_double_free_with_cancel_pending_still_aborts(void **state) {
   (void)state;
   expect_abort(free_twice_with_cancel_pending, "free()", double_free);
@@ -410,6 +472,9 @@ int main(void) {
       cmocka_unit_test(test_free_sized_of_small_block_with_other_class_size_aborts),
       cmocka_unit_test(test_free_of_small_block_address_with_bit_48_set_aborts_with_invalid_pointer),
       cmocka_unit_test(test_free_of_large_block_address_with_bit_48_set_aborts_with_invalid_pointer),
+      cmocka_unit_test(test_poisoned_free_list_link_aborts_in_malloc),
+      cmocka_unit_test(test_overflow_into_free_neighbour_aborts_in_malloc),
+      cmocka_unit_test(test_double_free_with_overwritten_hint_aborts),
       cmocka_unit_test(test_double_free_with_cancel_pending_still_aborts),
       cmocka_unit_test(test_print_stats_with_cancel_pending_prints_and_returns),
   };
