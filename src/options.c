@@ -71,7 +71,20 @@ static bool parse_numa(const char *s, size_t len, uint8_t *out) {
   return false;
 }
 
-typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA } opt_kind_t;
+/* Options that name one of a few words. */
+static bool parse_word(const char *s, size_t len, const char *const *names, uint8_t n, uint8_t *out) {
+  for (uint8_t i = 0; i < n; i++)
+    if (names[i] != NULL && strlen(names[i]) == len && strncasecmp(s, names[i], len) == 0) { *out = i; return true; }
+  return false;
+}
+
+static bool parse_numa_source(const char *s, size_t len, uint8_t *out) {
+  static const char *const names[] = {[BRISK_NUMA_SOURCE_AUTO] = "auto", [BRISK_NUMA_SOURCE_HWLOC] = "hwloc",
+                                      [BRISK_NUMA_SOURCE_SYSFS] = "sysfs"};
+  return parse_word(s, len, names, 3, out);
+}
+
+typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA, OPT_NUMA_SOURCE } opt_kind_t;
 typedef struct {
   const char *name;
   opt_kind_t kind;
@@ -90,6 +103,7 @@ static const opt_desc_t opt_table[] = {
   OPT("LARGE_CACHE", OPT_SIZE, large_cache_bytes),
   OPT("HEAP_GROW", OPT_SIZE, heap_grow),
   OPT("NUMA", OPT_NUMA, numa),
+  OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source),
 };
 
 static void warn(const char *what, const char *entry, size_t len) {
@@ -129,6 +143,9 @@ void brisk__options_parse_entry(brisk_options_t *o, const char *entry, size_t le
       return;
     case OPT_NUMA:
       if (!parse_numa(val, val_len, (uint8_t *)field)) warn("bad NUMA mode (auto, off, interleave) in", entry, len);
+      return;
+    case OPT_NUMA_SOURCE:
+      if (!parse_numa_source(val, val_len, (uint8_t *)field)) warn("bad topology source (auto, hwloc, sysfs) in", entry, len);
       return;
     }
   }

@@ -114,16 +114,63 @@ uint64_t brisk__os_random(void) {
   return r | 1; /* never zero: zero is what fresh memory holds */
 }
 
-void brisk__os_write_err(const char *s, size_t n) {
+void brisk__os_write(int fd, const char *s, size_t n) {
   int saved = errno;
   while (n > 0) {
-    ssize_t w = write(2, s, n);
+    ssize_t w = write(fd, s, n);
     if (w <= 0) break;
     s += w;
     n -= (size_t)w;
   }
   errno = saved;
 }
+
+void brisk__os_write_err(const char *s, size_t n) { brisk__os_write(2, s, n); }
+
+/* A small file (sysfs, procfs) into buf, NUL-terminated; its length, or -1. Files
+ * longer than cap - 1 bytes are cut there. */
+long brisk__os_read_file(const char *path, char *buf, size_t cap) {
+  if (cap == 0) return -1;
+  int saved = errno;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  long len = -1;
+  if (fd >= 0) {
+    size_t have = 0;
+    for (;;) {
+      ssize_t r = read(fd, buf + have, cap - 1 - have);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        if (r == 0 || have > 0) len = (long)have;
+        break;
+      }
+      have += (size_t)r;
+      if (have == cap - 1) {
+        len = (long)have;
+        break;
+      }
+    }
+    close(fd);
+  }
+  buf[len > 0 ? len : 0] = 0;
+  errno = saved;
+  return len;
+}
+
+/* A report file (BRISK_STATS_FILE): created or truncated; -1 on failure. */
+int brisk__os_create_file(const char *path) {
+  int saved = errno;
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  errno = saved;
+  return fd;
+}
+
+void brisk__os_close(int fd) {
+  int saved = errno;
+  close(fd);
+  errno = saved;
+}
+
+int brisk__os_pid(void) { return (int)getpid(); }
 
 /* ------------------------------------------------------------------------------
    A formatter that needs no heap: %s %c %d %u %zu %llu %p %x and a field width.
@@ -189,6 +236,8 @@ static int vformat(char *buf, size_t cap, const char *fmt, va_list ap) {
 #undef PUT
   return (int)o;
 }
+
+int brisk__vsnprintf(char *buf, size_t n, const char *fmt, va_list ap) { return vformat(buf, n, fmt, ap); }
 
 int brisk__snprintf(char *buf, size_t n, const char *fmt, ...) {
   va_list ap;
