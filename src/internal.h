@@ -231,12 +231,16 @@ void brisk__printf_err(const char *fmt, ...);
    Options (options.c): read once from the environment at start.
 ------------------------------------------------------------------------------ */
 typedef enum { BRISK_NUMA_AUTO = 0, BRISK_NUMA_OFF, BRISK_NUMA_INTERLEAVE } brisk_numa_mode_t;
+/* BRISK_STATS: no report, the text report, or one JSON document (stats.c). */
+typedef enum { BRISK_STATS_OFF = 0, BRISK_STATS_TEXT, BRISK_STATS_JSON } brisk_stats_mode_t;
 /* BRISK_NUMA_SOURCE: where discovery reads the topology (numa.c). */
 typedef enum { BRISK_NUMA_SOURCE_AUTO = 0, BRISK_NUMA_SOURCE_HWLOC, BRISK_NUMA_SOURCE_SYSFS } brisk_numa_source_t;
+#define BRISK_PATH_OPT_MAX 256 /* a path option's bytes, NUL included */
 
 typedef struct brisk_options_s {
   bool sbrk;                 /* BRISK_SBRK: grow the small heap with sbrk */
-  bool stats;                /* BRISK_STATS: print statistics at exit */
+  uint8_t stats;             /* BRISK_STATS: brisk_stats_mode_t, the report at exit */
+  char stats_file[BRISK_PATH_OPT_MAX]; /* BRISK_STATS_FILE: the report's file ("": stderr) */
   uint8_t numa_source;       /* BRISK_NUMA_SOURCE: brisk_numa_source_t */
   bool verbose;              /* BRISK_VERBOSE: warn about fallbacks */
   size_t tcache_bytes;       /* BRISK_TCACHE_BYTES: a thread cache's budget */

@@ -393,6 +393,7 @@ typedef struct {
   int slot_os[LAYOUT_NODES];
   uint32_t slot_cpus[LAYOUT_NODES];
   unsigned cpu_slot[LAYOUT_CPUS];
+  bool json_names_source;
 } tables_t;
 
 static const layout_t *layout;
@@ -455,6 +456,11 @@ static int body_dump_tables(void) {
     dump->cpu_slot[cpu] = brisk__numa_slot_now();
   }
   fake_cpu = 0;
+  char json[16384];
+  size_t len = brisk_stats_json(json, sizeof json);
+  const char *want = dump->source == BRISK_TOPO_SYSFS ? "\"topology_source\": \"sysfs\""
+                                                      : "\"topology_source\": \"hwloc\"";
+  dump->json_names_source = len < sizeof json && strstr(json, want) != NULL;
   return 0;
 }
 
@@ -487,6 +493,7 @@ static void assert_same_tables(const layout_t *l, bool hwloc_fails) {
   tables_from(l, true, hwloc_fails, &fs);
   assert_int_equal(hw.source, BRISK_TOPO_HWLOC);
   assert_int_equal(fs.source, BRISK_TOPO_SYSFS);
+  assert_true(hw.json_names_source && fs.json_names_source);
   assert_int_equal(fs.slots, hw.slots);
   for (unsigned s = 0; s < hw.slots && s < LAYOUT_NODES; s++) {
     assert_int_equal(fs.slot_os[s], hw.slot_os[s]);
