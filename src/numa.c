@@ -526,7 +526,7 @@ static unsigned load_tables(void) {
   }
   __atomic_store_n(&topo_source, src, __ATOMIC_RELAXED);
   if (brisk__opt.verbose && src != BRISK_TOPO_HWLOC)
-    brisk__printf_err("brisk: NUMA: topology from %s (%s)\n", src == BRISK_TOPO_SYSFS ? "sysfs" : "nowhere",
+    brisk__printf_err("brisk: NUMA: %s (%s)\n", src == BRISK_TOPO_SYSFS ? "topology from sysfs" : "no topology, one set of pools",
                       want == BRISK_NUMA_SOURCE_SYSFS ? "BRISK_NUMA_SOURCE=sysfs"
                       : have_hwloc                    ? "hwloc could not load it"
                                                       : HWLOC_SONAME " could not be loaded");
