@@ -11,7 +11,8 @@
  * only then does a short-lived thread of brisk's ("brisk-numa") load hwloc
  * (dlopen, unless the program links it), read the topology, copy what brisk
  * needs into the tables below (CPU to slot, slot to OS node, a binding mask per
- * slot) and destroy it. Threads that start meanwhile wait for it (a second at
+ * slot) and destroy it; where hwloc cannot be loaded, the same is read from the
+ * kernel's sysfs, through the same description of the machine (topo_t). Threads that start meanwhile wait for it (a second at
  * most). hwloc allocates hundreds of times while it loads: those calls come
  * back into brisk from the loading thread, which serves them from a bootstrap
  * area (mmap'd here, marked in the page map, never reused; free() of such a
@@ -525,7 +526,9 @@ static unsigned load_tables(void) {
     if (topo_from_sysfs(&t)) src = BRISK_TOPO_SYSFS;
   }
   __atomic_store_n(&topo_source, src, __ATOMIC_RELAXED);
-  if (brisk__opt.verbose && src != BRISK_TOPO_HWLOC)
+  if (brisk__opt.verbose && src == BRISK_TOPO_HWLOC)
+    brisk__printf_err("brisk: NUMA: topology from hwloc\n");
+  else if (brisk__opt.verbose)
     brisk__printf_err("brisk: NUMA: %s (%s)\n", src == BRISK_TOPO_SYSFS ? "topology from sysfs" : "no topology, one set of pools",
                       want == BRISK_NUMA_SOURCE_SYSFS ? "BRISK_NUMA_SOURCE=sysfs"
                       : have_hwloc                    ? "hwloc could not load it"
