@@ -325,10 +325,16 @@ static unsigned tables_build(const topo_t *t) {
 /* ------------------------------------------------------------------------------
    The topology from hwloc
 ------------------------------------------------------------------------------ */
-static void cpus_from_hwloc(uint64_t *out, hwloc_const_bitmap_t set) {
+/* The set's CPUs below BRISK_MAX_CPUS; weight (hwloc_bitmap_weight, -1 for an
+ * infinite set) ends the scan once all are found. */
+static void cpus_from_hwloc(uint64_t *out, hwloc_const_bitmap_t set, int weight) {
   if (set == NULL) return;
-  for (unsigned cpu = 0; cpu < BRISK_MAX_CPUS; cpu++)
-    if (hw.hwloc_bitmap_isset(set, cpu)) bit_set(out, cpu);
+  int found = 0;
+  for (unsigned cpu = 0; cpu < BRISK_MAX_CPUS && (weight < 0 || found < weight); cpu++)
+    if (hw.hwloc_bitmap_isset(set, cpu)) {
+      bit_set(out, cpu);
+      found++;
+    }
 }
 
 static uint64_t hwloc_distance(struct hwloc_distances_s *d, hwloc_obj_t a, hwloc_obj_t b) {
@@ -371,7 +377,7 @@ static bool topo_from_hwloc(topo_t *t) {
     nd->os = (int)o->os_index;
     nd->memory = o->attr->numanode.local_memory > 0;
     nd->weight = o->cpuset ? hw.hwloc_bitmap_weight(o->cpuset) : 0;
-    cpus_from_hwloc(nd->cpus, o->cpuset);
+    cpus_from_hwloc(nd->cpus, o->cpuset, nd->weight);
     objs[i] = o;
   }
   t->n = n;
