@@ -161,8 +161,8 @@ static void report_text(report_t *r, const snapshot_t *s) {
   rep_printf(r, "brisk:   heap free      %s (returned to the OS %s)\n", human(a, 32, st->heap_free),
              human(b, 32, st->returned));
   rep_printf(r, "brisk:   large cached   %s\n", human(a, 32, st->large_cached));
-  rep_printf(r, "brisk:   NUMA           %u pool(s), topology from %s\n", (unsigned)s->nnodes,
-             brisk__numa_topology_source_name());
+  rep_printf(r, "brisk:   NUMA           %u pool%s, topology source %s\n", (unsigned)s->nnodes,
+             s->nnodes == 1 ? "" : "s", brisk__numa_topology_source_name());
   if (s->nnodes > 1)
     for (size_t i = 0; i < s->nnodes; i++) {
       const brisk_node_stats_t *n = &s->nodes[i];
