@@ -91,6 +91,11 @@ typedef struct brisk_node_stats_s {
 BRISK_API size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max);
 /* Print the statistics (totals, then one line per size class in use) to stderr. */
 BRISK_API void brisk_print_stats(void);
+/* The statistics as one JSON document (docs/stats-schema.md) in buf, NUL-terminated
+ * and cut to len - 1 bytes if longer. Returns the document's length, which may be
+ * len or more (like snprintf): call with len 0 (buf may be NULL) to size a buffer.
+ * It does not allocate, so it may be called from anywhere malloc may. */
+BRISK_API size_t brisk_stats_json(char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
 #define BRISK_INTERNAL_H
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -231,18 +232,22 @@ void brisk__os_purge(void *p, size_t size);            /* madvise(DONTNEED), rou
 uint64_t brisk__os_now_ms(void);                       /* a cheap monotonic clock */
 bool brisk__os_thread_start(void *(*fn)(void *), size_t stack, const char *name);
 uint64_t brisk__os_random(void);
-void brisk__os_write_err(const char *s, size_t n);     /* stderr; not a cancellation point */
+void brisk__os_write(int fd, const char *s, size_t n); /* all of it, or up to an error */
+void brisk__os_write_err(const char *s, size_t n);     /* stderr */
 int brisk__os_open_read(const char *path);             /* fd, or -1 */
 long brisk__os_read(int fd, void *buf, size_t n);      /* bytes read, 0 at the end, -1 */
+int brisk__os_create_file(const char *path);           /* for writing; -1 on failure */
 void brisk__os_close(int fd);
 long brisk__os_read_file(const char *path, char *buf, size_t cap); /* length read, or -1 */
-void brisk__os_sleep_ms(uint64_t ms);                  /* not a cancellation point */
+void brisk__os_sleep_ms(uint64_t ms);
 void brisk__os_wait_while(atomic_int *addr, int val, uint64_t ms); /* futex wait, bounded */
 void brisk__os_wake_all(atomic_int *addr);
+int brisk__os_pid(void);
 __attribute__((noreturn, cold)) void brisk__fatal(const char *call, const char *what, const void *p);
 __attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const char *file, int line);
 /* Format into buf without malloc: %s %zu %llu %p %d, width for numbers. Returns length. */
 int brisk__snprintf(char *buf, size_t n, const char *fmt, ...);
+int brisk__vsnprintf(char *buf, size_t n, const char *fmt, va_list ap);
 void brisk__printf_err(const char *fmt, ...);
 
 /* ------------------------------------------------------------------------------
@@ -294,10 +299,17 @@ static inline bool brisk__block_hinted(const void *b) { return ((const uint64_t 
    Options (options.c): read once from the environment at start.
 ------------------------------------------------------------------------------ */
 typedef enum { BRISK_NUMA_AUTO = 0, BRISK_NUMA_OFF, BRISK_NUMA_INTERLEAVE } brisk_numa_mode_t;
+/* BRISK_STATS: no report, the text report, or one JSON document (stats.c). */
+typedef enum { BRISK_STATS_OFF = 0, BRISK_STATS_TEXT, BRISK_STATS_JSON } brisk_stats_mode_t;
+/* BRISK_NUMA_SOURCE: where discovery reads the topology (numa.c). */
+typedef enum { BRISK_NUMA_SOURCE_AUTO = 0, BRISK_NUMA_SOURCE_HWLOC, BRISK_NUMA_SOURCE_SYSFS } brisk_numa_source_t;
+#define BRISK_PATH_OPT_MAX 256 /* a path option's bytes, NUL included */
 
 typedef struct brisk_options_s {
   bool sbrk;                 /* BRISK_SBRK: grow the small heap with sbrk */
-  bool stats;                /* BRISK_STATS: print statistics at exit */
+  uint8_t stats;             /* BRISK_STATS: brisk_stats_mode_t, the report at exit */
+  char stats_file[BRISK_PATH_OPT_MAX]; /* BRISK_STATS_FILE: the report's file ("": stderr) */
+  uint8_t numa_source;       /* BRISK_NUMA_SOURCE: brisk_numa_source_t */
   bool verbose;              /* BRISK_VERBOSE: warn about fallbacks */
   size_t tcache_bytes;       /* BRISK_TCACHE_BYTES: a thread cache's budget */
   size_t tcache_total;       /* BRISK_TCACHE_TOTAL: all thread caches together */
@@ -345,6 +357,7 @@ typedef struct brisk_numa_os_s {
   int (*current_cpu)(void);                              /* -1 when unknown */
   int (*bind)(void *p, size_t len, brisk_bind_t how, const uint64_t *mask); /* mbind; 0 or -errno */
   int (*page_node)(const void *p);                       /* OS node of a page, -1 unknown */
+  long (*read_file)(const char *path, char *buf, size_t cap); /* sysfs, procfs: brisk__os_read_file */
 } brisk_numa_os_t;
 extern brisk_numa_os_t brisk__numa_os;
 
@@ -370,6 +383,11 @@ uint32_t brisk__numa_slot_cpus(unsigned slot);
 /* Blocks that a thread of another node freed and that went home to slot. */
 void brisk__numa_note_remote(unsigned slot, uint64_t n);
 uint64_t brisk__numa_remote(unsigned slot);
+/* Where the topology came from: nothing loaded (one node, one thread, off, or
+ * no source worked), hwloc, or the kernel's sysfs. */
+typedef enum { BRISK_TOPO_NONE = 0, BRISK_TOPO_HWLOC, BRISK_TOPO_SYSFS } brisk_topo_source_t;
+brisk_topo_source_t brisk__numa_topology_source(void);
+const char *brisk__numa_topology_source_name(void); /* "none", "hwloc", "sysfs" */
 void brisk__numa_after_fork_child(void);
 /* Discovery has finished, early memory adopted (or there was none to do). */
 bool brisk__numa_settled(void);

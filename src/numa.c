@@ -11,8 +11,10 @@
  * only then does a short-lived thread of brisk's ("brisk-numa") load hwloc
  * (dlopen, unless the program links it), read the topology, copy what brisk
  * needs into the tables below (CPU to slot, slot to OS node, a binding mask per
- * slot) and destroy it. Threads that start meanwhile wait for it while it
- * makes progress (see DISCOVERY_STALL_MS). hwloc allocates hundreds of times while it loads: those calls come
+ * slot) and destroy it; where hwloc cannot be loaded, the same is read from the
+ * kernel's sysfs, through the same description of the machine (topo_t).
+ * Threads that start meanwhile wait for it while it makes progress (see
+ * DISCOVERY_STALL_MS). hwloc allocates hundreds of times while it loads: those calls come
  * back into brisk from the loading thread, which serves them from a bootstrap
  * area (mmap'd here, marked in the page map, never reused; free() of such a
  * block does nothing), so the pools see none of it.
@@ -129,28 +131,12 @@ static _Atomic uint64_t remote_frees[BRISK_MAX_NODES];
    The real OS
 ------------------------------------------------------------------------------ */
 
-/* "0", "0-3", "0-1,4": the number of nodes in a kernel list file. */
-static unsigned count_list(const char *s) {
-  unsigned n = 0;
-  while (*s >= '0' && *s <= '9') {
-    unsigned a = 0, b;
-    while (*s >= '0' && *s <= '9') a = a * 10 + (unsigned)(*s++ - '0');
-    b = a;
-    if (*s == '-') {
-      s++;
-      b = 0;
-      while (*s >= '0' && *s <= '9') b = b * 10 + (unsigned)(*s++ - '0');
-    }
-    n += b >= a ? b - a + 1 : 1;
-    if (*s == ',') s++;
-  }
-  return n;
-}
+static unsigned list_parse(const char *s, uint64_t *mask, unsigned bits);
 
 static unsigned os_online_nodes(void) {
   char buf[256];
   if (brisk__os_read_file("/sys/devices/system/node/online", buf, sizeof buf) <= 0) return 1;
-  unsigned n = count_list(buf);
+  unsigned n = list_parse(buf, NULL, 0);
   return n ? n : 1;
 }
 
@@ -189,7 +175,8 @@ static int os_page_node(const void *p) {
   return node;
 }
 
-brisk_numa_os_t brisk__numa_os = {os_online_nodes, os_topology_setup, os_current_cpu, os_bind, os_page_node};
+brisk_numa_os_t brisk__numa_os = {os_online_nodes, os_topology_setup, os_current_cpu, os_bind, os_page_node,
+                                  brisk__os_read_file};
 
 /* ------------------------------------------------------------------------------
    The bootstrap area
@@ -259,33 +246,42 @@ uint64_t brisk__boot_count(void) {
 /* ------------------------------------------------------------------------------
    Discovery
 ------------------------------------------------------------------------------ */
-typedef struct node_info_s {
-  int os;           /* OS node number */
-  bool memory;      /* has memory of its own */
-  int weight;       /* CPUs local to it */
-  hwloc_obj_t obj;
-} node_info_t;
+/* A topology as either source describes it, copied out of hwloc or read from
+ * sysfs; the tables are built from this alone, so both give the same placement
+ * for the same machine. Nodes are in the source's order: hwloc's logical order,
+ * or sysfs's by OS number (the same on Linux, which numbers CPU-less nodes last). */
+#define TOPO_NODES_MAX (BRISK_MAX_NODES * 4) /* nodes looked at; more are ignored */
+#define CPU_WORDS (BRISK_MAX_CPUS / 64)
+#define NODE_WORDS BRISK_NODEMASK_WORDS
+#define FAR_AWAY (UINT64_MAX / 2) /* the distance between nodes that the source does not relate */
+typedef struct topo_node_s {
+  int os;                   /* OS node number */
+  bool memory;              /* has memory of its own (that this process may use) */
+  int weight;               /* CPUs local to it */
+  uint64_t cpus[CPU_WORDS]; /* those CPUs (os_index < BRISK_MAX_CPUS) */
+} topo_node_t;
+typedef struct topo_s {
+  unsigned n;
+  topo_node_t *nodes;      /* n of them, from the bootstrap area */
+  uint64_t *dist;          /* n * n, row = from; NULL: 0 to itself, 1 to any other */
+  uint64_t pus[CPU_WORDS]; /* the CPUs the process may run on */
+} topo_t;
 
-static uint64_t distance(struct hwloc_distances_s *d, hwloc_obj_t a, hwloc_obj_t b) {
-  if (d == NULL) return a == b ? 0 : 1;
-  int ia = -1, ib = -1;
-  for (unsigned i = 0; i < d->nbobjs; i++) {
-    if (d->objs[i] == a) ia = (int)i;
-    if (d->objs[i] == b) ib = (int)i;
-  }
-  if (ia < 0 || ib < 0) return a == b ? 0 : UINT64_MAX / 2;
-  return d->values[(unsigned)ia * d->nbobjs + (unsigned)ib];
+static bool bit_get(const uint64_t *m, unsigned i) { return m[i / 64] >> (i % 64) & 1; }
+static void bit_set(uint64_t *m, unsigned i) { m[i / 64] |= (uint64_t)1 << (i % 64); }
+
+static uint64_t distance(const topo_t *t, unsigned a, unsigned b) {
+  if (t->dist == NULL) return a == b ? 0 : 1;
+  return t->dist[a * t->n + b];
 }
 
 /* The node nearest to cpu: of those whose CPUs include it, the one with the
  * fewest CPUs (sub-NUMA clusters hang inside their package's node set). */
-static int most_local(const node_info_t *nodes, unsigned n, unsigned cpu, bool need_memory) {
+static int most_local(const topo_t *t, unsigned cpu, bool need_memory) {
   int best = -1;
-  for (unsigned i = 0; i < n; i++) {
-    if ((need_memory && !nodes[i].memory) || nodes[i].obj->cpuset == NULL ||
-        !hw.hwloc_bitmap_isset(nodes[i].obj->cpuset, cpu))
-      continue;
-    if (best < 0 || nodes[i].weight < nodes[best].weight) best = (int)i;
+  for (unsigned i = 0; i < t->n; i++) {
+    if ((need_memory && !t->nodes[i].memory) || !bit_get(t->nodes[i].cpus, cpu)) continue;
+    if (best < 0 || t->nodes[i].weight < t->nodes[best].weight) best = (int)i;
   }
   return best;
 }
@@ -294,14 +290,89 @@ static void mask_set(uint64_t *mask, int os) {
   if (os >= 0 && os < BRISK_NODEMASK_WORDS * 64) mask[os / 64] |= (uint64_t)1 << (os % 64);
 }
 
-/* Load the topology and fill the tables; returns the number of slots (1 when
- * there is nothing to do). Runs in the discovering thread with booting set. */
-static unsigned load_tables(void) {
-  if (!hwloc_resolve()) return 1;
+/* Fill the tables from t; returns the number of slots (1 when there is nothing
+ * to do). */
+static unsigned tables_build(const topo_t *t) {
+  unsigned n = t->n, with_memory = 0;
+  for (unsigned i = 0; i < n; i++) with_memory += t->nodes[i].memory;
+  if (n < 2 || with_memory < 2) return 1;
+
+  /* Slots: memory nodes in the source's order, except that slot 0 goes to the
+   * node that already holds brisk's memory (it was allocated before there were
+   * slots). */
+  int home = -1;
+  uintptr_t first = brisk__heap_first_address();
+  if (first != 0) home = brisk__numa_os.page_node((const void *)first);
+  if (home < 0) {
+    int cpu = requester_cpu;
+    int local = cpu >= 0 && cpu < BRISK_MAX_CPUS ? most_local(t, (unsigned)cpu, true) : -1;
+    if (local >= 0) home = t->nodes[local].os;
+  }
+  int node_slot[TOPO_NODES_MAX]; /* by index into nodes[]; -1 for memory-less */
+  for (unsigned i = 0; i < n; i++) node_slot[i] = -1;
+  unsigned next = 0;
+  for (int pass = 0; pass < 2; pass++) /* the home node first, then the rest */
+    for (unsigned i = 0; i < n; i++) {
+      if (!t->nodes[i].memory || node_slot[i] >= 0 || (pass == 0 && t->nodes[i].os != home)) continue;
+      unsigned s = next++ % BRISK_MAX_NODES; /* beyond the limit, nodes share pools */
+      node_slot[i] = (int)s;
+      if (s == next - 1) slot_os[s] = t->nodes[i].os;
+      mask_set(slot_mask[s], t->nodes[i].os);
+      mask_set(all_mask, t->nodes[i].os);
+    }
+
+  /* Every CPU goes to the most local node that has memory; a CPU of a
+   * memory-less node to the nearest node with memory. */
+  for (unsigned cpu = 0; cpu < BRISK_MAX_CPUS; cpu++) {
+    if (!bit_get(t->pus, cpu)) continue;
+    int best = most_local(t, cpu, true);
+    int local = most_local(t, cpu, false);
+    if (best < 0 && local >= 0) {
+      uint64_t bd = UINT64_MAX;
+      for (unsigned i = 0; i < n; i++) {
+        if (node_slot[i] < 0) continue;
+        uint64_t d = distance(t, (unsigned)local, i);
+        if (d < bd) bd = d, best = (int)i;
+      }
+    }
+    unsigned s = best >= 0 ? (unsigned)node_slot[best] : 0;
+    cpu_slot[cpu] = (uint8_t)s;
+    slot_cpus[s]++;
+  }
+  return next < BRISK_MAX_NODES ? next : BRISK_MAX_NODES;
+}
+
+/* ------------------------------------------------------------------------------
+   The topology from hwloc
+------------------------------------------------------------------------------ */
+/* The set's CPUs below BRISK_MAX_CPUS; weight (hwloc_bitmap_weight, -1 for an
+ * infinite set) ends the scan once all are found. */
+static void cpus_from_hwloc(uint64_t *out, hwloc_const_bitmap_t set, int weight) {
+  if (set == NULL) return;
+  int found = 0;
+  for (unsigned cpu = 0; cpu < BRISK_MAX_CPUS && (weight < 0 || found < weight); cpu++)
+    if (hw.hwloc_bitmap_isset(set, cpu)) {
+      bit_set(out, cpu);
+      found++;
+    }
+}
+
+static uint64_t hwloc_distance(struct hwloc_distances_s *d, hwloc_obj_t a, hwloc_obj_t b) {
+  if (d == NULL) return a == b ? 0 : 1;
+  int ia = -1, ib = -1;
+  for (unsigned i = 0; i < d->nbobjs; i++) {
+    if (d->objs[i] == a) ia = (int)i;
+    if (d->objs[i] == b) ib = (int)i;
+  }
+  if (ia < 0 || ib < 0) return a == b ? 0 : FAR_AWAY;
+  return d->values[(unsigned)ia * d->nbobjs + (unsigned)ib];
+}
+
+/* False when hwloc could not load a topology; a one-node one is loaded. */
+static bool topo_from_hwloc(topo_t *t) {
   hwloc_topology_t topo;
-  if (hw.hwloc_topology_init(&topo) != 0) return 1;
-  unsigned slots = 1;
-  node_info_t *nodes = NULL;
+  if (hw.hwloc_topology_init(&topo) != 0) return false;
+  bool loaded = false;
   struct hwloc_distances_s *dist = NULL;
   unsigned ndist = 1;
   /* Do not let the x86 backend move this thread around the CPUs. The CPU-side
@@ -310,71 +381,193 @@ static unsigned load_tables(void) {
    * would hang every node from the machine, local to every CPU. */
   hw.hwloc_topology_set_flags(topo, HWLOC_TOPOLOGY_FLAG_DONT_CHANGE_BINDING);
   if (brisk__numa_os.topology_setup(topo) != 0 || hw.hwloc_topology_load(topo) != 0) goto out;
+  loaded = true;
 
   int ndepth = hw.hwloc_get_type_depth(topo, HWLOC_OBJ_NUMANODE);
   int pdepth = hw.hwloc_get_type_depth(topo, HWLOC_OBJ_PU);
   unsigned n = 0;
-  for (hwloc_obj_t o = hw.hwloc_get_obj_by_depth(topo, ndepth, 0); o != NULL; o = o->next_cousin) n++;
+  for (hwloc_obj_t o = hw.hwloc_get_obj_by_depth(topo, ndepth, 0); o != NULL && n < TOPO_NODES_MAX; o = o->next_cousin) n++;
   if (n < 2) goto out;
-  nodes = brisk__boot_alloc(n * sizeof *nodes, 0);
-  if (nodes == NULL) goto out;
-  unsigned i = 0, with_memory = 0;
+  hwloc_obj_t objs[TOPO_NODES_MAX];
+  t->nodes = brisk__boot_alloc(n * sizeof *t->nodes, 0);
+  if (t->nodes == NULL) goto out;
+  unsigned i = 0;
   for (hwloc_obj_t o = hw.hwloc_get_obj_by_depth(topo, ndepth, 0); o != NULL && i < n; o = o->next_cousin, i++) {
-    nodes[i] = (node_info_t){(int)o->os_index, o->attr->numanode.local_memory > 0,
-                             o->cpuset ? hw.hwloc_bitmap_weight(o->cpuset) : 0, o};
-    with_memory += nodes[i].memory;
+    topo_node_t *nd = &t->nodes[i];
+    nd->os = (int)o->os_index;
+    nd->memory = o->attr->numanode.local_memory > 0;
+    nd->weight = o->cpuset ? hw.hwloc_bitmap_weight(o->cpuset) : 0;
+    cpus_from_hwloc(nd->cpus, o->cpuset, nd->weight);
+    objs[i] = o;
   }
-  if (with_memory < 2) goto out;
+  t->n = n;
+  for (hwloc_obj_t pu = hw.hwloc_get_obj_by_depth(topo, pdepth, 0); pu != NULL; pu = pu->next_cousin)
+    if (pu->os_index < BRISK_MAX_CPUS) bit_set(t->pus, pu->os_index);
   if (hw.hwloc_distances_get_by_type(topo, HWLOC_OBJ_NUMANODE, &ndist, &dist, 0, 0) != 0 || ndist == 0) dist = NULL;
-
-  /* Slots: memory nodes by OS number, except that slot 0 goes to the node that
-   * already holds brisk's memory (it was allocated before there were slots). */
-  int home = -1;
-  uintptr_t first = brisk__heap_first_address();
-  if (first != 0) home = brisk__numa_os.page_node((const void *)first);
-  if (home < 0) {
-    int cpu = requester_cpu;
-    int local = cpu >= 0 ? most_local(nodes, n, (unsigned)cpu, true) : -1;
-    if (local >= 0) home = nodes[local].os;
-  }
-  int node_slot[BRISK_MAX_NODES * 4]; /* by index into nodes[]; -1 for memory-less */
-  unsigned limit = n < BRISK_MAX_NODES * 4 ? n : BRISK_MAX_NODES * 4;
-  for (i = 0; i < limit; i++) node_slot[i] = -1;
-  unsigned next = 0;
-  for (int pass = 0; pass < 2; pass++) /* the home node first, then the rest */
-    for (i = 0; i < limit; i++) {
-      if (!nodes[i].memory || node_slot[i] >= 0 || (pass == 0 && nodes[i].os != home)) continue;
-      unsigned s = next++ % BRISK_MAX_NODES; /* beyond the limit, nodes share pools */
-      node_slot[i] = (int)s;
-      if (s == next - 1) slot_os[s] = nodes[i].os;
-      mask_set(slot_mask[s], nodes[i].os);
-      mask_set(all_mask, nodes[i].os);
-    }
-  slots = next < BRISK_MAX_NODES ? next : BRISK_MAX_NODES;
-
-  /* Every CPU goes to the most local node that has memory; a CPU of a
-   * memory-less node to the nearest node with memory. */
-  for (hwloc_obj_t pu = hw.hwloc_get_obj_by_depth(topo, pdepth, 0); pu != NULL; pu = pu->next_cousin) {
-    if (pu->os_index >= BRISK_MAX_CPUS) continue;
-    int best = most_local(nodes, limit, pu->os_index, true);
-    int local = most_local(nodes, limit, pu->os_index, false);
-    if (best >= 0 && node_slot[best] < 0) best = -1; /* past the node limit */
-    if (best < 0 && local >= 0) {
-      uint64_t bd = UINT64_MAX;
-      for (i = 0; i < limit; i++) {
-        if (node_slot[i] < 0) continue;
-        uint64_t d = distance(dist, nodes[local].obj, nodes[i].obj);
-        if (d < bd) bd = d, best = (int)i;
-      }
-    }
-    unsigned s = best >= 0 ? (unsigned)node_slot[best] : 0;
-    cpu_slot[pu->os_index] = (uint8_t)s;
-    slot_cpus[s]++;
-  }
+  if (dist != NULL && (t->dist = brisk__boot_alloc((size_t)n * n * sizeof *t->dist, 0)) != NULL)
+    for (unsigned a = 0; a < n; a++)
+      for (unsigned b = 0; b < n; b++) t->dist[a * n + b] = hwloc_distance(dist, objs[a], objs[b]);
 out:
   if (dist != NULL) hw.hwloc_distances_release(topo, dist);
   hw.hwloc_topology_destroy(topo);
-  return slots;
+  return loaded;
+}
+
+/* ------------------------------------------------------------------------------
+   The topology from the kernel's sysfs, for when hwloc cannot be loaded: which
+   nodes are online and have memory, each node's CPUs and distances. As hwloc
+   does by default, CPUs and memory nodes that the process may not use (its
+   cpuset cgroup, /proc/self/status) are left out.
+------------------------------------------------------------------------------ */
+#define SYSFS_NODE "/sys/devices/system/node"
+#define SYSFS_BUF 8192 /* a cpulist of 4096 scattered CPUs is about 20 KiB; that many are rare */
+
+/* "0", "0-3", "0-1,4": set the bits of a kernel list in mask (those below bits);
+ * returns how many entries the list names, in range or not. */
+static unsigned list_parse(const char *s, uint64_t *mask, unsigned bits) {
+  unsigned n = 0;
+  while (*s == ' ' || *s == '\t') s++;
+  while (*s >= '0' && *s <= '9') {
+    unsigned a = 0, b;
+    while (*s >= '0' && *s <= '9') a = a * 10 + (unsigned)(*s++ - '0');
+    b = a;
+    if (*s == '-') {
+      s++;
+      b = 0;
+      while (*s >= '0' && *s <= '9') b = b * 10 + (unsigned)(*s++ - '0');
+    }
+    if (b < a) b = a;
+    n += b - a + 1;
+    if (mask != NULL)
+      for (unsigned i = a; i <= b && i < bits; i++) bit_set(mask, i);
+    if (*s == ',') s++;
+  }
+  return n;
+}
+
+static bool sysfs_read(const char *path, char *buf) { return brisk__numa_os.read_file(path, buf, SYSFS_BUF) >= 0; }
+
+/* The list after "Name:" in /proc/self/status into mask; false if it is not there. */
+static bool status_list(const char *status, const char *name, uint64_t *mask, unsigned bits) {
+  size_t len = strlen(name);
+  for (const char *line = status; *line; ) {
+    if (strncmp(line, name, len) == 0) {
+      list_parse(line + len, mask, bits);
+      return true;
+    }
+    const char *nl = strchr(line, '\n');
+    if (nl == NULL) break;
+    line = nl + 1;
+  }
+  return false;
+}
+
+/* "MemTotal:  1048576 kB" in a node's meminfo ("Node 1 MemTotal: ..."). */
+static bool meminfo_has_memory(const char *meminfo) {
+  const char *m = strstr(meminfo, "MemTotal:");
+  if (m == NULL) return false;
+  m += 9;
+  while (*m == ' ') m++;
+  return *m >= '1' && *m <= '9';
+}
+
+static bool topo_from_sysfs(topo_t *t) {
+  char buf[SYSFS_BUF], path[96];
+  uint64_t online[NODE_WORDS] = {0}, memory[NODE_WORDS] = {0}, mems_allowed[NODE_WORDS];
+  uint64_t cpus_allowed[CPU_WORDS];
+  if (!sysfs_read(SYSFS_NODE "/online", buf) || list_parse(buf, online, NODE_WORDS * 64) == 0) return false;
+  bool have_memory_list = sysfs_read(SYSFS_NODE "/has_memory", buf);
+  if (have_memory_list) list_parse(buf, memory, NODE_WORDS * 64);
+  memset(mems_allowed, 0xff, sizeof mems_allowed);
+  memset(cpus_allowed, 0xff, sizeof cpus_allowed);
+  if (sysfs_read("/proc/self/status", buf)) {
+    uint64_t m[NODE_WORDS] = {0}, c[CPU_WORDS] = {0};
+    if (status_list(buf, "Mems_allowed_list:", m, NODE_WORDS * 64)) memcpy(mems_allowed, m, sizeof m);
+    if (status_list(buf, "Cpus_allowed_list:", c, BRISK_MAX_CPUS)) memcpy(cpus_allowed, c, sizeof c);
+  }
+  unsigned n = 0;
+  for (unsigned os = 0; os < NODE_WORDS * 64; os++) n += bit_get(online, os);
+  if (n > TOPO_NODES_MAX) n = TOPO_NODES_MAX;
+  if (n < 2) {
+    t->n = n;
+    return true;
+  }
+  t->nodes = brisk__boot_alloc(n * sizeof *t->nodes, 0);
+  t->dist = brisk__boot_alloc((size_t)n * n * sizeof *t->dist, 0);
+  if (t->nodes == NULL || t->dist == NULL) return false;
+  unsigned i = 0;
+  for (unsigned os = 0; os < NODE_WORDS * 64 && i < n; os++) {
+    if (!bit_get(online, os)) continue;
+    topo_node_t *nd = &t->nodes[i];
+    nd->os = (int)os;
+    if (!have_memory_list) {
+      brisk__snprintf(path, sizeof path, SYSFS_NODE "/node%u/meminfo", os);
+      if (sysfs_read(path, buf) && meminfo_has_memory(buf)) bit_set(memory, os);
+    }
+    nd->memory = bit_get(memory, os) && bit_get(mems_allowed, os);
+    brisk__snprintf(path, sizeof path, SYSFS_NODE "/node%u/cpulist", os);
+    if (sysfs_read(path, buf)) list_parse(buf, nd->cpus, BRISK_MAX_CPUS);
+    for (unsigned w = 0; w < CPU_WORDS; w++) {
+      nd->cpus[w] &= cpus_allowed[w];
+      t->pus[w] |= nd->cpus[w];
+      nd->weight += __builtin_popcountll(nd->cpus[w]);
+    }
+    i++;
+  }
+  t->n = n;
+  /* nodeN/distance: one number per online node, in the order of their numbers. */
+  for (unsigned a = 0; a < n; a++) {
+    for (unsigned b = 0; b < n; b++) t->dist[a * n + b] = a == b ? 0 : FAR_AWAY;
+    brisk__snprintf(path, sizeof path, SYSFS_NODE "/node%d/distance", t->nodes[a].os);
+    if (!sysfs_read(path, buf)) continue;
+    const char *s = buf;
+    for (unsigned b = 0; b < n; b++) {
+      while (*s == ' ' || *s == '\t' || *s == '\n') s++;
+      if (*s < '0' || *s > '9') break;
+      uint64_t v = 0;
+      while (*s >= '0' && *s <= '9') v = v * 10 + (uint64_t)(*s++ - '0');
+      t->dist[a * n + b] = v;
+    }
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------------------------
+   Loading
+------------------------------------------------------------------------------ */
+static brisk_topo_source_t topo_source; /* written by discovery, read by statistics */
+
+/* Load the topology and fill the tables; returns the number of slots (1 when
+ * there is nothing to do). hwloc first (BRISK_NUMA_SOURCE=auto), sysfs when hwloc
+ * cannot be loaded. Runs in the discovering thread with booting set. */
+static unsigned load_tables(void) {
+  static topo_t t; /* only the discovery thread touches it, once */
+  uint8_t want = brisk__opt.numa_source;
+  brisk_topo_source_t src = BRISK_TOPO_NONE;
+  memset(&t, 0, sizeof t);
+  bool have_hwloc = want != BRISK_NUMA_SOURCE_SYSFS && hwloc_resolve();
+  if (have_hwloc && topo_from_hwloc(&t)) src = BRISK_TOPO_HWLOC;
+  if (src == BRISK_TOPO_NONE && want != BRISK_NUMA_SOURCE_HWLOC) {
+    memset(&t, 0, sizeof t); /* what hwloc may have left */
+    if (topo_from_sysfs(&t)) src = BRISK_TOPO_SYSFS;
+  }
+  __atomic_store_n(&topo_source, src, __ATOMIC_RELAXED);
+  if (brisk__opt.verbose && src == BRISK_TOPO_HWLOC)
+    brisk__printf_err("brisk: NUMA: topology from hwloc\n");
+  else if (brisk__opt.verbose)
+    brisk__printf_err("brisk: NUMA: %s (%s)\n", src == BRISK_TOPO_SYSFS ? "topology from sysfs" : "no topology, one set of pools",
+                      want == BRISK_NUMA_SOURCE_SYSFS ? "BRISK_NUMA_SOURCE=sysfs"
+                      : have_hwloc                    ? "hwloc could not load it"
+                                                      : HWLOC_SONAME " could not be loaded");
+  return src == BRISK_TOPO_NONE ? 1 : tables_build(&t);
+}
+
+brisk_topo_source_t brisk__numa_topology_source(void) { return __atomic_load_n(&topo_source, __ATOMIC_RELAXED); }
+
+const char *brisk__numa_topology_source_name(void) {
+  static const char *const names[] = {[BRISK_TOPO_NONE] = "none", [BRISK_TOPO_HWLOC] = "hwloc",
+                                      [BRISK_TOPO_SYSFS] = "sysfs"};
+  return names[brisk__numa_topology_source()];
 }
 
 /* Slot 0 owns everything from before discovery. The early heap chunks are bound

@@ -15,7 +15,7 @@ brisk_options_t brisk__opt;
 void brisk__options_defaults(brisk_options_t *o) {
   memset(o, 0, sizeof *o);
   o->sbrk = true;
-  o->stats = false;
+  o->stats = BRISK_STATS_OFF;
   o->verbose = false;
   o->tcache_bytes = (size_t)2 << 20;
   o->tcache_total = (size_t)64 << 20;
@@ -71,7 +71,37 @@ static bool parse_numa(const char *s, size_t len, uint8_t *out) {
   return false;
 }
 
-typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA } opt_kind_t;
+/* Options that name one of a few words; a boolean's words too for BRISK_STATS,
+ * whose 1 predates its json. */
+static bool parse_word(const char *s, size_t len, const char *const *names, uint8_t n, uint8_t *out) {
+  for (uint8_t i = 0; i < n; i++)
+    if (names[i] != NULL && strlen(names[i]) == len && strncasecmp(s, names[i], len) == 0) { *out = i; return true; }
+  return false;
+}
+
+static bool parse_stats(const char *s, size_t len, uint8_t *out) {
+  static const char *const names[] = {[BRISK_STATS_OFF] = NULL, [BRISK_STATS_TEXT] = "text",
+                                      [BRISK_STATS_JSON] = "json"};
+  bool b;
+  if (parse_bool(s, len, &b)) { *out = b ? BRISK_STATS_TEXT : BRISK_STATS_OFF; return true; }
+  return parse_word(s, len, names, 3, out);
+}
+
+static bool parse_numa_source(const char *s, size_t len, uint8_t *out) {
+  static const char *const names[] = {[BRISK_NUMA_SOURCE_AUTO] = "auto", [BRISK_NUMA_SOURCE_HWLOC] = "hwloc",
+                                      [BRISK_NUMA_SOURCE_SYSFS] = "sysfs"};
+  return parse_word(s, len, names, 3, out);
+}
+
+/* A path is copied: the entry lives in a buffer that is reused. */
+static bool parse_path(const char *s, size_t len, char *out) {
+  if (len >= BRISK_PATH_OPT_MAX) return false;
+  memcpy(out, s, len);
+  out[len] = 0;
+  return true;
+}
+
+typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA, OPT_STATS, OPT_PATH, OPT_NUMA_SOURCE } opt_kind_t;
 typedef struct {
   const char *name;
   opt_kind_t kind;
@@ -81,7 +111,8 @@ typedef struct {
 #define OPT(n, k, f) {n, k, offsetof(brisk_options_t, f)}
 static const opt_desc_t opt_table[] = {
   OPT("SBRK", OPT_BOOL, sbrk),
-  OPT("STATS", OPT_BOOL, stats),
+  OPT("STATS", OPT_STATS, stats),
+  OPT("STATS_FILE", OPT_PATH, stats_file),
   OPT("VERBOSE", OPT_BOOL, verbose),
   OPT("TCACHE_BYTES", OPT_SIZE, tcache_bytes),
   OPT("TCACHE_TOTAL", OPT_SIZE, tcache_total),
@@ -90,6 +121,7 @@ static const opt_desc_t opt_table[] = {
   OPT("LARGE_CACHE", OPT_SIZE, large_cache_bytes),
   OPT("HEAP_GROW", OPT_SIZE, heap_grow),
   OPT("NUMA", OPT_NUMA, numa),
+  OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source),
 };
 
 static void warn(const char *what, const char *entry, size_t len) {
@@ -129,6 +161,15 @@ void brisk__options_parse_entry(brisk_options_t *o, const char *entry, size_t le
       return;
     case OPT_NUMA:
       if (!parse_numa(val, val_len, (uint8_t *)field)) warn("bad NUMA mode (auto, off, interleave) in", entry, len);
+      return;
+    case OPT_STATS:
+      if (!parse_stats(val, val_len, (uint8_t *)field)) warn("bad statistics mode (0, 1, text, json) in", entry, len);
+      return;
+    case OPT_PATH:
+      if (!parse_path(val, val_len, field)) warn("path too long in", entry, len);
+      return;
+    case OPT_NUMA_SOURCE:
+      if (!parse_numa_source(val, val_len, (uint8_t *)field)) warn("bad topology source (auto, hwloc, sysfs) in", entry, len);
       return;
     }
   }

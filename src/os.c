@@ -144,10 +144,10 @@ uint64_t brisk__os_random(void) {
   return r | 1; /* never zero: zero is what fresh memory holds */
 }
 
-void brisk__os_write_err(const char *s, size_t n) {
+void brisk__os_write(int fd, const char *s, size_t n) {
   int saved = errno;
   while (n > 0) {
-    long w = syscall(SYS_write, 2, s, n);
+    long w = syscall(SYS_write, fd, s, n);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) break;
     s += w;
@@ -170,6 +170,16 @@ long brisk__os_read(int fd, void *buf, size_t n) {
   while (r < 0 && errno == EINTR);
   errno = saved;
   return r;
+}
+
+void brisk__os_write_err(const char *s, size_t n) { brisk__os_write(2, s, n); }
+
+/* A report file (BRISK_STATS_FILE): created or truncated; -1 on failure. */
+int brisk__os_create_file(const char *path) {
+  int saved = errno;
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  errno = saved;
+  return fd < 0 ? -1 : (int)fd;
 }
 
 void brisk__os_close(int fd) {
@@ -212,6 +222,8 @@ void brisk__os_wake_all(atomic_int *addr) {
   syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
   errno = saved;
 }
+
+int brisk__os_pid(void) { return (int)getpid(); }
 
 /* ------------------------------------------------------------------------------
    A formatter that needs no heap: %s %c %d %u %zu %llu %p %x and a field width.
@@ -277,6 +289,8 @@ static int vformat(char *buf, size_t cap, const char *fmt, va_list ap) {
 #undef PUT
   return (int)o;
 }
+
+int brisk__vsnprintf(char *buf, size_t n, const char *fmt, va_list ap) { return vformat(buf, n, fmt, ap); }
 
 int brisk__snprintf(char *buf, size_t n, const char *fmt, ...) {
   va_list ap;

@@ -2,10 +2,10 @@
  * page heap, large cache, thread-cache registry); nothing is counted on the fast
  * paths. Thread-cache lengths are read without stopping their threads, so a
  * report taken while threads run is a close estimate, exact when they are quiet.
- * Output is formatted without malloc, into stack buffers. */
+ * Two reports, text and JSON (schema in docs/stats-schema.md), both written
+ * without malloc: formatted into stack buffers, then into the caller's buffer or
+ * out to a file descriptor through os.c. */
 #include "internal.h"
-
-#include <unistd.h>
 
 typedef struct class_row_s {
   uint64_t out, free, spans, tc;
@@ -14,7 +14,8 @@ typedef struct class_row_s {
 static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
   memset(st, 0, sizeof *st);
   uint64_t tc_objs[BRISK_CLASSES] = {0};
-  brisk__tcache_registry_stats(&st->tcache, tc_objs, &st->threads, &st->threads_seen);
+  uint64_t tc_bytes;
+  brisk__tcache_registry_stats(&tc_bytes, tc_objs, &st->threads, &st->threads_seen);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     uint64_t out, fr, spans;
     brisk__central_class_stats(cls, &out, &fr, &spans);
@@ -22,6 +23,7 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
     uint64_t tc = tc_objs[cls] < out ? tc_objs[cls] : out;
     st->in_use += (out - tc) * size;
     st->central += fr * size;
+    st->tcache += tc * size; /* as clamped, so that the classes add up to it */
     if (rows) rows[cls] = (class_row_t){out - tc, fr, spans, tc};
   }
   brisk__heap_stats(&st->heap_free, &st->returned, &st->sbrk_bytes);
@@ -57,6 +59,78 @@ size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max) {
   return nodes;
 }
 
+/* ------------------------------------------------------------------------------
+   The report writer: into a buffer (brisk_stats_json, snprintf's contract: the
+   length it would need, never more than cap bytes written) or out to a file
+   descriptor through a buffer that is flushed whenever it fills.
+------------------------------------------------------------------------------ */
+typedef struct report_s {
+  char *buf;
+  size_t cap;   /* bytes of buf */
+  size_t pos;   /* bytes of buf in use */
+  size_t total; /* bytes the report has produced so far */
+  int fd;       /* -1: the report stays in buf */
+} report_t;
+
+#define REPORT_PIECE 320 /* the longest piece one rep_printf formats (a text line) */
+#define REPORT_STREAM 4096 /* the buffer of a report written to a file descriptor */
+
+static void rep_put(report_t *r, const char *s, size_t n) {
+  r->total += n;
+  while (n > 0) {
+    size_t room = r->fd >= 0 ? r->cap - r->pos : (r->cap > r->pos + 1 ? r->cap - 1 - r->pos : 0);
+    size_t k = n < room ? n : room;
+    memcpy(r->buf + r->pos, s, k);
+    r->pos += k;
+    s += k;
+    n -= k;
+    if (r->fd < 0) return; /* what does not fit is only counted */
+    if (r->pos == r->cap) {
+      brisk__os_write(r->fd, r->buf, r->pos);
+      r->pos = 0;
+    }
+  }
+}
+
+__attribute__((format(printf, 2, 3))) static void rep_printf(report_t *r, const char *fmt, ...) {
+  char piece[REPORT_PIECE];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = brisk__vsnprintf(piece, sizeof piece, fmt, ap);
+  va_end(ap);
+  rep_put(r, piece, (size_t)n < sizeof piece ? (size_t)n : sizeof piece - 1);
+}
+
+static void rep_finish(report_t *r) {
+  if (r->fd >= 0) {
+    if (r->pos) brisk__os_write(r->fd, r->buf, r->pos);
+    r->pos = 0;
+  } else if (r->cap > 0) {
+    r->buf[r->pos] = 0;
+  }
+}
+
+/* Everything both reports show, taken at one moment. */
+typedef struct snapshot_s {
+  brisk_stats_t st;
+  class_row_t rows[BRISK_CLASSES];
+  brisk_node_stats_t nodes[BRISK_MAX_NODES];
+  size_t nnodes;
+} snapshot_t;
+
+static void snapshot(snapshot_t *s) {
+  brisk__ensure_init();
+  collect(&s->st, s->rows);
+  s->nnodes = brisk_get_node_stats(s->nodes, BRISK_MAX_NODES);
+  if (s->nnodes > BRISK_MAX_NODES) s->nnodes = BRISK_MAX_NODES;
+}
+
+static bool row_used(const class_row_t *r) { return r->spans || r->out || r->tc || r->free; }
+
+/* ------------------------------------------------------------------------------
+   Text
+------------------------------------------------------------------------------ */
+
 /* "12.3 MiB": a human size into buf. */
 static const char *human(char *buf, size_t n, uint64_t v) {
   static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -72,56 +146,161 @@ static const char *human(char *buf, size_t n, uint64_t v) {
   return buf;
 }
 
-void brisk_print_stats(void) {
-  brisk__ensure_init();
-  brisk_stats_t st;
-  class_row_t rows[BRISK_CLASSES];
-  collect(&st, rows);
+static void report_text(report_t *r, const snapshot_t *s) {
+  const brisk_stats_t *st = &s->st;
   char a[32], b[32], c[32], d[32];
-  brisk__printf_err("brisk: stats for pid %d\n", (int)getpid());
-  brisk__printf_err("brisk:   mapped         %s (peak %s; from sbrk %s; metadata %s)\n",
-                    human(a, 32, st.mapped), human(b, 32, st.peak_mapped), human(c, 32, st.sbrk_bytes),
-                    human(d, 32, st.metadata));
-  brisk__printf_err("brisk:   in use         %s (large blocks %s)\n", human(a, 32, st.in_use),
-                    human(b, 32, st.large_in_use));
-  brisk__printf_err("brisk:   thread caches  %s in %llu threads (%llu seen)\n", human(a, 32, st.tcache),
-                    (unsigned long long)st.threads, (unsigned long long)st.threads_seen);
-  brisk__printf_err("brisk:   central lists  %s\n", human(a, 32, st.central));
-  brisk__printf_err("brisk:   heap free      %s (returned to the OS %s)\n", human(a, 32, st.heap_free),
-                    human(b, 32, st.returned));
-  brisk__printf_err("brisk:   large cached   %s\n", human(a, 32, st.large_cached));
-  brisk_node_stats_t nodes[BRISK_MAX_NODES];
-  size_t nn = brisk_get_node_stats(nodes, BRISK_MAX_NODES);
-  if (nn > 1)
-    for (size_t i = 0; i < nn; i++)
-      brisk__printf_err("brisk:   node %-3d       mapped %s, in use %s, free %s, %llu remote frees sent home (%u CPUs)\n",
-                        (int)nodes[i].os_node, human(a, 32, nodes[i].mapped), human(b, 32, nodes[i].in_use),
-                        human(c, 32, nodes[i].free), (unsigned long long)nodes[i].remote_frees,
-                        (unsigned)nodes[i].cpus);
-  brisk__printf_err("brisk:   %5s %7s %12s %12s %12s %7s\n", "class", "size", "in use", "tcache", "central",
-                    "spans");
+  rep_printf(r, "brisk: stats for pid %d\n", brisk__os_pid());
+  rep_printf(r, "brisk:   mapped         %s (peak %s; from sbrk %s; metadata %s)\n",
+             human(a, 32, st->mapped), human(b, 32, st->peak_mapped), human(c, 32, st->sbrk_bytes),
+             human(d, 32, st->metadata));
+  rep_printf(r, "brisk:   in use         %s (large blocks %s)\n", human(a, 32, st->in_use),
+             human(b, 32, st->large_in_use));
+  rep_printf(r, "brisk:   thread caches  %s in %llu threads (%llu seen)\n", human(a, 32, st->tcache),
+             (unsigned long long)st->threads, (unsigned long long)st->threads_seen);
+  rep_printf(r, "brisk:   central lists  %s\n", human(a, 32, st->central));
+  rep_printf(r, "brisk:   heap free      %s (returned to the OS %s)\n", human(a, 32, st->heap_free),
+             human(b, 32, st->returned));
+  rep_printf(r, "brisk:   large cached   %s\n", human(a, 32, st->large_cached));
+  rep_printf(r, "brisk:   NUMA           %u pool%s, topology source %s\n", (unsigned)s->nnodes,
+             s->nnodes == 1 ? "" : "s", brisk__numa_topology_source_name());
+  if (s->nnodes > 1)
+    for (size_t i = 0; i < s->nnodes; i++) {
+      const brisk_node_stats_t *n = &s->nodes[i];
+      rep_printf(r, "brisk:   node %-3d       mapped %s, in use %s, free %s, %llu remote frees sent home (%u CPUs)\n",
+                 (int)n->os_node, human(a, 32, n->mapped), human(b, 32, n->in_use), human(c, 32, n->free),
+                 (unsigned long long)n->remote_frees, (unsigned)n->cpus);
+    }
+  rep_printf(r, "brisk:   %5s %7s %12s %12s %12s %7s\n", "class", "size", "in use", "tcache", "central", "spans");
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
-    class_row_t *r = &rows[cls];
-    if (r->spans == 0 && r->out == 0 && r->tc == 0) continue;
+    const class_row_t *row = &s->rows[cls];
+    if (row->spans == 0 && row->out == 0 && row->tc == 0) continue;
     uint64_t size = brisk__classes[cls].size;
-    brisk__printf_err("brisk:   %5u %7u %12llu %12llu %12llu %7llu\n", cls, (unsigned)size,
-                      (unsigned long long)(r->out * size), (unsigned long long)(r->tc * size),
-                      (unsigned long long)(r->free * size), (unsigned long long)r->spans);
+    rep_printf(r, "brisk:   %5u %7u %12llu %12llu %12llu %7llu\n", cls, (unsigned)size,
+               (unsigned long long)(row->out * size), (unsigned long long)(row->tc * size),
+               (unsigned long long)(row->free * size), (unsigned long long)row->spans);
   }
-  brisk__printf_err("brisk: summary mapped=%llu peak_mapped=%llu in_use=%llu tcache=%llu central=%llu "
-                    "heap_free=%llu returned=%llu large_in_use=%llu large_cached=%llu metadata=%llu "
-                    "sbrk=%llu threads=%llu threads_seen=%llu\n",
-                    (unsigned long long)st.mapped, (unsigned long long)st.peak_mapped,
-                    (unsigned long long)st.in_use, (unsigned long long)st.tcache,
-                    (unsigned long long)st.central, (unsigned long long)st.heap_free,
-                    (unsigned long long)st.returned, (unsigned long long)st.large_in_use,
-                    (unsigned long long)st.large_cached, (unsigned long long)st.metadata,
-                    (unsigned long long)st.sbrk_bytes, (unsigned long long)st.threads,
-                    (unsigned long long)st.threads_seen);
+  rep_printf(r, "brisk: summary mapped=%llu peak_mapped=%llu in_use=%llu tcache=%llu central=%llu "
+                "heap_free=%llu returned=%llu large_in_use=%llu large_cached=%llu metadata=%llu "
+                "sbrk=%llu threads=%llu threads_seen=%llu topology_source=%s\n",
+             (unsigned long long)st->mapped, (unsigned long long)st->peak_mapped,
+             (unsigned long long)st->in_use, (unsigned long long)st->tcache,
+             (unsigned long long)st->central, (unsigned long long)st->heap_free,
+             (unsigned long long)st->returned, (unsigned long long)st->large_in_use,
+             (unsigned long long)st->large_cached, (unsigned long long)st->metadata,
+             (unsigned long long)st->sbrk_bytes, (unsigned long long)st->threads,
+             (unsigned long long)st->threads_seen, brisk__numa_topology_source_name());
 }
 
-/* BRISK_STATS=1: report at exit, after the program's own destructors. */
+void brisk_print_stats(void) {
+  snapshot_t s;
+  snapshot(&s);
+  char buf[REPORT_STREAM];
+  report_t r = {buf, sizeof buf, 0, 0, 2};
+  report_text(&r, &s);
+  rep_finish(&r);
+}
+
+/* ------------------------------------------------------------------------------
+   JSON (docs/stats-schema.md): every value is a number or one of a few fixed
+   words, so nothing needs escaping. One line per node and per class.
+------------------------------------------------------------------------------ */
+#define BRISK_STATS_SCHEMA 1 /* raised when a field changes meaning or goes away */
+
+static void report_json(report_t *r, const snapshot_t *s) {
+  const brisk_stats_t *st = &s->st;
+  rep_printf(r, "{\"schema\": %d, \"allocator\": \"brisk\", \"version\": \"%d.%d\", \"pid\": %d,\n",
+             BRISK_STATS_SCHEMA, BRISK_VERSION_MAJOR, BRISK_VERSION_MINOR, brisk__os_pid());
+  rep_printf(r, " \"topology_source\": \"%s\",\n", brisk__numa_topology_source_name());
+  rep_printf(r, " \"totals\": {\"mapped\": %llu, \"peak_mapped\": %llu, \"in_use\": %llu, \"tcache\": %llu, "
+                "\"central\": %llu, \"heap_free\": %llu, \"returned\": %llu,\n",
+             (unsigned long long)st->mapped, (unsigned long long)st->peak_mapped, (unsigned long long)st->in_use,
+             (unsigned long long)st->tcache, (unsigned long long)st->central, (unsigned long long)st->heap_free,
+             (unsigned long long)st->returned);
+  rep_printf(r, "  \"large_in_use\": %llu, \"large_cached\": %llu, \"large_blocks\": %llu, \"metadata\": %llu, "
+                "\"sbrk\": %llu, \"threads\": %llu, \"threads_seen\": %llu},\n",
+             (unsigned long long)st->large_in_use, (unsigned long long)st->large_cached,
+             (unsigned long long)st->large_blocks, (unsigned long long)st->metadata,
+             (unsigned long long)st->sbrk_bytes, (unsigned long long)st->threads,
+             (unsigned long long)st->threads_seen);
+  rep_printf(r, " \"nodes\": [");
+  for (size_t i = 0; i < s->nnodes; i++) {
+    const brisk_node_stats_t *n = &s->nodes[i];
+    rep_printf(r, "%s\n  {\"slot\": %u, \"os_node\": %d, \"cpus\": %u, \"mapped\": %llu, \"in_use\": %llu, "
+                  "\"free\": %llu, \"remote_frees\": %llu}",
+               i ? "," : "", (unsigned)i, (int)n->os_node, (unsigned)n->cpus, (unsigned long long)n->mapped,
+               (unsigned long long)n->in_use, (unsigned long long)n->free, (unsigned long long)n->remote_frees);
+  }
+  rep_printf(r, "],\n \"classes\": [");
+  bool first = true;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    const class_row_t *row = &s->rows[cls];
+    if (!row_used(row)) continue;
+    uint64_t size = brisk__classes[cls].size;
+    rep_printf(r, "%s\n  {\"class\": %u, \"size\": %u, \"in_use\": %llu, \"tcache\": %llu, \"central\": %llu, "
+                  "\"spans\": %llu}",
+               first ? "" : ",", cls, (unsigned)size, (unsigned long long)(row->out * size),
+               (unsigned long long)(row->tc * size), (unsigned long long)(row->free * size),
+               (unsigned long long)row->spans);
+    first = false;
+  }
+  rep_printf(r, "]}\n");
+}
+
+size_t brisk_stats_json(char *buf, size_t len) {
+  snapshot_t s;
+  snapshot(&s);
+  report_t r = {buf, buf ? len : 0, 0, 0, -1};
+  report_json(&r, &s);
+  rep_finish(&r);
+  return r.total;
+}
+
+/* ------------------------------------------------------------------------------
+   At exit
+------------------------------------------------------------------------------ */
+
+/* BRISK_STATS_FILE with each %p replaced by the pid and %% by %; false if the
+ * result does not fit. */
+static bool stats_path(char *out, size_t cap) {
+  const char *f = brisk__opt.stats_file;
+  size_t o = 0;
+  for (; *f; f++) {
+    char num[16];
+    const char *piece = f;
+    size_t n = 1;
+    if (f[0] == '%' && f[1] == 'p') {
+      n = (size_t)brisk__snprintf(num, sizeof num, "%d", brisk__os_pid());
+      piece = num;
+      f++;
+    } else if (f[0] == '%' && f[1] == '%') {
+      f++;
+    }
+    if (o + n >= cap) return false;
+    memcpy(out + o, piece, n);
+    o += n;
+  }
+  out[o] = 0;
+  return true;
+}
+
+/* BRISK_STATS=1|json: report at exit, after the program's own destructors, to
+ * stderr or to BRISK_STATS_FILE (stderr, with a warning, if it cannot be made). */
 __attribute__((destructor(101))) static void stats_at_exit(void) {
-  if (atomic_load_explicit(&brisk__init_state, memory_order_acquire) == 2 && brisk__opt.stats)
-    brisk_print_stats();
+  if (atomic_load_explicit(&brisk__init_state, memory_order_acquire) != 2 || brisk__opt.stats == BRISK_STATS_OFF)
+    return;
+  int fd = 2;
+  if (brisk__opt.stats_file[0]) {
+    char path[BRISK_PATH_OPT_MAX + 64];
+    int f = stats_path(path, sizeof path) ? brisk__os_create_file(path) : -1;
+    if (f >= 0) fd = f;
+    else brisk__printf_err("brisk: cannot write the statistics to '%s'; they go to stderr\n", brisk__opt.stats_file);
+  }
+  snapshot_t s;
+  snapshot(&s);
+  char buf[REPORT_STREAM];
+  report_t r = {buf, sizeof buf, 0, 0, fd};
+  if (brisk__opt.stats == BRISK_STATS_JSON) report_json(&r, &s);
+  else report_text(&r, &s);
+  rep_finish(&r);
+  if (fd != 2) brisk__os_close(fd);
 }

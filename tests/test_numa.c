@@ -19,6 +19,8 @@
 #include <pthread.h>
 #include <malloc.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "child.h"
 #include "internal.h"
@@ -59,6 +61,22 @@ static void release_load(void) {
   pthread_mutex_unlock(&load_lock);
 }
 
+/* A fake sysfs: /sys/devices/system/node/X is read from fake_sysfs/X and
+ * /proc/self/status from fake_sysfs/status; nothing else exists. */
+static const char *fake_sysfs;
+static long f_read_file(const char *path, char *buf, size_t cap) {
+  static const char node[] = "/sys/devices/system/node/";
+  char real[512];
+  if (fake_sysfs == NULL) return -1;
+  if (strncmp(path, node, sizeof node - 1) == 0)
+    brisk__snprintf(real, sizeof real, "%s/%s", fake_sysfs, path + sizeof node - 1);
+  else if (strcmp(path, "/proc/self/status") == 0)
+    brisk__snprintf(real, sizeof real, "%s/status", fake_sysfs);
+  else
+    return -1;
+  return brisk__os_read_file(real, buf, cap);
+}
+
 static unsigned f_online(void) { return fake_online; }
 static int f_setup(struct hwloc_topology *t) {
   if (load_mode == LOAD_SLOW)
@@ -95,7 +113,7 @@ static int f_page_node(const void *p) {
 }
 
 static void use_fake_os(void) {
-  brisk__numa_os = (brisk_numa_os_t){f_online, f_setup, f_cpu, f_bind, f_page_node};
+  brisk__numa_os = (brisk_numa_os_t){f_online, f_setup, f_cpu, f_bind, f_page_node, f_read_file};
 }
 
 /* A thread that runs fn on a given fake CPU. */
@@ -456,6 +474,197 @@ static int body_bootstrap(void) {
   return 0;
 }
 
+
+/* ------------------------------------------------------------------------------
+   sysfs: the same machine described to hwloc and as a sysfs tree must give the
+   same tables. Each side runs in a child that dumps its tables to shared memory.
+------------------------------------------------------------------------------ */
+#define LAYOUT_CPUS 8
+#define LAYOUT_NODES 4
+typedef struct {
+  const char *synthetic, *xml; /* hwloc's view (one of them) */
+  unsigned nodes, ncpus;
+  bool memory[LAYOUT_NODES];
+  bool meminfo;                /* no has_memory file: nodeN/meminfo says it */
+  const char *cpulist[LAYOUT_NODES];
+  const char *distance[LAYOUT_NODES];
+  const char *status;          /* /proc/self/status, NULL: none */
+  int discover_cpu;
+} layout_t;
+
+typedef struct {
+  int source;
+  unsigned slots;
+  int slot_os[LAYOUT_NODES];
+  uint32_t slot_cpus[LAYOUT_NODES];
+  unsigned cpu_slot[LAYOUT_CPUS];
+  bool json_names_source;
+} tables_t;
+
+static const layout_t *layout;
+static tables_t *dump; /* MAP_SHARED: written by the child */
+
+static void write_file(const char *dir, const char *name, const char *text) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  if (f == NULL) abort();
+  fprintf(f, "%s\n", text);
+  fclose(f);
+}
+
+/* The tree a kernel would show for the layout, in dir. */
+static void make_sysfs(const layout_t *l, const char *dir) {
+  char text[64], name[64];
+  snprintf(text, sizeof text, "0-%u", l->nodes - 1);
+  write_file(dir, "online", text);
+  write_file(dir, "possible", text);
+  if (l->status) write_file(dir, "status", l->status);
+  text[0] = 0;
+  for (unsigned n = 0; n < l->nodes; n++) {
+    if (l->memory[n]) snprintf(text + strlen(text), sizeof text - strlen(text), "%s%u", text[0] ? "," : "", n);
+    snprintf(name, sizeof name, "%s/node%u", dir, n);
+    if (mkdir(name, 0755) != 0) abort();
+    snprintf(name, sizeof name, "node%u/cpulist", n);
+    write_file(dir, name, l->cpulist[n]);
+    snprintf(name, sizeof name, "node%u/distance", n);
+    write_file(dir, name, l->distance[n]);
+    char info[160];
+    snprintf(info, sizeof info, "Node %u MemTotal:       %u kB\nNode %u MemFree:        %u kB", n,
+             l->memory[n] ? 1048576u : 0u, n, l->memory[n] ? 1000000u : 0u);
+    snprintf(name, sizeof name, "node%u/meminfo", n);
+    write_file(dir, name, info);
+  }
+  if (!l->meminfo) write_file(dir, "has_memory", text);
+}
+
+static void remove_sysfs(const char *dir) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) abort();
+}
+
+static int body_dump_tables(void) {
+  use_fake_os();
+  fake_online = layout->nodes;
+  fake_xml = layout->xml;
+  if (layout->synthetic) fake_synthetic = layout->synthetic;
+  discover_from(layout->discover_cpu);
+  dump->source = (int)brisk__numa_topology_source();
+  dump->slots = brisk__numa_count();
+  for (unsigned s = 0; s < dump->slots && s < LAYOUT_NODES; s++) {
+    dump->slot_os[s] = brisk__numa_slot_os_node(s);
+    dump->slot_cpus[s] = brisk__numa_slot_cpus(s);
+  }
+  for (unsigned cpu = 0; cpu < layout->ncpus; cpu++) {
+    fake_cpu = (int)cpu;
+    dump->cpu_slot[cpu] = brisk__numa_slot_now();
+  }
+  fake_cpu = 0;
+  char json[16384];
+  size_t len = brisk_stats_json(json, sizeof json);
+  const char *want = dump->source == BRISK_TOPO_SYSFS ? "\"topology_source\": \"sysfs\""
+                                                      : "\"topology_source\": \"hwloc\"";
+  dump->json_names_source = len < sizeof json && strstr(json, want) != NULL;
+  return 0;
+}
+
+/* The tables from one source: hwloc, or sysfs (BRISK_NUMA_SOURCE=sysfs, or hwloc
+ * failing under BRISK_NUMA_SOURCE=auto when hwloc_fails). */
+static void tables_from(const layout_t *l, bool sysfs, bool hwloc_fails, tables_t *out) {
+  char dir[] = "/tmp/brisk-sysfs.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  make_sysfs(l, dir);
+  layout = l;
+  fake_sysfs = dir;
+  brisk__opt.numa_source = sysfs && !hwloc_fails ? BRISK_NUMA_SOURCE_SYSFS : BRISK_NUMA_SOURCE_AUTO;
+  static const char broken_xml[] = BRISK_TEST_DATA "/no-such-topology.xml";
+  const layout_t broken = {.xml = broken_xml, .nodes = l->nodes, .ncpus = l->ncpus, .discover_cpu = l->discover_cpu};
+  if (hwloc_fails) layout = &broken; /* hwloc_topology_load fails: sysfs takes over */
+  dump = mmap(NULL, sizeof *dump, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  assert_true(dump != MAP_FAILED);
+  memset(dump, 0, sizeof *dump);
+  assert_int_equal(run_in_child(body_dump_tables, sysfs ? "sysfs tables" : "hwloc tables"), 0);
+  *out = *dump;
+  munmap(dump, sizeof *dump);
+  brisk__opt.numa_source = BRISK_NUMA_SOURCE_AUTO;
+  fake_sysfs = NULL;
+  remove_sysfs(dir);
+}
+
+static void assert_same_tables(const layout_t *l, bool hwloc_fails) {
+  tables_t hw, fs;
+  tables_from(l, false, false, &hw);
+  tables_from(l, true, hwloc_fails, &fs);
+  assert_int_equal(hw.source, BRISK_TOPO_HWLOC);
+  assert_int_equal(fs.source, BRISK_TOPO_SYSFS);
+  assert_true(hw.json_names_source && fs.json_names_source);
+  assert_int_equal(fs.slots, hw.slots);
+  for (unsigned s = 0; s < hw.slots && s < LAYOUT_NODES; s++) {
+    assert_int_equal(fs.slot_os[s], hw.slot_os[s]);
+    assert_int_equal(fs.slot_cpus[s], hw.slot_cpus[s]);
+  }
+  for (unsigned cpu = 0; cpu < l->ncpus; cpu++) assert_int_equal(fs.cpu_slot[cpu], hw.cpu_slot[cpu]);
+}
+
+static const layout_t two_nodes = {
+    .synthetic = "numa:2 core:1 pu:1", .nodes = 2, .ncpus = 2, .memory = {1, 1},
+    .cpulist = {"0", "1"}, .distance = {"10 20", "20 10"}};
+static const layout_t four_nodes = {
+    .synthetic = "numa:4 core:2 pu:1", .nodes = 4, .ncpus = 8, .memory = {1, 1, 1, 1},
+    .cpulist = {"0-1", "2-3", "4-5", "6-7"},
+    .distance = {"10 20 20 20", "20 10 20 20", "20 20 10 20", "20 20 20 10"}, .discover_cpu = 5};
+/* CPU 1's node has no memory; node 2 (distance 20) is nearer than node 0 (30). */
+static const layout_t memless = {
+    .xml = BRISK_TEST_DATA "/numa-memless.xml", .nodes = 3, .ncpus = 3, .memory = {1, 0, 1},
+    .cpulist = {"0", "1", "2"}, .distance = {"10 30 20", "30 10 20", "20 20 10"}};
+static const layout_t cpuless = {
+    .xml = BRISK_TEST_DATA "/numa-cpuless.xml", .nodes = 3, .ncpus = 2, .memory = {1, 1, 1},
+    .cpulist = {"0", "1", ""}, .distance = {"10 20 30", "20 10 30", "30 30 10"}};
+
+static void test_sysfs_two_nodes(void **state) { (void)state; assert_same_tables(&two_nodes, false); }
+static void test_sysfs_four_nodes(void **state) { (void)state; assert_same_tables(&four_nodes, false); }
+static void test_sysfs_cpuless(void **state) { (void)state; assert_same_tables(&cpuless, false); }
+
+static void test_sysfs_memless_nearest_memory(void **state) {
+  (void)state;
+  assert_same_tables(&memless, false);
+  tables_t fs;
+  tables_from(&memless, true, false, &fs);
+  assert_int_equal(fs.slots, 2);
+  assert_int_equal(fs.slot_os[0], 0);
+  assert_int_equal(fs.slot_os[1], 2);
+  assert_int_equal(fs.cpu_slot[1], 1); /* node 2's pools, not node 0's */
+  assert_int_equal(fs.slot_cpus[1], 2);
+  /* The same from the nodes' meminfo, without has_memory. */
+  layout_t by_meminfo = memless;
+  by_meminfo.meminfo = true;
+  tables_t mi;
+  tables_from(&by_meminfo, true, false, &mi);
+  assert_memory_equal(&mi, &fs, sizeof fs);
+}
+
+/* With BRISK_NUMA_SOURCE=auto, sysfs takes over when hwloc fails. */
+static void test_sysfs_when_hwloc_fails(void **state) {
+  (void)state;
+  assert_same_tables(&four_nodes, true);
+}
+
+/* Memory nodes the process may not use (its cpuset's mems) count as memory-less,
+ * CPUs it may not run on are not counted. */
+static void test_sysfs_honours_allowed_sets(void **state) {
+  (void)state;
+  layout_t l = four_nodes;
+  l.status = "Name:\ttest\nCpus_allowed_list:\t0-5\nMems_allowed_list:\t0-2\n";
+  tables_t fs;
+  tables_from(&l, true, false, &fs);
+  assert_int_equal(fs.slots, 3);
+  for (unsigned s = 0; s < 3; s++) assert_int_not_equal(fs.slot_os[s], 3);
+  uint32_t cpus = 0;
+  for (unsigned s = 0; s < 3; s++) cpus += fs.slot_cpus[s];
+  assert_int_equal(cpus, 6);
+}
+
 #define CASE(name)                                                        \
   static void test_##name(void **state) {                                 \
     (void)state;                                                          \
@@ -482,6 +691,9 @@ int main(void) {
       cmocka_unit_test(test_interleave), cmocka_unit_test(test_one_node),    cmocka_unit_test(test_off),
       cmocka_unit_test(test_bootstrap),  cmocka_unit_test(test_early_heap),  cmocka_unit_test(test_slow_discovery),
       cmocka_unit_test(test_stalled_discovery),
+      cmocka_unit_test(test_sysfs_two_nodes), cmocka_unit_test(test_sysfs_four_nodes),
+      cmocka_unit_test(test_sysfs_memless_nearest_memory), cmocka_unit_test(test_sysfs_cpuless),
+      cmocka_unit_test(test_sysfs_when_hwloc_fails), cmocka_unit_test(test_sysfs_honours_allowed_sets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

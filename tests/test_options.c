@@ -40,7 +40,7 @@ static void test_entries_set_their_option(void **state) {
   parse(&o, "BRISK_LARGE_CACHE=0");
   parse(&o, "BRISK_HEAP_GROW=16m");
   assert_false(o.sbrk);
-  assert_true(o.stats);
+  assert_int_equal(o.stats, BRISK_STATS_TEXT);
   assert_int_equal(o.purge_delay_ms, 250);
   assert_int_equal(o.tcache_bytes, 1u << 20);
   assert_int_equal(o.tcache_total, 256u << 20);
@@ -55,6 +55,33 @@ static void test_entries_set_their_option(void **state) {
   assert_int_equal(o.numa, BRISK_NUMA_AUTO);
 }
 
+static void test_stats_report_options(void **state) {
+  (void)state;
+  brisk_options_t o;
+  brisk__options_defaults(&o);
+  assert_int_equal(o.stats, BRISK_STATS_OFF);
+  assert_string_equal(o.stats_file, "");
+  assert_int_equal(o.numa_source, BRISK_NUMA_SOURCE_AUTO);
+  parse(&o, "BRISK_STATS=json");
+  assert_int_equal(o.stats, BRISK_STATS_JSON);
+  parse(&o, "BRISK_STATS=0");
+  assert_int_equal(o.stats, BRISK_STATS_OFF);
+  parse(&o, "BRISK_STATS=Text");
+  assert_int_equal(o.stats, BRISK_STATS_TEXT);
+  parse(&o, "BRISK_STATS_FILE=/tmp/brisk.%p.json");
+  assert_string_equal(o.stats_file, "/tmp/brisk.%p.json");
+  parse(&o, "BRISK_NUMA_SOURCE=sysfs");
+  assert_int_equal(o.numa_source, BRISK_NUMA_SOURCE_SYSFS);
+  parse(&o, "BRISK_NUMA_SOURCE=hwloc");
+  assert_int_equal(o.numa_source, BRISK_NUMA_SOURCE_HWLOC);
+  /* A path that does not fit is refused whole, never cut. */
+  char entry[BRISK_PATH_OPT_MAX + 32] = "BRISK_STATS_FILE=";
+  memset(entry + strlen(entry), 'x', BRISK_PATH_OPT_MAX);
+  entry[sizeof entry - 1] = 0;
+  parse(&o, entry);
+  assert_string_equal(o.stats_file, "/tmp/brisk.%p.json");
+}
+
 static void test_bad_values_keep_the_default(void **state) {
   (void)state;
   brisk_options_t o, d;
@@ -64,6 +91,8 @@ static void test_bad_values_keep_the_default(void **state) {
   parse(&o, "BRISK_PURGE_DELAY_MS=soon");
   parse(&o, "BRISK_TCACHE_BYTES=-1");
   parse(&o, "BRISK_NUMA=local");
+  parse(&o, "BRISK_STATS=yaml");
+  parse(&o, "BRISK_NUMA_SOURCE=libnuma");
   parse(&o, "BRISK_NO_SUCH_OPTION=1");
   parse(&o, "BRISKET=1");
   parse(&o, "PATH=/usr/bin");
@@ -74,6 +103,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_sizes_take_suffixes),
     cmocka_unit_test(test_entries_set_their_option),
+    cmocka_unit_test(test_stats_report_options),
     cmocka_unit_test(test_bad_values_keep_the_default),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

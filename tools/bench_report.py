@@ -10,9 +10,9 @@ carry no meaning here. Two commands:
       median throughput (Mops/s) and peak RSS (MiB), brisk's ratio to the best other
       allocator, a geometric-mean row; PNG plots (gnuplot) of throughput and RSS
       against threads for every benchmark run at several thread counts.
-  check --allocator NAME --lib PATH [--stderr FILE] JSON   exit 1 unless the run was
+  check --allocator NAME --lib PATH [--stats FILE] JSON   exit 1 unless the run was
       served by the allocator it was meant to measure (see check_run).
-  check --list FILE   the same for every line "allocator<TAB>lib<TAB>json<TAB>stderr"
+  check --list FILE   the same for every line "allocator<TAB>lib<TAB>json<TAB>stats"
       of FILE, in one process (the runner checks each round of runs this way).
   items-per-iteration JSON   "name items" per benchmark of a fixed-iteration run.
   instructions FILE   the Markdown table of tools/callgrind.sh from its lines
@@ -48,12 +48,18 @@ class ReportError(Exception):
 # --- reading -------------------------------------------------------------------------
 
 
+# brisk's statistics of a run (BRISK_STATS_FILE) sit beside its JSON under this suffix.
+STATS_SUFFIX = ".stats.json"
+
+
 def json_files(paths):
-    """Every *.json under the given directories, plus the files given directly."""
+    """Every *.json under the given directories, plus the files given directly; in
+    directories, not brisk's statistics beside the runs (*.stats.json, see check)."""
     files = []
     for p in paths:
         if os.path.isdir(p):
-            files += sorted(glob.glob(os.path.join(p, "**", "*.json"), recursive=True))
+            files += sorted(f for f in glob.glob(os.path.join(p, "**", "*.json"), recursive=True)
+                            if not f.endswith(STATS_SUFFIX))
         elif os.path.isfile(p):
             files.append(p)
         else:
@@ -428,13 +434,36 @@ def plot(res, plot_dir):
 # --- verification --------------------------------------------------------------------
 
 
-def check_run(path, allocator, lib, stderr_path=None):
+def check_brisk_stats(path, stats_path):
+    """Raise ReportError unless `stats_path` holds the JSON statistics that brisk
+    writes at exit with BRISK_STATS=json BRISK_STATS_FILE=... (docs/stats-schema.md),
+    from a brisk that served allocations: only an initialized brisk writes them."""
+    try:
+        with open(stats_path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as e:
+        raise ReportError(f"{path}: brisk wrote no statistics at exit ({e.strerror}: "
+                          f"{stats_path}): it did not serve this run") from None
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path}: brisk's statistics ({stats_path}) are not one JSON "
+                          f"document: {e}") from None
+    if not isinstance(doc, dict) or doc.get("allocator") != "brisk" or \
+            not isinstance(doc.get("schema"), int):
+        raise ReportError(f"{path}: {stats_path} is not brisk's statistics")
+    if doc["schema"] != 1:
+        raise ReportError(f"{path}: {stats_path} has schema {doc['schema']}; this tool reads 1")
+    totals = doc.get("totals", {})
+    if not totals.get("mapped") or not totals.get("threads_seen"):
+        raise ReportError(f"{path}: brisk's statistics ({stats_path}) show no memory mapped "
+                          f"or no thread served: it did not serve this run")
+
+
+def check_run(path, allocator, lib, stats_path=None):
     """Raise ReportError unless JSON file `path` is a clean run of `allocator`:
     tagged with it, its malloc_provider is `lib` (same file after symlinks; with lib
     empty, glibc's libc.so), a benchmark ran (one that reported an error counts: the
-    table shows the error); for brisk, also the
-    `brisk: summary` line that BRISK_STATS=1 prints at exit, which only an
-    initialized brisk writes."""
+    table shows the error); for brisk, also the JSON statistics that brisk writes
+    at exit (check_brisk_stats)."""
     doc = load_run(path)
     ctx = doc["context"]
     tag = ctx.get("bench_allocator")
@@ -456,12 +485,10 @@ def check_run(path, allocator, lib, stderr_path=None):
             print(f"note: {b['name']} under {allocator} failed its own check: "
                   f"{b.get('error_message')} (the table shows it as an error)", file=sys.stderr)
     if allocator == SUBJECT:
-        if stderr_path is None:
-            raise ReportError(f"{path}: a brisk run needs its stderr (--stderr) to check")
-        with open(stderr_path, encoding="utf-8", errors="replace") as f:
-            if not any(line.startswith("brisk: summary ") for line in f):
-                raise ReportError(f"{path}: brisk printed no statistics at exit "
-                                  f"({stderr_path}): it did not serve this run")
+        if stats_path is None:
+            raise ReportError(f"{path}: a brisk run needs its statistics file (--stats) "
+                              f"to check")
+        check_brisk_stats(path, stats_path)
 
 
 # --- instruction counts (tools/callgrind.sh) ------------------------------------------
@@ -607,7 +634,8 @@ def main(argv):
     cp.add_argument("--list", help="check every run listed in this file")
     cp.add_argument("--allocator")
     cp.add_argument("--lib", help="the preloaded library ('' for glibc)")
-    cp.add_argument("--stderr", help="the run's stderr (required for brisk)")
+    cp.add_argument("--stats", help="brisk's JSON statistics of the run (BRISK_STATS_FILE; "
+                    "required for brisk)")
     cp.add_argument("json", nargs="?")
     ip = sub.add_parser("items-per-iteration", help="items per iteration of each benchmark")
     ip.add_argument("json")
@@ -626,12 +654,12 @@ def main(argv):
             if args.list:
                 with open(args.list, encoding="utf-8") as f:
                     for line in f:
-                        alloc, lib, path, err = line.rstrip("\n").split("\t")
-                        check_run(path, alloc, lib, err or None)
+                        alloc, lib, path, stats = line.rstrip("\n").split("\t")
+                        check_run(path, alloc, lib, stats or None)
             elif args.allocator is None or args.lib is None or args.json is None:
                 ap.error("check needs --list, or --allocator, --lib and a JSON file")
             else:
-                check_run(args.json, args.allocator, args.lib, args.stderr)
+                check_run(args.json, args.allocator, args.lib, args.stats)
             return 0
         res = Results()
         for path in json_files(args.paths):

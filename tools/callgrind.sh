@@ -104,7 +104,7 @@ done < <(python3 tools/bench_report.py items-per-iteration "$native")
 run_callgrind() {
   local name=$1 lib=$2 bench=$3 iters=$4 base=$5 status=0
   local stats=()
-  [[ $name == brisk ]] && stats=(BRISK_STATS=1)
+  [[ $name == brisk ]] && stats=(BRISK_STATS=json BRISK_STATS_FILE="$base.stats.json")
   env -u LD_PRELOAD ${lib:+LD_PRELOAD="$lib"} "${stats[@]}" \
     valgrind --tool=callgrind --callgrind-out-file="$base.cg" \
     "$brisk_bench" --shim_iterations="$iters" \
@@ -132,8 +132,9 @@ for bench in "${benches[@]}"; do
       while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n || true; done
       run_callgrind "$name" "${libs[$i]}" "$bench" "$n" "$out/$slug.$n" &
       bases+=("$out/$slug.$n")
-      printf '%s\t%s\t%s\t%s\n' "$name" "${libs[$i]}" "$out/$slug.$n.json" \
-        "$out/$slug.$n.err" >>"$list"
+      stats_file=''
+      [[ $name == brisk ]] && stats_file=$out/$slug.$n.stats.json
+      printf '%s\t%s\t%s\t%s\n' "$name" "${libs[$i]}" "$out/$slug.$n.json" "$stats_file" >>"$list"
     done
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$bench" "$name" "$n1" \
       "$out/$slug.$n1.cg" "$n2" "$out/$slug.$n2.cg" "$items" "$out/$slug.$n1.json" \

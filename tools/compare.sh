@@ -114,14 +114,15 @@ if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l > c / 2) }'; then
 fi
 
 # One run of instance $3 on allocator $1 (library $2, "" for glibc, version $6) in
-# repetition $4; appends its line to the round's check list $5. brisk prints its statistics at exit
-# (after the JSON is written), which the check requires as proof it served the run.
+# repetition $4; appends its line to the round's check list $5. brisk writes its JSON
+# statistics to $base.stats.json at exit (after the benchmark's JSON), which the check
+# requires as proof it served the run.
 run_one() {
   local name=$1 lib=$2 inst=$3 rep=$4 list=$5 version=$6
   local base
   base="$out/runs/$(tr -c 'A-Za-z0-9\n' '_' <<<"$inst").$name.r$rep"
   local stats=()
-  [[ $name == brisk ]] && stats=(BRISK_STATS=1)
+  [[ $name == brisk ]] && stats=(BRISK_STATS=json BRISK_STATS_FILE="$base.stats.json")
   if ! env -u LD_PRELOAD ${lib:+LD_PRELOAD="$lib"} "${stats[@]}" \
        "$brisk_bench" "${shim_args[@]}" --benchmark_filter="^$(bench_regex_escape "$inst")\$" \
        --benchmark_min_time="$min_time" --benchmark_out="$base.json" \
@@ -131,7 +132,7 @@ run_one() {
     tail -20 "$base.err" >&2
     bench_die "$inst failed under $name (LD_PRELOAD=${lib:-none}); see $base.err"
   fi
-  printf '%s\t%s\t%s\t%s\n' "$name" "$lib" "$base.json" "$base.err" >>"$list"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$lib" "$base.json" "${stats:+$base.stats.json}" >>"$list"
 }
 
 start=$SECONDS done_runs=0

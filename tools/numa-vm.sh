@@ -16,6 +16,10 @@
 #   --assert          pass --assert to the probe (fail below 95% local pages)
 #   --probe-arg ARG   another argument for the probe, e.g. --main-hop (repeatable)
 #   --env K=V         extra environment for the probe, e.g. BRISK_NUMA=auto (repeatable)
+#   --no-hwloc        leave libhwloc out of the image: brisk's dlopen of it fails
+#                     there, as on a system without libhwloc15
+#   --expect ERE      the probe's output must have a line matching ERE, e.g. the
+#                     topology source BRISK_VERBOSE=1 names (repeatable)
 #   --numa-balancing  leave the kernel's automatic NUMA balancing on (default: off,
 #                     so that the pages stay where the allocator put them)
 #   --thp MODE        transparent huge pages: always | madvise | never (default: the
@@ -38,7 +42,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 case_name='' probe='' preload='' assert=0 timeout=100 keep=0 balancing=0 thp=
 cache=${BRISK_VM_CACHE:-${HOME:-/root}/.cache/brisk-numa-vm}
-envs=() init_cmds=() probe_extra=()
+envs=() init_cmds=() probe_extra=() expects=() hwloc=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --case) case_name=$2; shift 2 ;;
@@ -50,6 +54,8 @@ while [[ $# -gt 0 ]]; do
     --env) [[ $2 == *=* ]] || { say "--env wants K=V, got '$2'"; exit 2; }
            envs+=("$2"); shift 2 ;;
     --numa-balancing) balancing=1; shift ;;
+    --no-hwloc) hwloc=0; shift ;;
+    --expect) expects+=("$2"); shift 2 ;;
     --thp) case $2 in always|madvise|never) thp=$2 ;; *) say "--thp: always, madvise or never"; exit 2 ;; esac
            shift 2 ;;
     --init-cmd) init_cmds+=("$2"); shift 2 ;;
@@ -203,7 +209,12 @@ if [[ -n $preload ]]; then
 fi
 # brisk dlopens hwloc when it finds several nodes, so ldd does not list it.
 hwloc_lib=$(ldconfig -p | awk '/libhwloc\.so\.15 .*x86-64/ && !n++ {print $NF}')  # no early exit: SIGPIPE under pipefail
-if [[ -n $hwloc_lib ]]; then
+if [[ $hwloc == 0 ]]; then
+  if [[ -n $(find "$root" -name 'libhwloc*' -print -quit) ]]; then
+    say "--no-hwloc: the probe or the preloaded library links libhwloc itself"
+    exit 2
+  fi
+elif [[ -n $hwloc_lib ]]; then
   mkdir -p "$root$(dirname "$hwloc_lib")"
   cp -L "$hwloc_lib" "$root$hwloc_lib"
   copy_libs "$hwloc_lib"
@@ -244,7 +255,7 @@ log=$work/serial.log
 kargs='console=ttyS0 loglevel=1 panic=-1 rdinit=/init mitigations=off nokaslr'
 kargs+=' cryptomgr.notests rodata=off'
 kargs+=' initcall_blacklist=init_kprobe_trace,load_system_certificate_list,crypto_kdf108_init'
-say "case=$case_name kernel=$kernel preload=${preload:-none} assert=$assert"
+say "case=$case_name kernel=$kernel preload=${preload:-none} assert=$assert hwloc=$hwloc"
 start=$(date +%s%N)
 qrc=0
 timeout -k 5 "$timeout" "$qemu" -M q35 -accel tcg -cpu max -nodefaults -display none \
@@ -255,7 +266,8 @@ wall_ms=$((($(date +%s%N) - start) / 1000000))
 tr -d '\r' <"$log" >"$work/serial.txt" 2>/dev/null || : >"$work/serial.txt"
 # The probe's own lines, without the markers and kernel messages.
 sed -n '/^BRISK_VM_PROBE_START/,/^BRISK_VM_EXIT=/p' "$work/serial.txt" | sed '1d;$d' \
-  | grep -v '^\[ *[0-9.]*\]' || true
+  | grep -v '^\[ *[0-9.]*\]' >"$work/probe.txt" || true
+cat "$work/probe.txt"
 [[ $keep == 1 ]] && say "work directory: $work"
 
 start_line=$(grep -m1 '^BRISK_VM_PROBE_START' "$work/serial.txt" || true)
@@ -278,6 +290,9 @@ if [[ -n $preload ]] && ! grep -q "^malloc_from=/preload/$(basename "$preload")\
   say "FAIL: malloc in the VM did not come from $(basename "$preload")"
   exit 1
 fi
+for re in ${expects[@]+"${expects[@]}"}; do
+  grep -Eq -- "$re" "$work/probe.txt" || { say "FAIL: no line of the probe's output matches /$re/"; exit 1; }
+done
 boot=${start_line#*uptime=}; done_at=${exit_line#*uptime=}
 say "case=$case_name probe_exit=$rc boot_to_probe=${boot}s probe_done=${done_at}s qemu_wall=${wall_ms}ms"
 exit "$rc"

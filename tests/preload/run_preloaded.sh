@@ -2,29 +2,31 @@
 # Runs one real program with brisk preloaded and decides whether the run passed.
 #
 # The program must (1) exit as expected, (2) print what it should, and (3) have been
-# served by brisk: its `brisk: summary ...` line (BRISK_STATS=1) must be present and
-# meet the thresholds the workload is known to reach. Only the program gets
-# LD_PRELOAD; this script and the tools it uses run on the system allocator.
+# served by brisk: the JSON statistics brisk writes at exit (BRISK_STATS=json,
+# BRISK_STATS_FILE=one file per process, docs/stats-schema.md) must be there, say
+# "allocator": "brisk", and meet the thresholds the workload is known to reach.
+# Only the program gets LD_PRELOAD; this script and the tools it uses (python3
+# reads the statistics) run on the system allocator.
 #
 # usage: run_preloaded.sh [options] -- command [args...]
 #   --lib PATH              the allocator to preload (required; "" runs it without any)
-#   --no-preload            link-time brisk: run without LD_PRELOAD, still BRISK_STATS=1
+#   --no-preload            link-time brisk: run without LD_PRELOAD, still with the statistics
 #   --env NAME=VALUE        extra environment for the program only (repeatable)
 #   --stdin FILE            feed FILE to the program's standard input
 #   --expect-status N       the exit status the program must return (default 0)
 #   --expect-stdout FILE    stdout must equal FILE exactly
 #   --expect-pattern ERE    stdout must match the extended regex (repeatable)
-#   --min-peak BYTES        summary peak_mapped >= BYTES (K/M/G suffixes)
-#   --min-threads N         summary threads_seen >= N
-#   --min FIELD=N           summary FIELD >= N (repeatable)
-#   --max FIELD=N           summary FIELD <= N (repeatable)
-#   --no-summary            skip the summary checks (to try the programs on another malloc)
+#   --min-peak BYTES        totals.peak_mapped >= BYTES (K/M/G suffixes)
+#   --min-threads N         totals.threads_seen >= N
+#   --min FIELD=N           totals.FIELD >= N (repeatable)
+#   --max FIELD=N           totals.FIELD <= N (repeatable)
+#   --no-summary            skip the statistics checks (to try the programs on another malloc)
 #   --timeout SECONDS       kill the program after this long (default 120)
 #   --workdir DIR           run the program in DIR (default: a fresh temporary dir)
 set -u
 
 SUMMARY_FIELDS="mapped peak_mapped in_use tcache central heap_free returned large_in_use \
-large_cached metadata sbrk threads threads_seen"
+large_cached large_blocks metadata sbrk threads threads_seen"
 
 me=${0##*/}
 fail() {
@@ -47,7 +49,7 @@ to_bytes() {
 check_field_name() {
   local f
   for f in $SUMMARY_FIELDS; do [[ $f == "$1" ]] && return 0; done
-  fail "usage: '$1' is not a summary field (one of: $SUMMARY_FIELDS)"
+  fail "usage: '$1' is not a statistics field (one of: $SUMMARY_FIELDS)"
 }
 
 lib=unset preload=1 stdin_file='' expect_status=0 expect_stdout='' timeout_s=120
@@ -95,13 +97,14 @@ fi
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/brisk-preload.XXXXXX") || fail "mktemp failed"
 trap 'rm -rf "$scratch"' EXIT
-out=$scratch/stdout err=$scratch/stderr
+out=$scratch/stdout err=$scratch/stderr stats_dir=$scratch/stats
+mkdir "$stats_dir" || fail "mkdir failed"
 [[ -n $workdir ]] || { workdir=$scratch/work; mkdir "$workdir"; }
 
 # Only `env`'s child, the program, sees LD_PRELOAD; timeout and env themselves do not.
 # The subshell does not exec timeout, so that bash's "Aborted" notice for a program
 # killed by a signal lands in the program's stderr file rather than in our output.
-run_env=(BRISK_STATS=1 "${extra_env[@]}")
+run_env=(BRISK_STATS=json "BRISK_STATS_FILE=$stats_dir/brisk.%p.json" "${extra_env[@]}")
 if ((preload)) && [[ -n $lib ]]; then run_env=(LD_PRELOAD="$lib" "${run_env[@]}"); fi
 echo "run: ${run_env[*]} $* (in $workdir)"
 (
@@ -125,25 +128,11 @@ show_file() {
   fi
 }
 
-# stderr without the body of brisk's statistics tables (one per process that
-# exits), which would bury the error; the summary lines stay.
-stats_filtered=$scratch/stderr.filtered
-filter_stats() {
-  awk '
-    /^brisk: stats for pid / { skip = 1; hidden++; next }
-    skip && /^brisk: summary / { print; skip = 0; next }
-    skip && /^brisk: / { hidden++; next }
-    { skip = 0; print }
-    END { if (hidden) printf "[%d lines of brisk statistics tables hidden]\n", hidden }
-  ' "$err" >"$stats_filtered"
-}
-
 show_output() {
   echo "---- stdout ----" >&2
   show_file "$out" >&2
-  filter_stats
   echo "---- stderr ----" >&2
-  show_file "$stats_filtered" >&2
+  show_file "$err" >&2
   echo "----------------" >&2
 }
 
@@ -175,14 +164,38 @@ for re in "${patterns[@]}"; do
   fi
 done
 
-# 3. brisk served it. Several processes (a shell, children that exit) may each print
-# a summary; the run passes when one of them meets every threshold.
+# brisk's statistics files as one line each, "brisk.PID.json: mapped=N ...", from
+# the totals of documents that say brisk wrote them; a file that is not one is a
+# line saying why.
+stats_lines() {
+  python3 - "$stats_dir" <<'PY'
+import glob, json, os, sys
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
+    name = os.path.basename(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"{name}: unreadable ({e})")
+        continue
+    if not isinstance(doc, dict) or doc.get("allocator") != "brisk" or doc.get("schema") != 1:
+        print(f"{name}: not brisk's statistics (schema 1)")
+        continue
+    totals = doc.get("totals", {})
+    print(f"{name}: " + " ".join(f"{k}={v}" for k, v in totals.items()))
+PY
+}
+
+# 3. brisk served it. Several processes (a shell, children that exit) may each write
+# their statistics; the run passes when one of them meets every threshold.
 if ((want_summary)); then
-  mapfile -t summaries < <(grep -E '^brisk: summary ' "$err")
+  command -v python3 >/dev/null || fail "python3 is needed to read brisk's statistics"
+  mapfile -t summaries < <(stats_lines | grep -v ': not brisk\|: unreadable')
   if ((${#summaries[@]} == 0)); then
     show_output
-    fail "no 'brisk: summary' line on stderr: the program did not run on brisk" \
-      "(library not preloaded or not linked, or it printed no statistics at exit)"
+    stats_lines >&2
+    fail "no brisk statistics at exit ($stats_dir empty or not brisk's): the program did not" \
+      "run on brisk (library not preloaded or not linked, or it wrote no statistics at exit)"
   fi
   reasons=()
   for line in "${summaries[@]}"; do
@@ -212,7 +225,7 @@ if ((want_summary)); then
     reasons+=("  ${bad[*]}   <- $line")
   done
   show_output
-  printf '%s\n' "summary thresholds not met by any of ${#summaries[@]} summary line(s):" \
+  printf '%s\n' "thresholds not met by the statistics of any of ${#summaries[@]} process(es):" \
     "${reasons[@]}" >&2
   fail "brisk statistics show the workload was not served as expected"
 fi

@@ -4,7 +4,7 @@
  * posix_memalign and strdup, from the main thread and two others. The link alone
  * must route them to brisk, which the program checks through brisk's own
  * statistics (the blocks it holds show up in brisk_get_stats) and the test driver
- * checks again through the summary brisk prints at exit (BRISK_STATS=1).
+ * checks again through the statistics brisk writes at exit (BRISK_STATS=json).
  * Prints OK and exits 0 on success. */
 #define _GNU_SOURCE
 #include <malloc.h>

@@ -127,9 +127,9 @@ class AllocatorCheck(unittest.TestCase):
         os.symlink(self.lib, self.link)
         self.other = os.path.join(self.tmp, "libjemalloc.so.2")
         open(self.other, "w").close()
-        self.stderr = os.path.join(self.tmp, "stderr")
-        with open(self.stderr, "w") as f:
-            f.write("brisk: summary mapped=1 peak_mapped=1 in_use=0\n")
+        # What brisk writes at exit with BRISK_STATS=json (from tests/stats/stats_json_probe).
+        self.stats = os.path.join(self.tmp, "run.stats.json")
+        shutil.copy(os.path.join(HERE, "brisk.stats.json"), self.stats)
 
     def tearDown(self):
         shutil.rmtree(self.tmp)
@@ -141,18 +141,18 @@ class AllocatorCheck(unittest.TestCase):
         doc["benchmarks"][0].update(bench_changes)
         return write(self.tmp, "run.json", doc)
 
-    def check(self, path, allocator, lib, stderr=None):
+    def check(self, path, allocator, lib, stats=None):
         args = ["check", "--allocator", allocator, "--lib", lib, path]
-        if stderr:
-            args[1:1] = ["--stderr", stderr]
+        if stats:
+            args[1:1] = ["--stats", stats]
         return run_tool(*args)
 
     def test_accepts_the_intended_library_through_a_symlink(self):
-        r = self.check(self.run_json("brisk", self.link), "brisk", self.lib, self.stderr)
+        r = self.check(self.run_json("brisk", self.link), "brisk", self.lib, self.stats)
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_rejects_a_run_served_by_another_library(self):
-        r = self.check(self.run_json("brisk", self.other), "brisk", self.lib, self.stderr)
+        r = self.check(self.run_json("brisk", self.other), "brisk", self.lib, self.stats)
         self.assertEqual(r.returncode, 1)
         self.assertIn("malloc came from " + self.other, r.stderr)
 
@@ -169,22 +169,50 @@ class AllocatorCheck(unittest.TestCase):
         self.assertEqual(bad.returncode, 1)
 
     def test_rejects_a_file_tagged_with_another_allocator(self):
-        r = self.check(self.run_json("glibc", self.lib), "brisk", self.lib, self.stderr)
+        r = self.check(self.run_json("glibc", self.lib), "brisk", self.lib, self.stats)
         self.assertEqual(r.returncode, 1)
         self.assertIn("tagged bench_allocator=glibc", r.stderr)
 
     def test_brisk_run_needs_brisks_exit_statistics(self):
-        silent = os.path.join(self.tmp, "silent")
-        open(silent, "w").close()
-        r = self.check(self.run_json("brisk", self.lib), "brisk", self.lib, silent)
+        missing = os.path.join(self.tmp, "never-written.stats.json")
+        r = self.check(self.run_json("brisk", self.lib), "brisk", self.lib, missing)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("printed no statistics", r.stderr)
+        self.assertIn("brisk wrote no statistics at exit", r.stderr)
+        r = self.check(self.run_json("brisk", self.lib), "brisk", self.lib)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("needs its statistics file", r.stderr)
+
+    def test_brisk_statistics_must_be_brisks_and_show_service(self):
+        doc = load(self.stats)
+        cases = [("cut.stats.json", None, "not one JSON document"),
+                 ("other.stats.json", dict(doc, allocator="jemalloc"), "is not brisk's statistics"),
+                 ("newer.stats.json", dict(doc, schema=2), "has schema 2"),
+                 ("idle.stats.json", dict(doc, totals=dict(doc["totals"], mapped=0)),
+                  "show no memory mapped")]
+        for name, content, why in cases:
+            path = os.path.join(self.tmp, name)
+            with open(path, "w") as f:
+                if content is None:
+                    f.write(json.dumps(doc)[:40])
+                else:
+                    json.dump(content, f)
+            r = self.check(self.run_json("brisk", self.lib), "brisk", self.lib, path)
+            self.assertEqual(r.returncode, 1, name)
+            self.assertIn(why, r.stderr)
+
+    def test_report_skips_statistics_beside_the_runs(self):
+        runs = os.path.join(self.tmp, "runs")
+        os.mkdir(runs)
+        shutil.copy(os.path.join(DATA, "brisk.r0.micro_pair_64.json"), runs)
+        shutil.copy(self.stats, os.path.join(runs, "brisk.r0.micro_pair_64.stats.json"))
+        r = run_tool("report", runs)
+        self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_a_benchmark_error_is_kept_and_reported(self):
         # The allocator served the run; the benchmark caught it misbehaving: that is a
         # result for the table, not a reason to stop.
         path = self.run_json("brisk", self.lib, error_occurred=True, error_message="oom")
-        r = self.check(path, "brisk", self.lib, self.stderr)
+        r = self.check(path, "brisk", self.lib, self.stats)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("failed its own check: oom", r.stderr)
 
@@ -192,7 +220,7 @@ class AllocatorCheck(unittest.TestCase):
         doc = load(os.path.join(DATA, "brisk.r0.micro_pair_64.json"))
         doc["context"]["malloc_provider"] = self.lib
         del doc["benchmarks"][0]["peak_rss_mib"]
-        r = self.check(write(self.tmp, "norss.json", doc), "brisk", self.lib, self.stderr)
+        r = self.check(write(self.tmp, "norss.json", doc), "brisk", self.lib, self.stats)
         self.assertEqual(r.returncode, 1)
         self.assertIn("no peak_rss_mib", r.stderr)
 
