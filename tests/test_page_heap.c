@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "child.h"
+#include <pthread.h>
+
 #include "internal.h"
 
 static int setup(void **state) {
@@ -175,6 +177,42 @@ static void test_blocked_break_falls_back_to_mmap(void **state) {
   assert_int_equal(run_in_child(blocked_break, "blocked_break"), 0);
 }
 
+/* BRISK_VERBOSE's warning about the failed sbrk is written under the heap lock:
+ * a thread with a cancel pending must not unwind there holding it, or the next
+ * heap growth hangs (the hardening issue's H2). */
+static volatile int warned_and_returned;
+static void *grow_with_cancel_pending(void *arg) {
+  (void)arg;
+  pthread_cancel(pthread_self());
+  brisk_stats_t before, after;
+  grow_heap(8u << 20, &before, &after); /* sbrk fails: the warning */
+  warned_and_returned = 1;
+  pthread_testcancel();
+  return NULL;
+}
+
+static int verbose_warning_with_cancel_pending(void) {
+  alarm(30); /* a hang below ends the child with SIGALRM */
+  size_t os = (size_t)sysconf(_SC_PAGESIZE);
+  uintptr_t brk_now = (uintptr_t)sbrk(0);
+  void *wall = (void *)((brk_now + os - 1) & ~(os - 1));
+  if (mmap(wall, os, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != wall) return 10;
+  brisk__opt.verbose = 1;
+  pthread_t t;
+  void *ret = NULL;
+  if (pthread_create(&t, NULL, grow_with_cancel_pending, NULL) != 0) return 11;
+  pthread_join(t, &ret);
+  if (!warned_and_returned || ret != PTHREAD_CANCELED) return 12;
+  brisk_stats_t before, after;
+  grow_heap(8u << 20, &before, &after); /* the heap lock must be free */
+  return 0;
+}
+
+static void test_verbose_warning_in_thread_with_cancel_pending_leaves_heap_usable(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(verbose_warning_with_cancel_pending, "verbose_cancel"), 0);
+}
+
 static int sbrk_off(void) {
   brisk__opt.sbrk = false;
   brisk_stats_t before, after;
@@ -197,6 +235,7 @@ int main(void) {
     cmocka_unit_test(test_idle_memory_goes_back_without_further_calls),
     cmocka_unit_test(test_blocked_break_falls_back_to_mmap),
     cmocka_unit_test(test_sbrk_option_off_uses_mmap_only),
+    cmocka_unit_test(test_verbose_warning_in_thread_with_cancel_pending_leaves_heap_usable),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
