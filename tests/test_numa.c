@@ -448,6 +448,34 @@ static int body_stalled_discovery(void) {
   return 0;
 }
 
+/* The real OS: a second thread with a cancel pending makes its first malloc,
+ * which reads /sys/devices/system/node/online. That read must not be where the
+ * thread unwinds (it was: open and read are cancellation points), or discovery
+ * would stay "loading" and every later thread would wait for it (the
+ * hardening issue's H1). */
+static volatile int cancelled_malloc_returned;
+static void *first_malloc_with_cancel_pending(void *arg) {
+  (void)arg;
+  pthread_cancel(pthread_self());
+  free(malloc(64));
+  cancelled_malloc_returned = 1;
+  pthread_testcancel();
+  return NULL;
+}
+static int body_cancelled_first_malloc(void) {
+  touch_malloc(NULL);
+  pthread_t t;
+  void *ret = NULL;
+  CHECK(pthread_create(&t, NULL, first_malloc_with_cancel_pending, NULL) == 0);
+  pthread_join(t, &ret);
+  CHECK(cancelled_malloc_returned && ret == PTHREAD_CANCELED);
+  CHECK(brisk__numa_published());
+  uint64_t start = brisk__os_now_ms();
+  run_on_cpu(0, touch_malloc, NULL);
+  CHECK(brisk__os_now_ms() - start < 500);
+  return 0;
+}
+
 /* hwloc's allocations while it loads come from the bootstrap area; free,
  * realloc and malloc_usable_size accept such blocks. */
 static int body_bootstrap(void) {
@@ -682,6 +710,7 @@ CASE(one_node)
 CASE(off)
 CASE(bootstrap)
 CASE(slow_discovery)
+CASE(cancelled_first_malloc)
 CASE(stalled_discovery)
 
 int main(void) {
@@ -690,7 +719,7 @@ int main(void) {
       cmocka_unit_test(test_home_slot),  cmocka_unit_test(test_memless),     cmocka_unit_test(test_cpuless),
       cmocka_unit_test(test_interleave), cmocka_unit_test(test_one_node),    cmocka_unit_test(test_off),
       cmocka_unit_test(test_bootstrap),  cmocka_unit_test(test_early_heap),  cmocka_unit_test(test_slow_discovery),
-      cmocka_unit_test(test_stalled_discovery),
+      cmocka_unit_test(test_stalled_discovery), cmocka_unit_test(test_cancelled_first_malloc),
       cmocka_unit_test(test_sysfs_two_nodes), cmocka_unit_test(test_sysfs_four_nodes),
       cmocka_unit_test(test_sysfs_memless_nearest_memory), cmocka_unit_test(test_sysfs_cpuless),
       cmocka_unit_test(test_sysfs_when_hwloc_fails), cmocka_unit_test(test_sysfs_honours_allowed_sets),
