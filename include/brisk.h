@@ -72,6 +72,8 @@ typedef struct brisk_stats_s {
   uint64_t sbrk_bytes;    /* part of mapped that came from sbrk */
   uint64_t threads;       /* threads that currently have a cache */
   uint64_t threads_seen;  /* thread caches created since start */
+  uint64_t lock_acquired;  /* brisk locks taken by the program's threads */
+  uint64_t lock_contended; /* of those, the ones that found the lock taken and waited */
 } brisk_stats_t;
 
 BRISK_API void brisk_get_stats(brisk_stats_t *out);

@@ -213,7 +213,23 @@ void brisk__pagemap_fork_unlock(void);
 ------------------------------------------------------------------------------ */
 typedef pthread_mutex_t brisk_lock_t;
 #define BRISK_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
-static inline void brisk__lock(brisk_lock_t *l) { pthread_mutex_lock(l); }
+
+/* Every acquisition is counted, and so is every one that found the lock taken
+ * (a failed trylock before the wait): figures that do not depend on the core
+ * count, per thread and without atomics; thread_cache.c sums the live threads'
+ * and keeps the exited threads' (brisk_stats_t.lock_acquired/_contended). */
+typedef struct brisk_lock_counts_s {
+  uint64_t acquired, contended;
+} brisk_lock_counts_t;
+extern __thread brisk_lock_counts_t brisk__lock_counts;
+
+static inline void brisk__lock(brisk_lock_t *l) {
+  if (brisk_unlikely(pthread_mutex_trylock(l) != 0)) {
+    brisk__lock_counts.contended++;
+    pthread_mutex_lock(l);
+  }
+  brisk__lock_counts.acquired++;
+}
 static inline void brisk__unlock(brisk_lock_t *l) { pthread_mutex_unlock(l); }
 
 /* ------------------------------------------------------------------------------
@@ -500,6 +516,7 @@ typedef struct brisk_tcache_s {
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tcache_s *next, *prev; /* registry, under the registry lock */
+  brisk_lock_counts_t *locks; /* this thread's lock counts, for the statistics */
 } brisk_tcache_t;
 
 extern __thread brisk_tcache_t brisk__tc;
@@ -514,6 +531,8 @@ void brisk__tcache_flush(brisk_tcache_t *tc); /* return everything to central */
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);
 void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],
                                   uint64_t *live, uint64_t *seen);
+/* Lock acquisitions and contended ones: the exited threads' plus the live ones'. */
+void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended);
 extern brisk_lock_t brisk__registry_lock;
 
 /* ------------------------------------------------------------------------------

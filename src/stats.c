@@ -16,6 +16,7 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
   uint64_t tc_objs[BRISK_CLASSES] = {0};
   uint64_t tc_bytes;
   brisk__tcache_registry_stats(&tc_bytes, tc_objs, &st->threads, &st->threads_seen);
+  brisk__tcache_lock_stats(&st->lock_acquired, &st->lock_contended);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     uint64_t out, fr, spans;
     brisk__central_class_stats(cls, &out, &fr, &spans);
@@ -34,9 +35,14 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
   st->peak_mapped = atomic_load_explicit(&brisk__counters.peak_mapped, memory_order_relaxed) + st->metadata;
 }
 
+/* The locks a report takes are not the program's allocation work: they are left
+ * out (the calling thread's counts are put back), so two reports of a quiet
+ * process agree. */
 void brisk_get_stats(brisk_stats_t *out) {
   brisk__ensure_init();
+  brisk_lock_counts_t mine = brisk__lock_counts;
   collect(out, NULL);
+  brisk__lock_counts = mine;
 }
 
 size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max) {
@@ -120,9 +126,11 @@ typedef struct snapshot_s {
 
 static void snapshot(snapshot_t *s) {
   brisk__ensure_init();
+  brisk_lock_counts_t mine = brisk__lock_counts; /* as in brisk_get_stats */
   collect(&s->st, s->rows);
   s->nnodes = brisk_get_node_stats(s->nodes, BRISK_MAX_NODES);
   if (s->nnodes > BRISK_MAX_NODES) s->nnodes = BRISK_MAX_NODES;
+  brisk__lock_counts = mine;
 }
 
 static bool row_used(const class_row_t *r) { return r->spans || r->out || r->tc || r->free; }
@@ -161,6 +169,8 @@ static void report_text(report_t *r, const snapshot_t *s) {
   rep_printf(r, "brisk:   heap free      %s (returned to the OS %s)\n", human(a, 32, st->heap_free),
              human(b, 32, st->returned));
   rep_printf(r, "brisk:   large cached   %s\n", human(a, 32, st->large_cached));
+  rep_printf(r, "brisk:   locks          %llu taken, %llu of them contended\n",
+             (unsigned long long)st->lock_acquired, (unsigned long long)st->lock_contended);
   rep_printf(r, "brisk:   NUMA           %u pool%s, topology source %s\n", (unsigned)s->nnodes,
              s->nnodes == 1 ? "" : "s", brisk__numa_topology_source_name());
   if (s->nnodes > 1)
@@ -217,11 +227,13 @@ static void report_json(report_t *r, const snapshot_t *s) {
              (unsigned long long)st->tcache, (unsigned long long)st->central, (unsigned long long)st->heap_free,
              (unsigned long long)st->returned);
   rep_printf(r, "  \"large_in_use\": %llu, \"large_cached\": %llu, \"large_blocks\": %llu, \"metadata\": %llu, "
-                "\"sbrk\": %llu, \"threads\": %llu, \"threads_seen\": %llu},\n",
+                "\"sbrk\": %llu, \"threads\": %llu, \"threads_seen\": %llu,\n"
+                "  \"lock_acquired\": %llu, \"lock_contended\": %llu},\n",
              (unsigned long long)st->large_in_use, (unsigned long long)st->large_cached,
              (unsigned long long)st->large_blocks, (unsigned long long)st->metadata,
              (unsigned long long)st->sbrk_bytes, (unsigned long long)st->threads,
-             (unsigned long long)st->threads_seen);
+             (unsigned long long)st->threads_seen, (unsigned long long)st->lock_acquired,
+             (unsigned long long)st->lock_contended);
   rep_printf(r, " \"nodes\": [");
   for (size_t i = 0; i < s->nnodes; i++) {
     const brisk_node_stats_t *n = &s->nodes[i];

@@ -41,6 +41,10 @@ uint64_t brisk__free_key;
 uintptr_t brisk__list_key;
 brisk_lock_t brisk__registry_lock = BRISK_LOCK_INIT;
 
+__thread brisk_lock_counts_t brisk__lock_counts;
+/* The lock counts of threads that have exited. */
+static _Atomic uint64_t gone_acquired, gone_contended;
+
 static pthread_key_t tc_key;
 static brisk_tcache_t *registry;
 static _Atomic uint64_t threads_live, threads_seen;
@@ -66,6 +70,7 @@ static void tcache_init(brisk_tcache_t *tc) {
   tc->state = BRISK_TC_INIT; /* allocations from here on until LIVE go to central */
   tc->last_scavenge_ms = brisk__os_now_ms();
   brisk__lock(&brisk__registry_lock);
+  tc->locks = &brisk__lock_counts;
   tc->prev = NULL;
   tc->next = registry;
   if (registry) registry->prev = tc;
@@ -158,6 +163,10 @@ static void tcache_unregister(brisk_tcache_t *tc) {
   else if (registry == tc) registry = tc->next;
   if (tc->next) tc->next->prev = tc->prev;
   tc->next = tc->prev = NULL;
+  /* Under the lock, so that a report sees these counts once, here or there. */
+  atomic_fetch_add_explicit(&gone_acquired, tc->locks->acquired, memory_order_relaxed);
+  atomic_fetch_add_explicit(&gone_contended, tc->locks->contended, memory_order_relaxed);
+  tc->locks->acquired = tc->locks->contended = 0;
   brisk__unlock(&brisk__registry_lock);
   atomic_fetch_sub_explicit(&threads_live, 1, memory_order_relaxed);
 }
@@ -317,6 +326,19 @@ void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK
   *bytes = total;
   *live = atomic_load_explicit(&threads_live, memory_order_relaxed);
   *seen = atomic_load_explicit(&threads_seen, memory_order_relaxed);
+}
+
+void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended) {
+  brisk__lock(&brisk__registry_lock);
+  uint64_t a = atomic_load_explicit(&gone_acquired, memory_order_relaxed);
+  uint64_t c = atomic_load_explicit(&gone_contended, memory_order_relaxed);
+  for (brisk_tcache_t *tc = registry; tc != NULL; tc = tc->next) {
+    a += __atomic_load_n(&tc->locks->acquired, __ATOMIC_RELAXED);
+    c += __atomic_load_n(&tc->locks->contended, __ATOMIC_RELAXED);
+  }
+  brisk__unlock(&brisk__registry_lock);
+  *acquired = a;
+  *contended = c;
 }
 
 /* In a forked child only the forking thread exists: the other caches' objects are

@@ -221,6 +221,37 @@ static void test_atexit_handler_can_allocate(void **state) {
   assert_int_equal(run_in_child(exit_with_handler, "exit_with_handler"), 0);
 }
 
+/* Lock statistics: every acquisition counts, and one that found the lock held
+ * counts as contended, in the thread that waited, also after it has exited. */
+static void *first_malloc(void *arg) {
+  (void)arg;
+  brisk_free(brisk_malloc(100)); /* registers the cache: the registry lock */
+  return NULL;
+}
+
+static void test_lock_acquisitions_and_contention_are_counted(void **state) {
+  (void)state;
+  brisk_stats_t before, after;
+  brisk_get_stats(&before);
+  for (int i = 0; i < 20000; i++) brisk_free(brisk_malloc(3000)); /* refills and spills */
+  brisk_get_stats(&after);
+  assert_true(after.lock_acquired > before.lock_acquired);
+  brisk__lock(&brisk__registry_lock); /* held while the new thread registers */
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, first_malloc, NULL), 0);
+  usleep(200 * 1000);
+  brisk__unlock(&brisk__registry_lock);
+  pthread_join(t, NULL);
+  brisk_stats_t joined;
+  brisk_get_stats(&joined);
+  assert_true(joined.lock_contended >= after.lock_contended + 1);
+  assert_true(joined.lock_acquired > after.lock_acquired);
+  /* A report takes locks too, and leaves them out. */
+  brisk_stats_t again;
+  brisk_get_stats(&again);
+  assert_int_equal(again.lock_acquired, joined.lock_acquired);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_first_malloc_refills_one_batch),
@@ -231,6 +262,7 @@ int main(void) {
     cmocka_unit_test(test_thousands_of_threads_do_not_grow_memory),
     cmocka_unit_test(test_tls_destructor_can_allocate_after_the_cache_is_gone),
     cmocka_unit_test(test_atexit_handler_can_allocate),
+    cmocka_unit_test(test_lock_acquisitions_and_contention_are_counted),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
