@@ -16,16 +16,17 @@
 
 # The groups. build: the library and the tools' programs. test: what ctest runs
 # (python3 and sqlite3 are the real programs of the LD_PRELOAD tests; procps gives ps
-# for the fork tests' diagnostics; gnuplot-nox the report tool's plots; file the
-# package test's check of the .deb's contents). bench: the benchmark programs and
-# their report. callgrind: instruction counts. numa-vm: booting a multi-node kernel
+# for the fork tests' diagnostics; gnuplot-nox the report tool's plots). bench: the
+# benchmark programs and their report. callgrind: instruction counts. package: dpkg-shlibdeps, for the
+# .deb's libc6 dependency (tools/package.sh). numa-vm: booting a multi-node kernel
 # under qemu (tools/numa-vm.sh). peers: the other allocators compared with brisk,
 # optional (one that cannot be installed is left out of the comparison).
 declare -gA BRISK_DEPS=(
   [build]="cmake make gcc g++ pkg-config libhwloc-dev"
-  [test]="libcmocka-dev libbenchmark-dev python3 sqlite3 procps gnuplot-nox file"
+  [test]="libcmocka-dev libbenchmark-dev python3 sqlite3 procps gnuplot-nox"
   [bench]="libbenchmark-dev python3 gnuplot-nox"
   [callgrind]="valgrind python3"
+  [package]="dpkg-dev"
   [numa-vm]="qemu-system-x86 busybox-static cpio xz-utils"
   [peers]="libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0"
 )

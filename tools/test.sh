@@ -22,11 +22,12 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-# What the build and the tests use (tools/install-deps.sh). The NUMA VM tests'
+# What the build and the tests use (tools/install-deps.sh; package: for the .deb
+# test). The NUMA VM tests'
 # packages are installed here too, outside their ctest timeouts (tools/numa-vm.sh
 # would install them itself, and fetches its kernel).
 . tools/install-deps.sh
-brisk_need build test numa-vm
+brisk_need build test package numa-vm
 
 # From scratch: nothing a failed or interrupted earlier run left in $dir is reused.
 rm -rf "$dir"
