@@ -57,6 +57,9 @@ brisk_deps_apt() {
   (
     flock 9
     export DEBIAN_FRONTEND=noninteractive
+    # An earlier install that was interrupted leaves dpkg half done, and apt-get
+    # refuses to work until it is finished.
+    dpkg --configure -a >/dev/null 2>&1 || brisk_deps_say "warning: dpkg --configure -a failed"
     if [[ $BRISK_DEPS_UPDATED == 0 ]]; then
       apt-get update -qq >/dev/null 2>&1 || brisk_deps_say "warning: apt-get update failed"
     fi
