@@ -146,9 +146,10 @@ int main(int argc, char **argv) {
     fputs(usage_text, stderr);
     finish(EXIT_USAGE);
   }
-  if (strcmp(argv[1], "options") == 0 && argc <= 3) {
-    if (argc == 3 && strcmp(argv[2], "--man") != 0) die(EXIT_USAGE, "options takes no argument but --man");
-    print_options(argc == 3);
+  if (strcmp(argv[1], "options") == 0) {
+    int man = argc == 3 && strcmp(argv[2], "--man") == 0;
+    if (argc > 2 && !man) die(EXIT_USAGE, "options takes no argument (to run a program named options: brisk -- options)");
+    print_options(man);
     finish(0);
   }
   if (strcmp(argv[1], "--version") == 0) {

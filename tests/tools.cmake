@@ -24,4 +24,4 @@ endif()
 find_program(BRISK_BASH bash REQUIRED)
 add_test(NAME tools_install_deps
          COMMAND ${BRISK_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/tools/install_deps_test.sh)
-set_tests_properties(tools_install_deps PROPERTIES LABELS tools TIMEOUT 60)
+set_tests_properties(tools_install_deps PROPERTIES LABELS tools TIMEOUT 120)

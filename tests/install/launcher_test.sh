@@ -62,6 +62,8 @@ refused "bad value 'sometimes' for BRISK_NUMA" --set NUMA=sometimes
 refused "bad value '12Q' for BRISK_HEAP_GROW" --set HEAP_GROW=12Q
 refused "wants NAME=VALUE" --set NUMA
 refused "unknown option '--frobnicate'" --frobnicate
+status=0; "$brisk" options extra >/dev/null 2>&1 || status=$?
+[[ $status == 2 ]] || fail "brisk options extra gave status $status, not 2"
 status=0; "$brisk" /nonexistent/program 2>/dev/null || status=$?
 [[ $status == 127 ]] || fail "a missing program gave status $status, not 127"
 
