@@ -81,6 +81,7 @@ done
 
 # The README's table and the library's: the same names, in the same order, with
 # the same defaults.
+# shellcheck disable=SC2016 # the backquotes are the README's
 sed -n 's/^| `\(BRISK_[A-Z_]*\)` | `\([^`]*\)` |.*/\1 \2/p' "$root/README.md" >"$tmp/readme"
 awk '/^BRISK_/ { name = $1 } /^  default  / { print name, $2 }' "$tmp/options" >"$tmp/table"
 [[ -s $tmp/readme ]] || fail "no options table in README.md"
