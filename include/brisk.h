@@ -28,8 +28,17 @@ extern "C" {
 #define BRISK_API
 #endif
 
+/* The version: CMakeLists.txt takes the project's (the .so's name, the pkg-config
+ * files, the package, the launcher) from these three lines. brisk_version() is the
+ * library's own BRISK_VERSION: a program can compare it with the header's. */
 #define BRISK_VERSION_MAJOR 0
 #define BRISK_VERSION_MINOR 1
+#define BRISK_VERSION_PATCH 0
+#define BRISK_VERSION (BRISK_VERSION_MAJOR * 10000 + BRISK_VERSION_MINOR * 100 + BRISK_VERSION_PATCH)
+#define BRISK_VERSION_STR_(x) #x
+#define BRISK_VERSION_STR(x) BRISK_VERSION_STR_(x)
+#define BRISK_VERSION_STRING BRISK_VERSION_STR(BRISK_VERSION_MAJOR) "." \
+  BRISK_VERSION_STR(BRISK_VERSION_MINOR) "." BRISK_VERSION_STR(BRISK_VERSION_PATCH)
 
 /* Allocation. All results are 16-byte aligned; failure is NULL with errno ENOMEM. */
 BRISK_API BRISK_MALLOC_ATTR BRISK_ALLOC_SIZE(1) void *brisk_malloc(size_t size);
@@ -98,6 +107,25 @@ BRISK_API void brisk_print_stats(void);
  * len or more (like snprintf): call with len 0 (buf may be NULL) to size a buffer.
  * It does not allocate, so it may be called from anywhere malloc may. */
 BRISK_API size_t brisk_stats_json(char *buf, size_t len);
+
+/* Version and options: what the `brisk` launcher asks the library. */
+BRISK_API int brisk_version(void); /* BRISK_VERSION of the library */
+
+/* The options (environment variables BRISK_<name>), one entry per row of the
+ * table the library parses, in the README's order. Strings are static. */
+typedef struct brisk_option_s {
+  const char *name;           /* without the BRISK_ prefix, e.g. "PURGE_DELAY_MS" */
+  const char *values;         /* what it accepts, e.g. "milliseconds" */
+  const char *default_value;  /* as the environment would spell it, e.g. "1000" */
+  const char *meaning;        /* one line */
+} brisk_option_t;
+
+BRISK_API size_t brisk_option_count(void);
+/* Entry i, or NULL when i >= brisk_option_count(). */
+BRISK_API const brisk_option_t *brisk_option_get(size_t i);
+/* 0 if BRISK_<name>=value would be accepted; ENOENT for an unknown name, EINVAL
+ * for a value the option does not accept. */
+BRISK_API int brisk_option_check(const char *name, const char *value);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
-/* Options: BRISK_* environment variables, read once at start-up into brisk__opt.
+/* Options: BRISK_* environment variables, read once at start-up into brisk__opt,
+ * by one table (below) that also gives the defaults and the public listing.
  * getenv is not usable that early (brisk starts inside the dynamic loader, before
  * libc has set up environ), so the environment is read from /proc/self/environ
  * with plain system calls, falling back to environ where /proc is missing. A bad
@@ -11,20 +12,6 @@
 #include <unistd.h>
 
 brisk_options_t brisk__opt;
-
-void brisk__options_defaults(brisk_options_t *o) {
-  memset(o, 0, sizeof *o);
-  o->sbrk = true;
-  o->stats = BRISK_STATS_OFF;
-  o->verbose = false;
-  o->tcache_bytes = (size_t)2 << 20;
-  o->tcache_total = (size_t)64 << 20;
-  o->purge_delay_ms = 1000;
-  o->purge_thread = true;
-  o->large_cache_bytes = (size_t)64 << 20;
-  o->heap_grow = (size_t)4 << 20;
-  o->numa = BRISK_NUMA_AUTO;
-}
 
 bool brisk__parse_size(const char *s, size_t len, uint64_t *out) {
   uint64_t v = 0;
@@ -63,22 +50,14 @@ static bool parse_bool(const char *s, size_t len, bool *out) {
   return false;
 }
 
-static bool parse_numa(const char *s, size_t len, uint8_t *out) {
-  static const char *const names[] = {[BRISK_NUMA_AUTO] = "auto", [BRISK_NUMA_OFF] = "off",
-                                      [BRISK_NUMA_INTERLEAVE] = "interleave"};
-  for (uint8_t i = 0; i < 3; i++)
-    if (strlen(names[i]) == len && strncasecmp(s, names[i], len) == 0) { *out = i; return true; }
-  return false;
-}
-
-/* Options that name one of a few words; a boolean's words too for BRISK_STATS,
- * whose 1 predates its json. */
+/* Options that name one of a few words. */
 static bool parse_word(const char *s, size_t len, const char *const *names, uint8_t n, uint8_t *out) {
   for (uint8_t i = 0; i < n; i++)
     if (names[i] != NULL && strlen(names[i]) == len && strncasecmp(s, names[i], len) == 0) { *out = i; return true; }
   return false;
 }
 
+/* A boolean's words too for BRISK_STATS, whose 1 predates its json. */
 static bool parse_stats(const char *s, size_t len, uint8_t *out) {
   static const char *const names[] = {[BRISK_STATS_OFF] = NULL, [BRISK_STATS_TEXT] = "text",
                                       [BRISK_STATS_JSON] = "json"};
@@ -101,28 +80,106 @@ static bool parse_path(const char *s, size_t len, char *out) {
   return true;
 }
 
-typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA, OPT_STATS, OPT_PATH, OPT_NUMA_SOURCE } opt_kind_t;
-typedef struct {
-  const char *name;
-  opt_kind_t kind;
-  size_t offset;
-} opt_desc_t;
+static bool parse_numa(const char *s, size_t len, uint8_t *out) {
+  static const char *const names[] = {[BRISK_NUMA_AUTO] = "auto", [BRISK_NUMA_OFF] = "off",
+                                      [BRISK_NUMA_INTERLEAVE] = "interleave"};
+  for (uint8_t i = 0; i < 3; i++)
+    if (strlen(names[i]) == len && strncasecmp(s, names[i], len) == 0) { *out = i; return true; }
+  return false;
+}
 
-#define OPT(n, k, f) {n, k, offsetof(brisk_options_t, f)}
-static const opt_desc_t opt_table[] = {
-  OPT("SBRK", OPT_BOOL, sbrk),
-  OPT("STATS", OPT_STATS, stats),
-  OPT("STATS_FILE", OPT_PATH, stats_file),
-  OPT("VERBOSE", OPT_BOOL, verbose),
-  OPT("TCACHE_BYTES", OPT_SIZE, tcache_bytes),
-  OPT("TCACHE_TOTAL", OPT_SIZE, tcache_total),
-  OPT("PURGE_DELAY_MS", OPT_MS, purge_delay_ms),
-  OPT("PURGE_THREAD", OPT_BOOL, purge_thread),
-  OPT("LARGE_CACHE", OPT_SIZE, large_cache_bytes),
-  OPT("HEAP_GROW", OPT_SIZE, heap_grow),
-  OPT("NUMA", OPT_NUMA, numa),
-  OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source),
+/* ------------------------------------------------------------------------------
+   The option table. Each option is one row: its name after BRISK_, how its value
+   is read, the field of brisk_options_t it sets, its default spelt as the
+   environment would spell it, and one line on what it does. The defaults are
+   parsed from the row by the same code as the environment (so a default cannot
+   be one the parser would refuse), and the rows are what brisk_option_get()
+   returns: `brisk options` lists them and a test holds the README's table to
+   them. An option is added by adding its field to brisk_options_t and its row
+   here, and its line to the README's table.
+------------------------------------------------------------------------------ */
+typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA, OPT_STATS, OPT_PATH, OPT_NUMA_SOURCE } opt_kind_t;
+
+/* What each kind accepts, for the listing (brisk_option_t.values). */
+#define OPT_VALUES_OPT_BOOL "0|1 (also no|yes, off|on, false|true)"
+#define OPT_VALUES_OPT_SIZE "bytes, with an optional K, M or G suffix"
+#define OPT_VALUES_OPT_MS "milliseconds"
+#define OPT_VALUES_OPT_NUMA "auto|off|interleave"
+#define OPT_VALUES_OPT_STATS "0|1|text|json"
+#define OPT_VALUES_OPT_PATH "a file name; %p is the pid"
+#define OPT_VALUES_OPT_NUMA_SOURCE "auto|hwloc|sysfs"
+
+typedef struct {
+  brisk_option_t info;  /* what the API shows: name, values, default, meaning */
+  opt_kind_t kind;
+  size_t offset;        /* of the field in brisk_options_t */
+} opt_row_t;
+
+#define OPT(name, kind, field, def, meaning) \
+  {{name, OPT_VALUES_##kind, def, meaning}, kind, offsetof(brisk_options_t, field)}
+static const opt_row_t opt_table[] = {
+  OPT("SBRK", OPT_BOOL, sbrk, "1", "grow the small-object heap with sbrk; 0: mmap only"),
+  OPT("STATS", OPT_STATS, stats, "0", "statistics at exit: 1 or text, json (docs/stats-schema.md)"),
+  OPT("STATS_FILE", OPT_PATH, stats_file, "", "write the statistics to this file instead of stderr"),
+  OPT("VERBOSE", OPT_BOOL, verbose, "0", "report fallbacks and the NUMA table on stderr"),
+  OPT("TCACHE_BYTES", OPT_SIZE, tcache_bytes, "2M", "one thread cache's budget"),
+  OPT("TCACHE_TOTAL", OPT_SIZE, tcache_total, "64M", "the budget of all thread caches together"),
+  OPT("PURGE_DELAY_MS", OPT_MS, purge_delay_ms, "1000", "idle time before memory goes back to the OS"),
+  OPT("PURGE_THREAD", OPT_BOOL, purge_thread, "1", "purge on time from a background thread"),
+  OPT("LARGE_CACHE", OPT_SIZE, large_cache_bytes, "64M", "freed large blocks kept for reuse"),
+  OPT("HEAP_GROW", OPT_SIZE, heap_grow, "4M", "how much the page heap asks the OS for at a time"),
+  OPT("NUMA", OPT_NUMA, numa, "auto", "NUMA policy: pools per node, or off, or interleaved large blocks"),
+  OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source, "auto", "where the NUMA topology comes from: hwloc, else sysfs"),
 };
+#undef OPT
+#define OPT_COUNT (sizeof opt_table / sizeof opt_table[0])
+
+/* Sets row d's field in o from value s; false (o unchanged) if s is malformed. */
+static bool opt_set(brisk_options_t *o, const opt_row_t *d, const char *s, size_t len) {
+  char *field = (char *)o + d->offset;
+  uint64_t v;
+  bool b;
+  switch (d->kind) {
+  case OPT_BOOL:
+    if (!parse_bool(s, len, &b)) return false;
+    *(bool *)field = b;
+    return true;
+  case OPT_SIZE:
+    if (!brisk__parse_size(s, len, &v) || v > SIZE_MAX) return false;
+    *(size_t *)field = (size_t)v;
+    return true;
+  case OPT_MS:
+    if (!brisk__parse_size(s, len, &v)) return false;
+    *(uint64_t *)field = v;
+    return true;
+  case OPT_NUMA:
+    return parse_numa(s, len, (uint8_t *)field);
+  case OPT_STATS:
+    return parse_stats(s, len, (uint8_t *)field);
+  case OPT_PATH:
+    return parse_path(s, len, field);
+  case OPT_NUMA_SOURCE:
+    return parse_numa_source(s, len, (uint8_t *)field);
+  }
+  return false;
+}
+
+static const opt_row_t *opt_find(const char *name, size_t len) {
+  for (size_t i = 0; i < OPT_COUNT; i++)
+    if (strlen(opt_table[i].info.name) == len && memcmp(opt_table[i].info.name, name, len) == 0)
+      return &opt_table[i];
+  return NULL;
+}
+
+void brisk__options_defaults(brisk_options_t *o) {
+  memset(o, 0, sizeof *o);
+  for (size_t i = 0; i < OPT_COUNT; i++) {
+    bool ok = opt_set(o, &opt_table[i], opt_table[i].info.default_value,
+                      strlen(opt_table[i].info.default_value));
+    brisk_assert(ok);
+    (void)ok;
+  }
+}
 
 static void warn(const char *what, const char *entry, size_t len) {
   char name[96];
@@ -132,48 +189,41 @@ static void warn(const char *what, const char *entry, size_t len) {
   brisk__printf_err("brisk: warning: %s '%s' (ignored)\n", what, name);
 }
 
+/* The warning for a bad value of each kind. */
+static const char *const opt_bad[] = {
+  [OPT_BOOL] = "bad boolean in",
+  [OPT_SIZE] = "bad size in",
+  [OPT_MS] = "bad number in",
+  [OPT_NUMA] = "bad NUMA mode (auto, off, interleave) in",
+  [OPT_STATS] = "bad statistics mode (0, 1, text, json) in",
+  [OPT_PATH] = "path too long in",
+  [OPT_NUMA_SOURCE] = "bad NUMA topology source (auto, hwloc, sysfs) in",
+};
+
 void brisk__options_parse_entry(brisk_options_t *o, const char *entry, size_t len) {
   if (len < 6 || memcmp(entry, "BRISK_", 6) != 0) return;
   const char *eq = memchr(entry, '=', len);
   if (eq == NULL) return;
   const char *name = entry + 6;
-  size_t name_len = (size_t)(eq - name);
   const char *val = eq + 1;
-  size_t val_len = len - (size_t)(val - entry);
-  for (size_t i = 0; i < sizeof opt_table / sizeof opt_table[0]; i++) {
-    const opt_desc_t *d = &opt_table[i];
-    if (strlen(d->name) != name_len || memcmp(d->name, name, name_len) != 0) continue;
-    char *field = (char *)o + d->offset;
-    uint64_t v;
-    bool b;
-    switch (d->kind) {
-    case OPT_BOOL:
-      if (parse_bool(val, val_len, &b)) *(bool *)field = b;
-      else warn("bad boolean in", entry, len);
-      return;
-    case OPT_SIZE:
-      if (brisk__parse_size(val, val_len, &v)) *(size_t *)field = (size_t)v;
-      else warn("bad size in", entry, len);
-      return;
-    case OPT_MS:
-      if (brisk__parse_size(val, val_len, &v)) *(uint64_t *)field = v;
-      else warn("bad number in", entry, len);
-      return;
-    case OPT_NUMA:
-      if (!parse_numa(val, val_len, (uint8_t *)field)) warn("bad NUMA mode (auto, off, interleave) in", entry, len);
-      return;
-    case OPT_STATS:
-      if (!parse_stats(val, val_len, (uint8_t *)field)) warn("bad statistics mode (0, 1, text, json) in", entry, len);
-      return;
-    case OPT_PATH:
-      if (!parse_path(val, val_len, field)) warn("path too long in", entry, len);
-      return;
-    case OPT_NUMA_SOURCE:
-      if (!parse_numa_source(val, val_len, (uint8_t *)field)) warn("bad topology source (auto, hwloc, sysfs) in", entry, len);
-      return;
-    }
-  }
-  warn("unknown option", entry, len);
+  const opt_row_t *d = opt_find(name, (size_t)(eq - name));
+  if (d == NULL) warn("unknown option", entry, len);
+  else if (!opt_set(o, d, val, len - (size_t)(val - entry))) warn(opt_bad[d->kind], entry, len);
+}
+
+/* The public side of the table, and the version beside it: what the `brisk`
+ * launcher (launcher/brisk.c) asks the library it is about to preload. */
+int brisk_version(void) { return BRISK_VERSION; }
+
+size_t brisk_option_count(void) { return OPT_COUNT; }
+
+const brisk_option_t *brisk_option_get(size_t i) { return i < OPT_COUNT ? &opt_table[i].info : NULL; }
+
+int brisk_option_check(const char *name, const char *value) {
+  const opt_row_t *d = opt_find(name, strlen(name));
+  if (d == NULL) return ENOENT;
+  brisk_options_t scratch;
+  return opt_set(&scratch, d, value, strlen(value)) ? 0 : EINVAL;
 }
 
 /* Stream /proc/self/environ through a fixed buffer; an entry longer than the

@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include "internal.h"
@@ -99,12 +100,72 @@ static void test_bad_values_keep_the_default(void **state) {
   assert_memory_equal(&o, &d, sizeof o);
 }
 
+static void test_option_table_lists_each_option_once(void **state) {
+  (void)state;
+  size_t n = brisk_option_count();
+  assert_true(n >= 10);
+  assert_null(brisk_option_get(n));
+  for (size_t i = 0; i < n; i++) {
+    const brisk_option_t *o = brisk_option_get(i);
+    assert_non_null(o);
+    assert_true(o->name[0] != 0 && o->values[0] != 0 && o->meaning[0] != 0);
+    /* Each row's default is a value its own parser accepts. */
+    assert_int_equal(brisk_option_check(o->name, o->default_value), 0);
+    for (size_t j = 0; j < i; j++) assert_string_not_equal(brisk_option_get(j)->name, o->name);
+  }
+}
+
+static void test_defaults_are_the_rows_defaults(void **state) {
+  (void)state;
+  brisk_options_t o, from_rows;
+  brisk__options_defaults(&o);
+  assert_int_equal(o.tcache_bytes, 2u << 20);
+  assert_int_equal(o.tcache_total, 64u << 20);
+  assert_int_equal(o.large_cache_bytes, 64u << 20);
+  assert_int_equal(o.heap_grow, 4u << 20);
+  assert_true(o.purge_thread);
+  assert_false(o.stats);
+  /* Parsing every row's default as an environment entry changes nothing. */
+  brisk__options_defaults(&from_rows);
+  for (size_t i = 0; i < brisk_option_count(); i++) {
+    char entry[128];
+    const brisk_option_t *r = brisk_option_get(i);
+    snprintf(entry, sizeof entry, "BRISK_%s=%s", r->name, r->default_value);
+    parse(&from_rows, entry);
+  }
+  assert_memory_equal(&o, &from_rows, sizeof o);
+}
+
+static void test_option_check_names_the_error(void **state) {
+  (void)state;
+  assert_int_equal(brisk_option_check("NUMA", "interleave"), 0);
+  assert_int_equal(brisk_option_check("HEAP_GROW", "16M"), 0);
+  assert_int_equal(brisk_option_check("NUMA", "local"), EINVAL);
+  assert_int_equal(brisk_option_check("SBRK", "maybe"), EINVAL);
+  assert_int_equal(brisk_option_check("PURGE_DELAY_MS", ""), EINVAL);
+  assert_int_equal(brisk_option_check("NO_SUCH_OPTION", "1"), ENOENT);
+  assert_int_equal(brisk_option_check("numa", "off"), ENOENT); /* names are upper case */
+  assert_int_equal(brisk_option_check("", "1"), ENOENT);
+}
+
+static void test_version_is_the_headers(void **state) {
+  (void)state;
+  assert_int_equal(brisk_version(), BRISK_VERSION);
+  char s[32];
+  snprintf(s, sizeof s, "%d.%d.%d", BRISK_VERSION_MAJOR, BRISK_VERSION_MINOR, BRISK_VERSION_PATCH);
+  assert_string_equal(s, BRISK_VERSION_STRING);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_sizes_take_suffixes),
     cmocka_unit_test(test_entries_set_their_option),
     cmocka_unit_test(test_stats_report_options),
     cmocka_unit_test(test_bad_values_keep_the_default),
+    cmocka_unit_test(test_option_table_lists_each_option_once),
+    cmocka_unit_test(test_defaults_are_the_rows_defaults),
+    cmocka_unit_test(test_option_check_names_the_error),
+    cmocka_unit_test(test_version_is_the_headers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-# Tests of the benchmark tools (label tools): tools/bench_report.py, which turns the
+# Tests of the tools (label tools): tools/bench_report.py, which turns the
 # runs of tools/compare.sh into the table and plots and decides whether a run was
 # served by the allocator it was meant to measure (Python's own unittest), and the
 # runner itself on one benchmark instance.
@@ -18,3 +18,10 @@ if(BRISK_BENCH)
            COMMAND ${BRISK_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/tools/runner_test.sh ${PROJECT_BINARY_DIR})
   set_tests_properties(tools_compare_runner PROPERTIES LABELS tools TIMEOUT 120)
 endif()
+
+# tools/install-deps.sh: what is missing, the message to a user who is not root, and
+# build directories left by a failed configure (a few seconds; installs nothing).
+find_program(BRISK_BASH bash REQUIRED)
+add_test(NAME tools_install_deps
+         COMMAND ${BRISK_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/tools/install_deps_test.sh)
+set_tests_properties(tools_install_deps PROPERTIES LABELS tools TIMEOUT 120)

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared by tools/compare.sh and tools/callgrind.sh (sourced, not run): where each
-# allocator's library is, how to get brisk and brisk_bench built, how to install the
-# peers. brisk comes from a build directory; the peers are the Debian packages.
+# allocator's library is, how to get brisk and brisk_bench built. brisk comes from a
+# build directory; the peers are the Debian packages (installed by tools/install-deps.sh,
+# group peers, which must name the same packages as BENCH_PEERS).
 # Every function reports on stderr, so stdout stays the table.
 
 # name  Debian package  soname. Override a path with JEMALLOC_LIB=..., and so on.
@@ -104,60 +105,14 @@ bench_regex_escape() {
   sed 's/[][\\.*^$+?(){}|]/\\&/g' <<<"$1"
 }
 
-# Install what building brisk and the bench programs needs (and $@, e.g. valgrind),
-# when we are root and have apt-get; only what is missing. Without root, a missing
-# tool shows up as a build error.
-bench_install_build_deps() {
-  local p missing=()
-  [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || return 0
-  for p in cmake make gcc g++ libbenchmark-dev "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [[ ${#missing[@]} -gt 0 ]] || return 0
-  bench_say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null 2>&1 || true
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-    bench_die "could not install ${missing[*]}"
-}
-
-# Install the peers that are missing, when we are root and have apt-get. Quiet and
-# idempotent; a package that cannot be installed is skipped with a note (its
-# allocator is then left out of the comparison).
-bench_install_peers() {
-  local name pkg soname missing=() updated=0
-  [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || return 0
-  for entry in "${BENCH_PEERS[@]}"; do
-    read -r name pkg soname <<<"$entry"
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
-      missing+=("$pkg")
-  done
-  for pkg in "${missing[@]}"; do
-    bench_say "installing $pkg"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "$pkg" >/dev/null 2>&1; then
-      if [[ $updated == 0 ]]; then
-        apt-get update -qq >/dev/null 2>&1 || true
-        updated=1
-      fi
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "$pkg" >/dev/null 2>&1 || bench_say "note: could not install $pkg; skipping it"
-    fi
-  done
-}
-
 # Build libbrisk.so in $1 (configured as Release, without the tests, if not
-# configured yet). A brisk that does not build stops the script: a comparison
+# configured yet, or afresh when an earlier configure failed: brisk_configure in
+# tools/install-deps.sh). A brisk that does not build stops the script: a comparison
 # without it, or with a stale library, would answer a question nobody asked.
 bench_build_brisk() {
   local build=$1 log="$1/brisk-build.log"
-  mkdir -p "$build"
-  if [[ ! -f $build/CMakeCache.txt ]]; then
-    if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DBRISK_TESTS=OFF >"$log" 2>&1; then
-      cat "$log" >&2
-      bench_die "brisk did not configure (log above)"
-    fi
-  fi
+  brisk_configure "$build" -DCMAKE_BUILD_TYPE=Release -DBRISK_TESTS=OFF ||
+    bench_die "brisk did not configure (log above)"
   if ! cmake --build "$build" -j2 --target brisk >>"$log" 2>&1; then
     cat "$log" >&2
     bench_die "brisk did not build (log above)"

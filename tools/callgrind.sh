@@ -18,6 +18,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. tools/install-deps.sh
 . tools/bench-common.sh
 
 usage() {
@@ -58,8 +59,8 @@ done
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || bench_die "-j needs a positive count"
 
 if [[ $do_install == 1 ]]; then
-  bench_install_build_deps valgrind python3
-  bench_install_peers
+  brisk_need build bench callgrind || exit 1
+  brisk_want peers
 fi
 command -v valgrind >/dev/null || bench_die "valgrind is not installed (apt-get install valgrind)"
 [[ $do_build == 1 ]] && bench_build_brisk "$build"

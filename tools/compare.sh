@@ -18,6 +18,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. tools/install-deps.sh
 . tools/bench-common.sh
 
 usage() {
@@ -79,8 +80,8 @@ esac
 # --- what it needs ---------------------------------------------------------------
 
 if [[ $do_install == 1 ]]; then
-  bench_install_build_deps libbenchmark-dev python3 gnuplot-nox
-  bench_install_peers
+  brisk_need build bench || exit 1
+  brisk_want peers
 fi
 command -v python3 >/dev/null || bench_die "python3 is missing (apt-get install python3)"
 

@@ -6,7 +6,7 @@
 # and an initramfs holding busybox, the probe, the preloaded allocator and every
 # shared library they need. /init runs the probe and prints its exit status on the
 # serial console; qemu exits on the reboot. Missing packages (qemu, busybox, cpio,
-# xz) are installed with apt-get; the kernel is fetched with apt-get download and
+# xz) are installed by tools/install-deps.sh (group numa-vm); the kernel is fetched with apt-get download and
 # its uncompressed vmlinux cached (see --cache), shared safely by parallel runs.
 #
 # usage: tools/numa-vm.sh --case NAME --probe BIN [options]
@@ -114,26 +114,10 @@ esac
 # ------------------------------------------------------------------------------
 # Packages and the kernel
 # ------------------------------------------------------------------------------
-need_pkgs() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [[ ${#missing[@]} -eq 0 ]] && return 0
-  [[ $(id -u) == 0 ]] || { say "missing packages ${missing[*]} and not root"; return 1; }
-  say "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  # One installer at a time among parallel runs; dpkg's own lock would just fail.
-  (
-    flock 9
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  ) 9>"$cache/apt.lock"
-}
-
 mkdir -p "$cache" || skip "cannot create the cache directory $cache"
 command -v dpkg-query >/dev/null || skip "not a Debian system: install qemu-system-x86, busybox-static, cpio, xz-utils by hand"
-need_pkgs qemu-system-x86 busybox-static cpio xz-utils \
-  || skip "cannot install qemu-system-x86 busybox-static cpio xz-utils"
+. "$(dirname "$0")/install-deps.sh"
+brisk_need numa-vm || skip "cannot install the packages of group numa-vm (above)"
 qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64"
 busybox=/bin/busybox
 [[ -x $busybox ]] && "$busybox" --list >/dev/null 2>&1 || skip "no static busybox at $busybox"

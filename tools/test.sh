@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh: the README's test command. Installs what the build and the tests need
-# (apt-get, as root, only what is missing), builds everything from scratch with
+# (tools/install-deps.sh: apt-get, as root, only what is missing), builds everything from scratch with
 # warnings as errors, and runs the whole default suite with ctest. The long soak
 # tests are left out unless asked for.
 #
@@ -22,29 +22,14 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-# What the build and the tests use. python3 and sqlite3 are the real programs the
-# LD_PRELOAD tests run; procps gives ps for the fork tests' diagnostics; gnuplot-nox
-# lets the report-tool test check the plots. The NUMA VM tests' packages are
-# installed here too, outside their ctest timeouts (tools/numa-vm.sh would install
-# them itself, and fetches its kernel).
-packages=(cmake make gcc g++ pkg-config libhwloc-dev libcmocka-dev libbenchmark-dev
-          python3 sqlite3 procps gnuplot-nox qemu-system-x86 busybox-static cpio xz-utils
-          clang libclang-rt-14-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  if [[ $(id -u) != 0 ]]; then
-    echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
-    exit 1
-  fi
-  echo "installing: ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# What the build and the tests use (tools/install-deps.sh; package: for the .deb
+# test). The NUMA VM tests'
+# packages are installed here too, outside their ctest timeouts (tools/numa-vm.sh
+# would install them itself, and fetches its kernel).
+. tools/install-deps.sh
+brisk_need build test package numa-vm
 
+# From scratch: nothing a failed or interrupted earlier run left in $dir is reused.
 rm -rf "$dir"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DBRISK_WERROR=ON -DBRISK_DEBUG="$debug"
 cmake --build "$dir" -j"$(nproc)"
