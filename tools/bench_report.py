@@ -139,6 +139,7 @@ class Results:
         self.cores = set()
         self.cpus = set()
         self.versions = {}  # allocator -> {version}
+        self.locks = {}  # (bench, threads) -> [(locks, contended) per million items], brisk's
 
     def add_file(self, path):
         doc = load_run(path)
@@ -173,6 +174,9 @@ class Results:
                 continue
             row.setdefault(alloc, []).append(
                 (float(b["items_per_second"]), float(b["peak_rss_mib"])))
+            if alloc == SUBJECT and "locks_per_Mop" in b:
+                self.locks.setdefault((bench, threads), []).append(
+                    (float(b["locks_per_Mop"]), float(b.get("contended_per_Mop", 0))))
 
     def rows(self):
         # The scalability families first: they are what the comparison is about.
@@ -355,7 +359,34 @@ def render(res):
                     out.append(f"- {bench}, {threads} thread{'s' if threads != 1 else ''}, "
                                f"{a}: {'; '.join(sorted(set(msgs)))} "
                                f"({len(msgs)} of {runs} runs)")
+    out += render_locks(res)
     return "\n".join(out) + "\n"
+
+
+def render_locks(res):
+    """brisk's lock acquisitions per million operations, medians, the contended ones
+    in brackets: one row per benchmark, one column per thread count. Figures that do
+    not depend on the core count (the shim reads them from brisk_get_stats)."""
+    if not res.locks:
+        return []
+    benches = sorted({b for b, _ in res.locks}, key=natural_key)
+    threads = sorted({t for _, t in res.locks})
+    out = ["", "brisk's lock acquisitions per million operations (medians; contended "
+           "ones in brackets):", "",
+           "| benchmark | " + " | ".join(f"{t} thr" for t in threads) + " |",
+           "|---|" + "---:|" * len(threads)]
+    for bench in benches:
+        cells = []
+        for t in threads:
+            cell = res.locks.get((bench, t))
+            if not cell:
+                cells.append("-")
+                continue
+            acq = statistics.median(c[0] for c in cell)
+            con = statistics.median(c[1] for c in cell)
+            cells.append(f"{acq:,.0f} ({con:,.0f})")
+        out.append(f"| {bench} | " + " | ".join(cells) + " |")
+    return out
 
 
 # --- plots ---------------------------------------------------------------------------

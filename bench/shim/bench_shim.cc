@@ -11,6 +11,10 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <atomic>
+
+#include "brisk.h"  // brisk_stats_t only: the benchmarks do not link brisk
+
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +68,19 @@ double PeakRssMib() {
   return 0;
 }
 
+// brisk's lock counts, when brisk serves this process (brisk_get_stats is found
+// at run time, so the same binary runs on every allocator); false otherwise.
+bool BriskLockCounts(uint64_t *acquired, uint64_t *contended) {
+  using get_stats_fn = void (*)(brisk_stats_t *);
+  static get_stats_fn get = reinterpret_cast<get_stats_fn>(dlsym(RTLD_DEFAULT, "brisk_get_stats"));
+  if (get == nullptr) return false;
+  brisk_stats_t st;
+  get(&st);
+  *acquired = st.lock_acquired;
+  *contended = st.lock_contended;
+  return true;
+}
+
 // The shared object whose malloc this process calls: what LD_PRELOAD changed.
 std::string MallocProvider() {
   void *sym = dlsym(RTLD_DEFAULT, "malloc");
@@ -104,6 +121,7 @@ struct bs_bench {
   void *data = nullptr;
   long long iterations = 0;
   RunBarrier barrier;
+  std::atomic<long long> items{0};  // bs_items of all threads in the current run
 };
 
 struct bs_state {
@@ -115,14 +133,30 @@ namespace {
 
 std::vector<std::unique_ptr<bs_bench>> g_benches;
 
+// Under brisk, the lead thread also reports the locks that the run's threads
+// took per million items (setup and teardown left out): locks_per_Mop and
+// contended_per_Mop, figures that do not depend on the core count.
 void RunOne(benchmark::State &s, bs_bench *b) {
   bs_state st{&s, b};
   const bool lead = s.thread_index() == 0;
-  if (lead && b->setup != nullptr) b->setup(&st);
+  uint64_t acquired0 = 0, contended0 = 0;
+  bool counted = false;
+  if (lead) {
+    if (b->setup != nullptr) b->setup(&st);
+    b->items = 0;
+    counted = BriskLockCounts(&acquired0, &contended0);
+  }
   b->barrier.Wait(s.threads());
   b->fn(&st);
   b->barrier.Wait(s.threads());
   if (lead) {
+    uint64_t acquired1, contended1;
+    const long long items = b->items;
+    if (counted && items > 0 && BriskLockCounts(&acquired1, &contended1)) {
+      const double per_mop = 1e6 / static_cast<double>(items);
+      s.counters["locks_per_Mop"] = static_cast<double>(acquired1 - acquired0) * per_mop;
+      s.counters["contended_per_Mop"] = static_cast<double>(contended1 - contended0) * per_mop;
+    }
     if (b->teardown != nullptr) b->teardown(&st);
     // Counters are summed over threads: only thread 0 reports the process's peak.
     s.counters["peak_rss_mib"] = PeakRssMib();
@@ -198,6 +232,7 @@ void *bs_get_data(const bs_state *st) { return st->b->data; }
 
 void bs_items(bs_state *st, int64_t items) {
   st->s->SetItemsProcessed(items);
+  st->b->items += items;
   // Averaged over threads, items / (this thread's iterations) is the process's
   // items over its total iterations: what one GB "iteration" is worth.
   const double per_iter = static_cast<double>(items) / static_cast<double>(st->s->max_iterations);

@@ -72,6 +72,20 @@ class ReportTable(unittest.TestCase):
         # The geometric means keep to the rows every allocator ran.
         self.assertIn("| geometric mean | 2 rows |", r.stdout)
 
+    def test_brisks_lock_counts_get_a_table_of_medians(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in os.listdir(DATA):
+                shutil.copy(os.path.join(DATA, f), tmp)
+            for rep, (locks, contended) in enumerate([(900, 2), (1500, 9), (1100, 4)]):
+                name = f"brisk.r{rep}.scal_threadtest_real_time_threads2.json"
+                doc = load(os.path.join(tmp, name))
+                doc["benchmarks"][0].update(locks_per_Mop=locks, contended_per_Mop=contended)
+                write(tmp, name, doc)
+            r = run_tool("report", tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("brisk's lock acquisitions per million operations", r.stdout)
+        self.assertIn("| scal/threadtest | 1,100 (4) |", r.stdout)
+
     def test_plots_are_pngs_or_a_clear_message(self):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "report.md")
