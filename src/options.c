@@ -21,7 +21,7 @@ void brisk__options_defaults(brisk_options_t *o) {
   o->tcache_total = (size_t)64 << 20;
   o->purge_delay_ms = 1000;
   o->purge_thread = true;
-  o->large_cache_bytes = (size_t)64 << 20;
+  o->large_mmap_bytes = (size_t)128 << 20;
   o->heap_grow = (size_t)4 << 20;
   o->numa = BRISK_NUMA_AUTO;
 }
@@ -87,7 +87,7 @@ static const opt_desc_t opt_table[] = {
   OPT("TCACHE_TOTAL", OPT_SIZE, tcache_total),
   OPT("PURGE_DELAY_MS", OPT_MS, purge_delay_ms),
   OPT("PURGE_THREAD", OPT_BOOL, purge_thread),
-  OPT("LARGE_CACHE", OPT_SIZE, large_cache_bytes),
+  OPT("LARGE_MMAP", OPT_SIZE, large_mmap_bytes),
   OPT("HEAP_GROW", OPT_SIZE, heap_grow),
   OPT("NUMA", OPT_NUMA, numa),
 };

@@ -1,4 +1,5 @@
-/* The page heap: runs of brisk pages (spans) for the small-object classes.
+/* The page heap: runs of brisk pages (spans) for the small-object classes and for
+ * large blocks (large.c), one page-level heap for both, as tcmalloc's is.
  *
  * Memory comes from sbrk in chunks of BRISK_HEAP_GROW bytes, so the small heap is
  * one contiguous range for as long as the program break can grow; when it cannot
@@ -7,10 +8,19 @@
  * given back with madvise(MADV_DONTNEED) once idle, which keeps their addresses
  * valid for the page map and for coalescing.
  *
- * Free spans sit in lists by length (exact up to HEAP_EXACT pages, one list of
- * longer ones) and coalesce with free neighbours on free; only a free span's first
- * and last pages are in the page map, which is all coalescing needs. heap_lock
- * guards every free list, every FREE span and the counters below.
+ * Free spans sit in lists by length (exact up to HEAP_EXACT pages, then four bins
+ * per doubling) and coalesce with free neighbours on free; a request takes the
+ * best fit (the shortest run that is long enough, the lowest address among equals
+ * in its bin) and splits it. Only a free span's first and last pages are in the
+ * page map, and so only a large block's, which is all coalescing needs (a SMALL
+ * span has every page mapped, for free()). heap_lock guards every free list,
+ * every FREE span, the length of every LARGE one and the counters below.
+ *
+ * Decay: what lies free beyond what the last DEMAND_WINDOW_MS of allocations took
+ * from the heap goes back (madvise) once it is DECAY_MIN_AGE_MS old, so memory
+ * freed in bulk returns soon after the program stops asking, while steady churn
+ * keeps as many free pages as it keeps taking; anything free for the purge delay
+ * goes back too. The madvise calls are made under the heap lock.
  *
  * NUMA: every span belongs to a slot (numa.c). Each slot has its own free lists;
  * a chunk the heap grows by belongs to the slot that asked for it and is bound to
@@ -26,12 +36,24 @@
 #include "internal.h"
 
 #define HEAP_EXACT 128
+/* Runs longer than HEAP_EXACT pages: four bins per doubling (the last catches the
+ * rest, 32 GiB and more); a request scans its own bin for the best fit and takes
+ * the shortest run of the first non-empty bin above it. */
+#define HEAP_BINS 64
+
+/* Decay: allocations of the last DEMAND_WINDOW_MS justify keeping as many free
+ * pages backed; the excess goes back once DECAY_MIN_AGE_MS old (younger runs are
+ * likely the very next request's). DEMAND_SAMPLES samples cover the window. */
+#define DEMAND_WINDOW_MS 200
+#define DECAY_MIN_AGE_MS 100
+#define DEMAND_SAMPLES 4
 
 brisk_lock_t brisk__heap_lock = BRISK_LOCK_INIT;
 
 typedef struct heap_slot_s {
   brisk_span_t *exact[HEAP_EXACT + 1]; /* [n]: free spans of n pages */
-  brisk_span_t *longer;                /* free spans of more pages */
+  brisk_span_t *bin[HEAP_BINS];        /* free spans of more pages, by bin_of */
+  uint64_t bin_mask;                   /* bit b: bin[b] is not empty */
   size_t free_pages;                   /* pages in free spans */
   size_t returned_pages;               /* of those, given back with madvise */
   size_t mapped;                       /* bytes grown for this slot */
@@ -45,6 +67,14 @@ static uintptr_t first_address;
 static bool sbrk_failed;
 static brisk_range_t early[BRISK_EARLY_RANGES];
 static unsigned early_count;
+static uintptr_t brk_end; /* where the heap's last sbrk chunk ends (0: none yet) */
+/* Pages handed out from free runs, ever, and samples of it for the decay. */
+static uint64_t taken_pages;
+typedef struct demand_sample_s {
+  uint64_t ms, taken;
+} demand_sample_t;
+static demand_sample_t demand[DEMAND_SAMPLES];
+static unsigned demand_next;
 
 static void note_early(uintptr_t p, size_t bytes) {
   if (early_count > 0 && early[early_count - 1].start + early[early_count - 1].len == p)
@@ -58,9 +88,16 @@ static void note_early(uintptr_t p, size_t bytes) {
 static inline uintptr_t span_first_page(const brisk_span_t *s) { return s->start >> BRISK_PAGE_SHIFT; }
 static inline uintptr_t span_last_page(const brisk_span_t *s) { return span_first_page(s) + s->npages - 1; }
 
+static unsigned bin_of(size_t npages) { /* npages > HEAP_EXACT */
+  unsigned k = 63u - (unsigned)__builtin_clzll(npages);
+  unsigned b = (k - 7) * 4 + (unsigned)((npages >> (k - 2)) & 3);
+  return b < HEAP_BINS ? b : HEAP_BINS - 1;
+}
+_Static_assert(HEAP_EXACT == 128, "bin_of counts doublings from 2^7 pages");
+
 static brisk_span_t **list_for(const brisk_span_t *s) {
   heap_slot_t *h = &heap[s->node];
-  return s->npages <= HEAP_EXACT ? &h->exact[s->npages] : &h->longer;
+  return s->npages <= HEAP_EXACT ? &h->exact[s->npages] : &h->bin[bin_of(s->npages)];
 }
 
 /* Free-page counters, per slot and in all: add (or take away) span s. */
@@ -86,6 +123,7 @@ static void list_push(brisk_span_t *s) {
   s->next = *head;
   if (*head) (*head)->prev = s;
   *head = s;
+  if (s->npages > HEAP_EXACT) heap[s->node].bin_mask |= (uint64_t)1 << bin_of(s->npages);
   count_pages(s, true);
 }
 
@@ -93,6 +131,8 @@ static void list_remove(brisk_span_t *s) {
   if (s->prev) s->prev->next = s->next;
   else *list_for(s) = s->next;
   if (s->next) s->next->prev = s->prev;
+  if (s->npages > HEAP_EXACT && *list_for(s) == NULL)
+    heap[s->node].bin_mask &= ~((uint64_t)1 << bin_of(s->npages));
   s->next = s->prev = NULL;
   count_pages(s, false);
 }
@@ -147,6 +187,15 @@ static void *grow_sbrk(size_t bytes) {
   return p + pad;
 }
 
+/* Pages of the slot's free run that ends where the break is, if the break is
+ * still there: a chunk grown by sbrk joins that run, so only the rest is needed. */
+static size_t top_free_pages(unsigned slot) {
+  if (brk_end == 0 || brisk__os_sbrk(0) != (void *)brk_end) return 0;
+  brisk_span_t *top = brisk__pagemap_get((void *)(brk_end - BRISK_PAGE_SIZE));
+  if (top == NULL || top->state != BRISK_SPAN_FREE || top->node != slot) return 0;
+  return top->npages;
+}
+
 static bool grow_locked(unsigned slot, size_t npages) {
   size_t bytes = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE);
   if (npages * BRISK_PAGE_SIZE > bytes) bytes = npages * BRISK_PAGE_SIZE;
@@ -154,6 +203,14 @@ static bool grow_locked(unsigned slot, size_t npages) {
   bool from_sbrk = false;
   if (brisk__opt.sbrk && !sbrk_failed) {
     p = grow_sbrk(bytes);
+    if (p == NULL) { /* near a limit: just what the run at the top lacks */
+      size_t top = top_free_pages(slot);
+      size_t need = (npages > top ? npages - top : 1) * BRISK_PAGE_SIZE;
+      if (need < bytes) {
+        bytes = need;
+        p = grow_sbrk(bytes);
+      }
+    }
     if (p != NULL) from_sbrk = true;
     else {
       /* Sticky: a break that could not grow once (a mapping above it, a limit)
@@ -167,8 +224,6 @@ static bool grow_locked(unsigned slot, size_t npages) {
     bytes = npages * BRISK_PAGE_SIZE;
     p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
   }
-  if (p == NULL && brisk__large_purge(UINT64_MAX, 0) > 0) /* cached large blocks were in the way */
-    p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
   if (p == NULL) return false;
   brisk_span_t *s = brisk__span_new();
   if (s == NULL || !brisk__pagemap_ensure((uintptr_t)p >> BRISK_PAGE_SHIFT, bytes / BRISK_PAGE_SIZE)) {
@@ -178,7 +233,10 @@ static bool grow_locked(unsigned slot, size_t npages) {
     if (!from_sbrk) brisk__os_munmap(p, bytes);
     return false;
   }
-  if (from_sbrk) sbrk_bytes += bytes;
+  if (from_sbrk) {
+    sbrk_bytes += bytes;
+    brk_end = (uintptr_t)p + bytes;
+  }
   if (first_address == 0) first_address = (uintptr_t)p;
   if (brisk__numa_count() < 2) note_early((uintptr_t)p, bytes);
   else brisk__numa_bind(p, bytes, slot); /* before the first touch places a page */
@@ -192,26 +250,41 @@ static bool grow_locked(unsigned slot, size_t npages) {
   return true;
 }
 
+/* The shortest run of at least npages in a list, the lowest address among equals. */
+static brisk_span_t *best_in(brisk_span_t *s, size_t npages) {
+  brisk_span_t *best = NULL;
+  for (; s != NULL; s = s->next)
+    if (s->npages >= npages &&
+        (best == NULL || s->npages < best->npages || (s->npages == best->npages && s->start < best->start)))
+      best = s;
+  return best;
+}
+
 static brisk_span_t *find_locked(unsigned slot, size_t npages) {
   heap_slot_t *h = &heap[slot];
   for (size_t n = npages; n <= HEAP_EXACT; n++)
     if (h->exact[n] != NULL) return h->exact[n];
-  brisk_span_t *best = NULL;
-  for (brisk_span_t *s = h->longer; s != NULL; s = s->next)
-    if (s->npages >= npages && (best == NULL || s->npages < best->npages)) best = s;
-  return best;
+  unsigned b = 0;
+  if (npages > HEAP_EXACT) {
+    b = bin_of(npages);
+    brisk_span_t *s = best_in(h->bin[b], npages);
+    if (s != NULL) return s;
+    b++;
+  }
+  uint64_t above = b < HEAP_BINS ? h->bin_mask & ~(((uint64_t)1 << b) - 1) : 0;
+  if (above == 0) return NULL;
+  return best_in(h->bin[__builtin_ctzll(above)], npages);
 }
 
-brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
-  brisk__lock(&brisk__heap_lock);
+/* A run of exactly npages out of the free lists (the slot's own, grown, or as a
+ * last resort another slot's), split from a longer one; NULL when memory is
+ * exhausted. Its page-map entries are still the free run's (first and last). */
+static brisk_span_t *take_locked(unsigned slot, size_t npages) {
   brisk_span_t *s = find_locked(slot, npages);
   if (s == NULL && grow_locked(slot, npages)) s = find_locked(slot, npages);
   for (unsigned i = 0; s == NULL && i < brisk__numa_count(); i++) /* remote beats failing */
     if (i != slot) s = find_locked(i, npages);
-  if (s == NULL) {
-    brisk__unlock(&brisk__heap_lock);
-    return NULL;
-  }
+  if (s == NULL) return NULL;
   list_remove(s);
   if (s->npages > npages) {
     brisk_span_t *rest = brisk__span_new();
@@ -228,23 +301,48 @@ brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
       list_push(rest);
     } /* else: hand out the whole span; its length says so */
   }
-  if (s->node != slot) { /* the pages join the asking slot: its central lists own them now */
+  if (s->node != slot) { /* the pages join the asking slot: its pools own them now */
     size_t bytes = s->npages * BRISK_PAGE_SIZE;
     heap[s->node].mapped -= bytes;
     heap[slot].mapped += bytes;
     s->node = (uint8_t)slot;
   }
-  s->state = BRISK_SPAN_SMALL;
-  s->purged = 0;
-  brisk__pagemap_set(span_first_page(s), s->npages, s);
+  taken_pages += s->npages;
+  return s;
+}
+
+brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
+  brisk__lock(&brisk__heap_lock);
+  brisk_span_t *s = take_locked(slot, npages);
+  if (s != NULL) {
+    s->state = BRISK_SPAN_SMALL;
+    s->purged = 0;
+    brisk__pagemap_set(span_first_page(s), s->npages, s);
+  }
   brisk__unlock(&brisk__heap_lock);
   return s;
 }
 
-void brisk__heap_free(brisk_span_t *s) {
+brisk_span_t *brisk__heap_alloc_large(unsigned slot, size_t npages, bool *zeroed) {
+  brisk__lock(&brisk__heap_lock);
+  brisk_span_t *s = take_locked(slot, npages);
+  if (s != NULL) {
+    *zeroed = s->purged;
+    s->state = BRISK_SPAN_LARGE;
+    s->purged = 0;
+    s->alone = 0;
+    brisk__pagemap_set(span_first_page(s), 1, s);
+    brisk__pagemap_set(span_last_page(s), 1, s);
+  }
+  brisk__unlock(&brisk__heap_lock);
+  return s;
+}
+
+/* Into the free lists, merged with free neighbours. The page-map entries of the
+ * span beyond its first and last page must be clear already. */
+static void span_release(brisk_span_t *s) {
   uint64_t now = brisk__os_now_ms();
   brisk__lock(&brisk__heap_lock);
-  brisk__pagemap_set(span_first_page(s), s->npages, NULL);
   s->purged = 0;
   s->freelist = NULL;
   s->used = 0;
@@ -254,28 +352,111 @@ void brisk__heap_free(brisk_span_t *s) {
   brisk__purge_note_idle(idle);
 }
 
-static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle) {
+void brisk__heap_free(brisk_span_t *s) {
+  /* Every page of a SMALL span is in the map; nobody else reaches these entries
+   * any more, so they are cleared before the lock is taken. */
+  brisk__pagemap_set(span_first_page(s), s->npages, NULL);
+  span_release(s);
+}
+
+void brisk__heap_free_large(brisk_span_t *s) { span_release(s); }
+
+bool brisk__heap_grow_large(brisk_span_t *s, size_t npages) {
+  size_t extra = npages - s->npages;
+  brisk__lock(&brisk__heap_lock);
+  uintptr_t next = (span_last_page(s) + 1) << BRISK_PAGE_SHIFT;
+  brisk_span_t *right = brisk__pagemap_get((void *)next);
+  /* At the top of the break nothing follows yet: grow the heap there. */
+  if (right == NULL && next == brk_end && grow_locked(s->node, extra)) right = brisk__pagemap_get((void *)next);
+  if (right == NULL || right->state != BRISK_SPAN_FREE || right->node != s->node || right->npages < extra) {
+    brisk__unlock(&brisk__heap_lock);
+    return false;
+  }
+  list_remove(right);
+  brisk__pagemap_set(span_first_page(right), 1, NULL);
+  if (right->npages > extra) {
+    right->start += extra * BRISK_PAGE_SIZE;
+    right->npages -= extra;
+    brisk__pagemap_set(span_first_page(right), 1, right);
+    list_push(right);
+  } else {
+    brisk__span_delete(right);
+  }
+  if (s->npages > 1) brisk__pagemap_set(span_last_page(s), 1, NULL); /* interior now */
+  s->npages = npages;
+  brisk__pagemap_set(span_last_page(s), 1, s);
+  taken_pages += extra;
+  brisk__unlock(&brisk__heap_lock);
+  return true;
+}
+
+void brisk__heap_shrink_large(brisk_span_t *s, size_t npages) {
+  brisk_span_t *tail = brisk__span_new();
+  if (tail == NULL) return; /* out of metadata: the block just stays longer */
+  uint64_t now = brisk__os_now_ms();
+  brisk__lock(&brisk__heap_lock);
+  tail->start = s->start + npages * BRISK_PAGE_SIZE;
+  tail->npages = s->npages - npages;
+  tail->node = s->node;
+  tail->purged = 0;
+  s->npages = npages;
+  brisk__pagemap_set(span_last_page(s), 1, s);
+  insert_coalesced(tail, now); /* sets or clears the entry of the old last page */
+  uint64_t idle = (uint64_t)(free_pages - returned_pages) * BRISK_PAGE_SIZE;
+  brisk__unlock(&brisk__heap_lock);
+  brisk__purge_note_idle(idle);
+}
+
+/* Give back the runs of list s idle for min_idle, until *budget pages are gone
+ * (the last run may take the budget below zero). */
+static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle, int64_t *budget) {
   size_t bytes = 0;
-  for (; s != NULL; s = s->next) {
+  for (; s != NULL && *budget > 0; s = s->next) {
     if (s->purged || now - s->idle_since_ms < min_idle) continue;
     brisk__os_purge((void *)s->start, s->npages * BRISK_PAGE_SIZE);
     s->purged = 1;
     heap[s->node].returned_pages += s->npages;
     returned_pages += s->npages;
     bytes += s->npages * BRISK_PAGE_SIZE;
+    *budget -= (int64_t)s->npages;
+  }
+  return bytes;
+}
+
+/* Longest runs first: the fewest calls per byte, and the runs that a steady
+ * program's next small request needs least. */
+static size_t purge_locked(uint64_t now, uint64_t min_idle, int64_t budget) {
+  size_t bytes = 0;
+  for (unsigned slot = 0; slot < brisk__numa_count() && budget > 0; slot++) {
+    heap_slot_t *h = &heap[slot];
+    if (h->free_pages == h->returned_pages) continue;
+    for (unsigned b = HEAP_BINS; b-- > 0 && budget > 0;) bytes += purge_list(h->bin[b], now, min_idle, &budget);
+    for (size_t n = HEAP_EXACT; n >= 1 && budget > 0; n--)
+      bytes += purge_list(h->exact[n], now, min_idle, &budget);
   }
   return bytes;
 }
 
 size_t brisk__heap_purge(uint64_t now, uint64_t min_idle) {
-  size_t bytes = 0;
   brisk__lock(&brisk__heap_lock);
-  for (unsigned slot = 0; slot < brisk__numa_count(); slot++) {
-    heap_slot_t *h = &heap[slot];
-    if (h->free_pages == h->returned_pages) continue;
-    for (size_t n = 1; n <= HEAP_EXACT; n++) bytes += purge_list(h->exact[n], now, min_idle);
-    bytes += purge_list(h->longer, now, min_idle);
-  }
+  size_t bytes = purge_locked(now, min_idle, INT64_MAX);
+  brisk__unlock(&brisk__heap_lock);
+  return bytes;
+}
+
+size_t brisk__heap_decay(uint64_t now, uint64_t delay) {
+  brisk__lock(&brisk__heap_lock);
+  /* Demand: pages taken since the oldest sample still inside the window. */
+  uint64_t since = taken_pages;
+  for (unsigned i = 0; i < DEMAND_SAMPLES; i++)
+    if (demand[i].ms != 0 && now - demand[i].ms <= DEMAND_WINDOW_MS && demand[i].taken < since)
+      since = demand[i].taken;
+  uint64_t want = taken_pages - since;
+  demand[demand_next] = (demand_sample_t){now, taken_pages};
+  demand_next = (demand_next + 1) % DEMAND_SAMPLES;
+  size_t bytes = purge_locked(now, delay, INT64_MAX);
+  uint64_t dirty = free_pages - returned_pages;
+  if (dirty > want) bytes += purge_locked(now, DECAY_MIN_AGE_MS, (int64_t)(dirty - want));
   brisk__unlock(&brisk__heap_lock);
   return bytes;
 }

@@ -200,6 +200,8 @@ class Results:
 def fmt_mops(v):
     if v is None:
         return "-"
+    if v < 1:  # three significant digits: large-block rows run at thousands per second
+        return f"{v:.3g}"
     if v >= 100:
         return f"{v:.0f}"
     if v >= 10:
