@@ -90,6 +90,12 @@ static brisk_noinline void free_suspect(void *p, uint64_t e) {
   small_free(p, e);
 }
 
+/* A large block freed already: a free run of the heap that starts at p, or its
+ * thread's spare. */
+static bool large_freed(const brisk_span_t *s, const void *p) {
+  return (uintptr_t)p == s->start && (s->state == BRISK_SPAN_FREE || s->state == BRISK_SPAN_SPARE);
+}
+
 brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call) {
   if (s == NULL) {
     if (p == NULL) return;
@@ -100,8 +106,7 @@ brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call)
     return;
   }
   if (s->state == BRISK_SPAN_BOOT) return; /* served while loading the topology; never reused */
-  /* A free run that starts at p is most likely a large block freed before. */
-  if (s->state == BRISK_SPAN_FREE && (uintptr_t)p == s->start) brisk__fatal(call, "double free", p);
+  if (large_freed(s, p)) brisk__fatal(call, "double free", p);
   brisk__fatal(call, "invalid pointer", p); /* past a span's objects, or inside a free run */
 }
 
@@ -127,7 +132,7 @@ static size_t usable_of(const void *p, uint64_t e, const char *call) {
   }
   brisk_span_t *s = brisk__pm_span(e);
   if (s != NULL && s->state == BRISK_SPAN_BOOT) return brisk__boot_usable(p);
-  if (s == NULL || (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_FREE))
+  if (s == NULL || (s->state != BRISK_SPAN_LARGE && !large_freed(s, p)))
     brisk__fatal(call, "invalid pointer", p);
   if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
   if (s->state != BRISK_SPAN_LARGE) brisk__fatal(call, "double free", p);
@@ -212,7 +217,7 @@ void *brisk_realloc(void *p, size_t size) {
     old = brisk__boot_usable(p); /* copied out below, never grown in place */
   } else {
     /* Large blocks stay large: in place, moved within the heap, or mremap. */
-    if (s->state != BRISK_SPAN_LARGE) brisk__fatal("realloc()", (uintptr_t)p == s->start && s->state == BRISK_SPAN_FREE ? "double free" : "invalid pointer", p);
+    if (s->state != BRISK_SPAN_LARGE) brisk__fatal("realloc()", large_freed(s, p) ? "double free" : "invalid pointer", p);
     return brisk__large_realloc(s, p, size);
   }
   void *q = brisk_malloc(size);

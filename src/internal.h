@@ -102,6 +102,7 @@ typedef enum brisk_span_state_e {
   BRISK_SPAN_FREE = 1,  /* in the page heap's free lists */
   BRISK_SPAN_SMALL,     /* carved into objects of one class */
   BRISK_SPAN_LARGE,     /* one large block in use (from the page heap, or mapped alone) */
+  BRISK_SPAN_SPARE,     /* a freed large block that its thread keeps for the next request */
   BRISK_SPAN_BOOT,      /* the bootstrap area that serves allocations made while
                            brisk itself loads the NUMA topology (numa.c) */
 } brisk_span_state_t;
@@ -180,6 +181,13 @@ static inline unsigned brisk__pm_class(uint64_t e) { return (unsigned)(e >> 48) 
 static inline uintptr_t brisk__pm_index(uint64_t e) { return (uintptr_t)(e >> 56); }
 static inline brisk_span_t *brisk__pagemap_get(const void *p) { return brisk__pm_span(brisk__pagemap_entry(p)); }
 
+/* Set the entry of one page whose leaf exists (the page heap ensured the leaves of
+ * every region it added): a plain store, for the heap's run boundaries. */
+static inline void brisk__pagemap_put(uintptr_t page, brisk_span_t *span) {
+  brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[page >> BRISK_PM_LEAF_BITS], memory_order_relaxed);
+  atomic_store_explicit(&leaf->entry[page & (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)],
+                        (uint64_t)(uintptr_t)span, memory_order_release);
+}
 /* Set the entries of pages [first, first+n) to span; false if a leaf could not be
  * mapped (out of memory). */
 bool brisk__pagemap_set(uintptr_t first_page, size_t n, brisk_span_t *span);
@@ -412,6 +420,7 @@ typedef struct brisk_tcache_s {
   uint64_t last_scavenge_ms;
   size_t budget_used; /* sum over classes of max * size */
   void *remote;       /* blocks of other nodes freed here, sent home in batches */
+  struct brisk_span_s *large_spare; /* the last freed large run (large.c) */
   uint64_t remote_count;
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
@@ -445,6 +454,8 @@ size_t brisk__large_usable(const brisk_span_t *s); /* the block's usable bytes *
 bool brisk__large_same_size(size_t a, size_t b);
 /* cached is always 0: freed large blocks are free runs of the page heap now. */
 void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count);
+/* Give the thread's spare large block back to the heap (thread exit, trim). */
+void brisk__large_spare_release(brisk_tcache_t *tc);
 /* A slot's bytes in large blocks in use, and the part of it mapped alone. */
 void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone);
 

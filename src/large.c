@@ -12,7 +12,14 @@
  * into the best fit (a copy into pages that are usually resident); it shrinks in
  * place, its tail going back to the heap. A block mapped alone grows with mremap
  * and shrinks by unmapping its tail. No lock of its own: the heap lock guards the
- * runs, and the counters are atomic. */
+ * runs, and the counters are atomic.
+ *
+ * The spare: a thread keeps the last heap block it freed (up to SPARE_MAX_BYTES)
+ * and serves its next request of about that size from it without the heap lock,
+ * as a program that frees and allocates a buffer of one size in a loop does; the
+ * block it replaces goes back to the heap. It is the thread's (no lock), in state
+ * SPARE (a second free of it aborts, coalescing passes it by), and goes back at
+ * thread exit and malloc_trim. */
 #include "internal.h"
 
 /* Blocks mapped alone are sized in whole brisk pages (or OS pages, if larger): the
@@ -22,6 +29,11 @@
 static inline size_t large_granule(void) {
   return brisk__os_page > BRISK_PAGE_SIZE ? brisk__os_page : BRISK_PAGE_SIZE;
 }
+
+/* At most 1 MiB per thread held this way; a request takes the spare when it
+ * wastes under 1/8 of it, as the size classes do. */
+#define SPARE_MAX_BYTES ((size_t)1 << 20)
+#define SPARE_SLACK_SHIFT 3
 
 static _Atomic uint64_t in_use_bytes, in_use_count;
 static _Atomic uint64_t node_in_use[BRISK_MAX_NODES], node_alone[BRISK_MAX_NODES];
@@ -87,8 +99,15 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
   void *p = NULL;
   if (!goes_alone(size, align)) {
     bool zeroed = false;
-    brisk_span_t *s = brisk__heap_alloc_large(slot, pages_for(size), &zeroed);
+    size_t npages = pages_for(size);
+    brisk_tcache_t *tc = &brisk__tc;
+    brisk_span_t *s = tc->large_spare;
+    if (s != NULL && s->node == slot && s->npages >= npages && s->npages - npages <= s->npages >> SPARE_SLACK_SHIFT)
+      tc->large_spare = NULL;
+    else
+      s = brisk__heap_alloc_large(slot, npages, &zeroed);
     if (s != NULL) {
+      s->state = BRISK_SPAN_LARGE;
       s->req_size = size;
       count_in_use(s, (int64_t)span_bytes(s));
       atomic_fetch_add_explicit(&in_use_count, 1, memory_order_relaxed);
@@ -126,10 +145,23 @@ void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
   if (s->alone) {
     s->state = BRISK_SPAN_FREE; /* a second free until unmapped still aborts */
     alone_unmap(s);
-  } else {
-    brisk__heap_free_large(s);
+    return;
   }
-  brisk__purge_tick();
+  brisk_tcache_t *tc = &brisk__tc;
+  if (tc->state == BRISK_TC_LIVE && span_bytes(s) <= SPARE_MAX_BYTES) {
+    brisk_span_t *old = tc->large_spare;
+    s->state = BRISK_SPAN_SPARE;
+    tc->large_spare = s;
+    if (old == NULL) return;
+    s = old;
+  }
+  brisk__heap_free_large(s); /* notes idle memory, which starts the purger */
+}
+
+void brisk__large_spare_release(brisk_tcache_t *tc) {
+  brisk_span_t *s = tc->large_spare;
+  tc->large_spare = NULL;
+  if (s != NULL) brisk__heap_free_large(s);
 }
 
 /* A block mapped alone: mremap to grow, an unmapped tail to shrink. */

@@ -40,6 +40,9 @@
  * rest, 32 GiB and more); a request scans its own bin for the best fit and takes
  * the shortest run of the first non-empty bin above it. */
 #define HEAP_BINS 64
+/* List i < HEAP_EXACT + 1 holds runs of exactly i pages, the others are the bins. */
+#define HEAP_LISTS (HEAP_EXACT + 1 + HEAP_BINS)
+#define HEAP_MASK_WORDS ((HEAP_LISTS + 63) / 64)
 
 /* Decay: allocations of the last DEMAND_WINDOW_MS justify keeping as many free
  * pages backed; the excess goes back once DECAY_MIN_AGE_MS old (younger runs are
@@ -51,9 +54,8 @@
 brisk_lock_t brisk__heap_lock = BRISK_LOCK_INIT;
 
 typedef struct heap_slot_s {
-  brisk_span_t *exact[HEAP_EXACT + 1]; /* [n]: free spans of n pages */
-  brisk_span_t *bin[HEAP_BINS];        /* free spans of more pages, by bin_of */
-  uint64_t bin_mask;                   /* bit b: bin[b] is not empty */
+  brisk_span_t *list[HEAP_LISTS];      /* free spans by list_index of their length */
+  uint64_t mask[HEAP_MASK_WORDS];      /* bit i: list[i] is not empty */
   size_t free_pages;                   /* pages in free spans */
   size_t returned_pages;               /* of those, given back with madvise */
   size_t mapped;                       /* bytes grown for this slot */
@@ -85,6 +87,26 @@ static void note_early(uintptr_t p, size_t bytes) {
    * never had the break; those stay where first touch put them */
 }
 
+/* Descriptors that coalescing gives up and splitting needs again, kept under the
+ * heap lock: a block freed next to a free run and taken again costs no trip to
+ * the metadata lock. */
+#define SPARE_DESCRIPTORS 16
+static brisk_span_t *spare[SPARE_DESCRIPTORS];
+static unsigned spare_count;
+
+static brisk_span_t *desc_new_locked(void) {
+  if (spare_count == 0) return brisk__span_new();
+  brisk_span_t *s = spare[--spare_count];
+  memset(s, 0, sizeof *s);
+  return s;
+}
+
+static void desc_delete_locked(brisk_span_t *s) {
+  s->state = 0; /* as brisk__span_delete: a stale pointer to it is nobody's */
+  if (spare_count < SPARE_DESCRIPTORS) spare[spare_count++] = s;
+  else brisk__span_delete(s);
+}
+
 static inline uintptr_t span_first_page(const brisk_span_t *s) { return s->start >> BRISK_PAGE_SHIFT; }
 static inline uintptr_t span_last_page(const brisk_span_t *s) { return span_first_page(s) + s->npages - 1; }
 
@@ -95,46 +117,52 @@ static unsigned bin_of(size_t npages) { /* npages > HEAP_EXACT */
 }
 _Static_assert(HEAP_EXACT == 128, "bin_of counts doublings from 2^7 pages");
 
-static brisk_span_t **list_for(const brisk_span_t *s) {
-  heap_slot_t *h = &heap[s->node];
-  return s->npages <= HEAP_EXACT ? &h->exact[s->npages] : &h->bin[bin_of(s->npages)];
+static inline unsigned list_index(size_t npages) {
+  return npages <= HEAP_EXACT ? (unsigned)npages : HEAP_EXACT + 1 + bin_of(npages);
 }
 
-/* Free-page counters, per slot and in all: add (or take away) span s. */
-static void count_pages(const brisk_span_t *s, bool add) {
-  heap_slot_t *h = &heap[s->node];
-  size_t ret = s->purged ? s->npages : 0;
-  if (add) {
-    h->free_pages += s->npages;
-    h->returned_pages += ret;
-    free_pages += s->npages;
-    returned_pages += ret;
-  } else {
-    h->free_pages -= s->npages;
-    h->returned_pages -= ret;
-    free_pages -= s->npages;
-    returned_pages -= ret;
+/* The first non-empty list from index i on, or HEAP_LISTS. */
+static unsigned next_list(const heap_slot_t *h, unsigned i) {
+  for (unsigned w = i / 64; w < HEAP_MASK_WORDS; w++) {
+    uint64_t bits = h->mask[w] & (w == i / 64 ? ~(uint64_t)0 << (i % 64) : ~(uint64_t)0);
+    if (bits != 0) return w * 64 + (unsigned)__builtin_ctzll(bits);
   }
+  return HEAP_LISTS;
+}
+
+/* Free-page counters, per slot and in all: add (sign 1) or take away (-1) span s. */
+static inline void count_pages(const brisk_span_t *s, int64_t sign) {
+  heap_slot_t *h = &heap[s->node];
+  size_t n = (size_t)(sign * (int64_t)s->npages), ret = s->purged ? n : 0;
+  h->free_pages += n;
+  h->returned_pages += ret;
+  free_pages += n;
+  returned_pages += ret;
 }
 
 static void list_push(brisk_span_t *s) {
-  brisk_span_t **head = list_for(s);
+  heap_slot_t *h = &heap[s->node];
+  unsigned i = list_index(s->npages);
   s->prev = NULL;
-  s->next = *head;
-  if (*head) (*head)->prev = s;
-  *head = s;
-  if (s->npages > HEAP_EXACT) heap[s->node].bin_mask |= (uint64_t)1 << bin_of(s->npages);
-  count_pages(s, true);
+  s->next = h->list[i];
+  if (s->next) s->next->prev = s;
+  h->list[i] = s;
+  h->mask[i / 64] |= (uint64_t)1 << (i % 64);
+  count_pages(s, 1);
 }
 
 static void list_remove(brisk_span_t *s) {
-  if (s->prev) s->prev->next = s->next;
-  else *list_for(s) = s->next;
+  heap_slot_t *h = &heap[s->node];
+  if (s->prev) {
+    s->prev->next = s->next;
+  } else {
+    unsigned i = list_index(s->npages);
+    h->list[i] = s->next;
+    if (s->next == NULL) h->mask[i / 64] &= ~((uint64_t)1 << (i % 64));
+  }
   if (s->next) s->next->prev = s->prev;
-  if (s->npages > HEAP_EXACT && *list_for(s) == NULL)
-    heap[s->node].bin_mask &= ~((uint64_t)1 << bin_of(s->npages));
   s->next = s->prev = NULL;
-  count_pages(s, false);
+  count_pages(s, -1);
 }
 
 /* Mark s free, merge it with free neighbours and put it on its list. Page-map
@@ -148,26 +176,26 @@ static void insert_coalesced(brisk_span_t *s, uint64_t now) {
   brisk_span_t *left = first > 0 ? brisk__pagemap_get((void *)((first - 1) << BRISK_PAGE_SHIFT)) : NULL;
   if (left != NULL && left->state == BRISK_SPAN_FREE && left->node == s->node) {
     list_remove(left);
-    brisk__pagemap_set(span_last_page(left), 1, NULL);
-    brisk__pagemap_set(first, 1, NULL);
+    brisk__pagemap_put(span_last_page(left), NULL);
+    brisk__pagemap_put(first, NULL);
     s->start = left->start;
     s->npages += left->npages;
     s->purged = s->purged && left->purged;
     if (left->idle_since_ms > s->idle_since_ms) s->idle_since_ms = left->idle_since_ms;
-    brisk__span_delete(left);
+    desc_delete_locked(left);
   }
   brisk_span_t *right = brisk__pagemap_get((void *)((span_last_page(s) + 1) << BRISK_PAGE_SHIFT));
   if (right != NULL && right->state == BRISK_SPAN_FREE && right->node == s->node) {
     list_remove(right);
-    brisk__pagemap_set(span_last_page(s), 1, NULL);
-    brisk__pagemap_set(span_first_page(right), 1, NULL);
+    brisk__pagemap_put(span_last_page(s), NULL);
+    brisk__pagemap_put(span_first_page(right), NULL);
     s->npages += right->npages;
     s->purged = s->purged && right->purged;
     if (right->idle_since_ms > s->idle_since_ms) s->idle_since_ms = right->idle_since_ms;
-    brisk__span_delete(right);
+    desc_delete_locked(right);
   }
-  brisk__pagemap_set(span_first_page(s), 1, s);
-  brisk__pagemap_set(span_last_page(s), 1, s);
+  brisk__pagemap_put(span_first_page(s), s);
+  brisk__pagemap_put(span_last_page(s), s);
   list_push(s);
 }
 
@@ -262,18 +290,15 @@ static brisk_span_t *best_in(brisk_span_t *s, size_t npages) {
 
 static brisk_span_t *find_locked(unsigned slot, size_t npages) {
   heap_slot_t *h = &heap[slot];
-  for (size_t n = npages; n <= HEAP_EXACT; n++)
-    if (h->exact[n] != NULL) return h->exact[n];
-  unsigned b = 0;
-  if (npages > HEAP_EXACT) {
-    b = bin_of(npages);
-    brisk_span_t *s = best_in(h->bin[b], npages);
+  unsigned i = list_index(npages);
+  if (npages > HEAP_EXACT) { /* its own bin may hold runs a little too short */
+    brisk_span_t *s = best_in(h->list[i], npages);
     if (s != NULL) return s;
-    b++;
+    i++;
   }
-  uint64_t above = b < HEAP_BINS ? h->bin_mask & ~(((uint64_t)1 << b) - 1) : 0;
-  if (above == 0) return NULL;
-  return best_in(h->bin[__builtin_ctzll(above)], npages);
+  i = next_list(h, i);
+  if (i >= HEAP_LISTS) return NULL;
+  return i <= HEAP_EXACT ? h->list[i] : best_in(h->list[i], npages); /* every run there fits */
 }
 
 /* A run of exactly npages out of the free lists (the slot's own, grown, or as a
@@ -287,7 +312,7 @@ static brisk_span_t *take_locked(unsigned slot, size_t npages) {
   if (s == NULL) return NULL;
   list_remove(s);
   if (s->npages > npages) {
-    brisk_span_t *rest = brisk__span_new();
+    brisk_span_t *rest = desc_new_locked();
     if (rest != NULL) {
       rest->start = s->start + npages * BRISK_PAGE_SIZE;
       rest->npages = s->npages - npages;
@@ -296,8 +321,8 @@ static brisk_span_t *take_locked(unsigned slot, size_t npages) {
       rest->idle_since_ms = s->idle_since_ms;
       rest->node = s->node;
       s->npages = npages;
-      brisk__pagemap_set(span_first_page(rest), 1, rest);
-      brisk__pagemap_set(span_last_page(rest), 1, rest);
+      brisk__pagemap_put(span_first_page(rest), rest);
+      brisk__pagemap_put(span_last_page(rest), rest);
       list_push(rest);
     } /* else: hand out the whole span; its length says so */
   }
@@ -331,8 +356,8 @@ brisk_span_t *brisk__heap_alloc_large(unsigned slot, size_t npages, bool *zeroed
     s->state = BRISK_SPAN_LARGE;
     s->purged = 0;
     s->alone = 0;
-    brisk__pagemap_set(span_first_page(s), 1, s);
-    brisk__pagemap_set(span_last_page(s), 1, s);
+    brisk__pagemap_put(span_first_page(s), s);
+    brisk__pagemap_put(span_last_page(s), s);
   }
   brisk__unlock(&brisk__heap_lock);
   return s;
@@ -366,25 +391,30 @@ bool brisk__heap_grow_large(brisk_span_t *s, size_t npages) {
   brisk__lock(&brisk__heap_lock);
   uintptr_t next = (span_last_page(s) + 1) << BRISK_PAGE_SHIFT;
   brisk_span_t *right = brisk__pagemap_get((void *)next);
-  /* At the top of the break nothing follows yet: grow the heap there. */
-  if (right == NULL && next == brk_end && grow_locked(s->node, extra)) right = brisk__pagemap_get((void *)next);
+  /* At the top of the break (nothing after s, or a free run too short that ends
+   * there), the heap grows by what is missing, and the new chunk joins the run. */
+  bool short_top = right != NULL && right->state == BRISK_SPAN_FREE && right->node == s->node &&
+                   right->npages < extra && (span_last_page(right) + 1) << BRISK_PAGE_SHIFT == brk_end;
+  if (((right == NULL && next == brk_end) || short_top) &&
+      grow_locked(s->node, extra - (short_top ? right->npages : 0)))
+    right = brisk__pagemap_get((void *)next);
   if (right == NULL || right->state != BRISK_SPAN_FREE || right->node != s->node || right->npages < extra) {
     brisk__unlock(&brisk__heap_lock);
     return false;
   }
   list_remove(right);
-  brisk__pagemap_set(span_first_page(right), 1, NULL);
+  brisk__pagemap_put(span_first_page(right), NULL);
   if (right->npages > extra) {
     right->start += extra * BRISK_PAGE_SIZE;
     right->npages -= extra;
-    brisk__pagemap_set(span_first_page(right), 1, right);
+    brisk__pagemap_put(span_first_page(right), right);
     list_push(right);
   } else {
-    brisk__span_delete(right);
+    desc_delete_locked(right);
   }
-  if (s->npages > 1) brisk__pagemap_set(span_last_page(s), 1, NULL); /* interior now */
+  if (s->npages > 1) brisk__pagemap_put(span_last_page(s), NULL); /* interior now */
   s->npages = npages;
-  brisk__pagemap_set(span_last_page(s), 1, s);
+  brisk__pagemap_put(span_last_page(s), s);
   taken_pages += extra;
   brisk__unlock(&brisk__heap_lock);
   return true;
@@ -400,7 +430,7 @@ void brisk__heap_shrink_large(brisk_span_t *s, size_t npages) {
   tail->node = s->node;
   tail->purged = 0;
   s->npages = npages;
-  brisk__pagemap_set(span_last_page(s), 1, s);
+  brisk__pagemap_put(span_last_page(s), s);
   insert_coalesced(tail, now); /* sets or clears the entry of the old last page */
   uint64_t idle = (uint64_t)(free_pages - returned_pages) * BRISK_PAGE_SIZE;
   brisk__unlock(&brisk__heap_lock);
@@ -430,9 +460,7 @@ static size_t purge_locked(uint64_t now, uint64_t min_idle, int64_t budget) {
   for (unsigned slot = 0; slot < brisk__numa_count() && budget > 0; slot++) {
     heap_slot_t *h = &heap[slot];
     if (h->free_pages == h->returned_pages) continue;
-    for (unsigned b = HEAP_BINS; b-- > 0 && budget > 0;) bytes += purge_list(h->bin[b], now, min_idle, &budget);
-    for (size_t n = HEAP_EXACT; n >= 1 && budget > 0; n--)
-      bytes += purge_list(h->exact[n], now, min_idle, &budget);
+    for (unsigned i = HEAP_LISTS; i-- > 1 && budget > 0;) bytes += purge_list(h->list[i], now, min_idle, &budget);
   }
   return bytes;
 }

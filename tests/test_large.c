@@ -35,6 +35,10 @@ static size_t resident(void *p, size_t bytes) {
   return count;
 }
 
+/* A thread keeps its last freed heap block of up to 1 MiB as its spare; tests of
+ * the heap itself hand it back first. */
+static void drop_spare(void) { brisk__large_spare_release(&brisk__tc); }
+
 static int setup(void **state) {
   (void)state;
   brisk_free(brisk_malloc(1));
@@ -87,7 +91,9 @@ static void test_neighbouring_free_blocks_coalesce(void **state) {
   void *fence = brisk_malloc(100 * KiB);
   assert_ptr_equal(b, a + MiB);
   brisk_free(a);
+  drop_spare();
   brisk_free(b);
+  drop_spare();
   brisk_span_t *run = brisk__pagemap_get(a);
   assert_non_null(run);
   assert_int_equal(run->state, BRISK_SPAN_FREE);
@@ -106,6 +112,7 @@ static void test_realloc_grows_in_place_into_a_free_neighbour(void **state) {
   assert_ptr_equal(next, p + MiB);
   for (size_t i = 0; i < MiB; i++) p[i] = (unsigned char)(i * 3);
   brisk_free(next);
+  drop_spare();
   unsigned char *q = brisk_realloc(p, MiB + MiB / 2);
   assert_ptr_equal(q, p);
   assert_true(brisk_usable_size(q) >= MiB + MiB / 2);
@@ -120,7 +127,8 @@ static void test_realloc_moves_keeping_contents(void **state) {
   (void)state;
   size_t n = MiB;
   unsigned char *p = brisk_malloc(n);
-  void *fence = brisk_malloc(100 * KiB); /* nothing free right after p */
+  void *fence = brisk_malloc(n); /* in use right after p: p cannot grow in place */
+  assert_ptr_equal(fence, p + n);
   for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 7);
   unsigned char *q = brisk_realloc(p, 4 * MiB);
   assert_non_null(q);
@@ -208,6 +216,27 @@ static void test_decay_returns_free_runs_beyond_recent_demand(void **state) {
   brisk_free(fence);
 }
 
+/* A thread's last freed block of up to 1 MiB serves its next request of about
+ * that size without the heap; the block it replaces goes back to the heap, and
+ * a second free of the spare aborts (tests/test_bad_usage.c). */
+static void test_thread_keeps_its_last_freed_block_as_spare(void **state) {
+  (void)state;
+  drop_spare();
+  void *a = brisk_malloc(300 * KiB), *b = brisk_malloc(600 * KiB);
+  brisk_free(a);
+  assert_ptr_equal(brisk__tc.large_spare, brisk__pagemap_get(a));
+  assert_int_equal(brisk__pagemap_get(a)->state, BRISK_SPAN_SPARE);
+  brisk_free(b); /* b is the spare now, a goes back */
+  assert_ptr_equal(brisk__tc.large_spare, brisk__pagemap_get(b));
+  assert_ptr_equal(brisk_malloc(590 * KiB), b); /* within 1/8 of its size */
+  assert_null(brisk__tc.large_spare);
+  brisk_free(b);
+  void *c = brisk_malloc(200 * KiB); /* a third the size: from the heap */
+  assert_true(c != b);
+  brisk_free(c);
+  drop_spare();
+}
+
 static void test_block_from_the_mmap_threshold_is_unmapped_at_once(void **state) {
   (void)state;
   size_t saved = brisk__opt.large_mmap_bytes;
@@ -231,7 +260,7 @@ static void test_calloc_of_reused_memory_is_zero_up_to_usable_size(void **state)
     size_t usable = brisk_usable_size(p);
     assert_true(usable > sizes[k]);
     memset(p, 0xff, usable);
-    brisk_free(p);
+    brisk_free(p); /* the spare, or (3 MiB) a free run of the heap */
     unsigned char *q = brisk_calloc(1, sizes[k]);
     assert_ptr_equal(q, p);
     assert_int_equal(brisk_usable_size(q), usable);
@@ -310,6 +339,7 @@ int main(void) {
     cmocka_unit_test(test_realloc_shrinks_in_place),
     cmocka_unit_test(test_idle_free_runs_are_purged),
     cmocka_unit_test(test_decay_returns_free_runs_beyond_recent_demand),
+    cmocka_unit_test(test_thread_keeps_its_last_freed_block_as_spare),
     cmocka_unit_test(test_block_from_the_mmap_threshold_is_unmapped_at_once),
     cmocka_unit_test(test_calloc_of_reused_memory_is_zero_up_to_usable_size),
     cmocka_unit_test(test_huge_alignments),
