@@ -225,20 +225,18 @@ static size_t top_free_pages(unsigned slot) {
 }
 
 static bool grow_locked(unsigned slot, size_t npages) {
-  size_t bytes = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE);
-  if (npages * BRISK_PAGE_SIZE > bytes) bytes = npages * BRISK_PAGE_SIZE;
+  size_t chunk = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE), want = npages * BRISK_PAGE_SIZE;
+  size_t bytes = 0;
   void *p = NULL;
   bool from_sbrk = false;
   if (brisk__opt.sbrk && !sbrk_failed) {
+    /* Only what the free run at the top lacks: its resident pages serve first,
+     * and the break grows less. */
+    size_t top = top_free_pages(slot);
+    size_t need = (npages > top ? npages - top : 1) * BRISK_PAGE_SIZE;
+    bytes = need > chunk ? need : chunk;
     p = grow_sbrk(bytes);
-    if (p == NULL) { /* near a limit: just what the run at the top lacks */
-      size_t top = top_free_pages(slot);
-      size_t need = (npages > top ? npages - top : 1) * BRISK_PAGE_SIZE;
-      if (need < bytes) {
-        bytes = need;
-        p = grow_sbrk(bytes);
-      }
-    }
+    if (p == NULL && need < bytes) p = grow_sbrk(bytes = need); /* near a limit */
     if (p != NULL) from_sbrk = true;
     else {
       /* Sticky: a break that could not grow once (a mapping above it, a limit)
@@ -247,10 +245,10 @@ static bool grow_locked(unsigned slot, size_t npages) {
       if (brisk__opt.verbose) brisk__printf_err("brisk: sbrk failed, using mmap for the heap\n");
     }
   }
-  if (p == NULL) p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
-  if (p == NULL && bytes > npages * BRISK_PAGE_SIZE) { /* near the limit: just what is needed */
-    bytes = npages * BRISK_PAGE_SIZE;
+  if (p == NULL) {
+    bytes = want > chunk ? want : chunk;
     p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
+    if (p == NULL && bytes > want) p = brisk__os_mmap_aligned(bytes = want, BRISK_PAGE_SIZE); /* near the limit */
   }
   if (p == NULL) return false;
   brisk_span_t *s = brisk__span_new();
@@ -306,7 +304,9 @@ static brisk_span_t *find_locked(unsigned slot, size_t npages) {
  * exhausted. Its page-map entries are still the free run's (first and last). */
 static brisk_span_t *take_locked(unsigned slot, size_t npages) {
   brisk_span_t *s = find_locked(slot, npages);
-  if (s == NULL && grow_locked(slot, npages)) s = find_locked(slot, npages);
+  /* A second growth when the first did not join the top run (another user of
+   * the break moved it in between): the new chunk is the top run then. */
+  for (int tries = 0; s == NULL && tries < 2 && grow_locked(slot, npages); tries++) s = find_locked(slot, npages);
   for (unsigned i = 0; s == NULL && i < brisk__numa_count(); i++) /* remote beats failing */
     if (i != slot) s = find_locked(i, npages);
   if (s == NULL) return NULL;
