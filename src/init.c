@@ -76,7 +76,7 @@ void brisk__stat_mapped(int64_t delta) {
 
 /* ------------------------------------------------------------------------------
    Purging: free memory goes back to the OS on the page heap's decay (free pages
-   beyond what recent demand took, once PURGE_TICK_MS old) and at the latest
+   beyond the swing of its recent use, once PURGE_TICK_MS old) and at the latest
    after BRISK_PURGE_DELAY_MS; idle central lists go back to their spans after
    the delay.
 

@@ -346,8 +346,9 @@ bool brisk__heap_grow_large(brisk_span_t *s, size_t npages);
 void brisk__heap_shrink_large(brisk_span_t *s, size_t npages);
 /* Give back free spans idle for at least min_idle_ms; returns bytes purged. */
 size_t brisk__heap_purge(uint64_t now_ms, uint64_t min_idle_ms);
-/* The purge tick's part: free runs idle for delay_ms go back, and so does what
- * lies free beyond the recent demand (page_heap.c, "Decay"); returns bytes. */
+/* The purge tick's part: free runs idle for delay_ms go back, and so do free
+ * pages beyond the recent swing of the heap's use (page_heap.c, "Decay"); returns
+ * bytes. */
 size_t brisk__heap_decay(uint64_t now_ms, uint64_t delay_ms);
 void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t *sbrk_bytes);
 /* One slot's part: bytes grown for it, and free ones still backed by memory. */

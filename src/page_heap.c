@@ -16,11 +16,12 @@
  * span has every page mapped, for free()). heap_lock guards every free list,
  * every FREE span, the length of every LARGE one and the counters below.
  *
- * Decay: what lies free beyond what the last DEMAND_WINDOW_MS of allocations took
- * from the heap goes back (madvise) once it is DECAY_MIN_AGE_MS old, so memory
- * freed in bulk returns soon after the program stops asking, while steady churn
- * keeps as many free pages as it keeps taking; anything free for the purge delay
- * goes back too. The madvise calls are made under the heap lock.
+ * Decay: the heap keeps backed as many free pages as its use has fallen from its
+ * peak of the last DEMAND_WINDOW_MS (what recent demand may take again); the rest
+ * goes back (madvise) once DECAY_MIN_AGE_MS old, longest runs first. Memory freed
+ * in bulk thus returns soon after the program stops asking, steady churn keeps
+ * its swing, and anything free for the purge delay goes back too. The madvise
+ * calls are made under the heap lock.
  *
  * NUMA: every span belongs to a slot (numa.c). Each slot has its own free lists;
  * a chunk the heap grows by belongs to the slot that asked for it and is bound to
@@ -44,9 +45,9 @@
 #define HEAP_LISTS (HEAP_EXACT + 1 + HEAP_BINS)
 #define HEAP_MASK_WORDS ((HEAP_LISTS + 63) / 64)
 
-/* Decay: allocations of the last DEMAND_WINDOW_MS justify keeping as many free
- * pages backed; the excess goes back once DECAY_MIN_AGE_MS old (younger runs are
- * likely the very next request's). DEMAND_SAMPLES samples cover the window. */
+/* Decay: the peak use of the last DEMAND_WINDOW_MS justifies keeping free pages
+ * backed up to it; the excess goes back once DECAY_MIN_AGE_MS old (younger runs
+ * are likely the very next request's). DEMAND_SAMPLES ticks cover the window. */
 #define DEMAND_WINDOW_MS 200
 #define DECAY_MIN_AGE_MS 100
 #define DEMAND_SAMPLES 4
@@ -70,10 +71,12 @@ static bool sbrk_failed;
 static brisk_range_t early[BRISK_EARLY_RANGES];
 static unsigned early_count;
 static uintptr_t brk_end; /* where the heap's last sbrk chunk ends (0: none yet) */
-/* Pages handed out from free runs, ever, and samples of it for the decay. */
-static uint64_t taken_pages;
+/* Pages grown over all slots; the most of them in use (not free) since the last
+ * decay tick, and that figure of the ticks before. */
+static uint64_t heap_pages;
+static uint64_t interval_peak;
 typedef struct demand_sample_s {
-  uint64_t ms, taken;
+  uint64_t ms, peak;
 } demand_sample_t;
 static demand_sample_t demand[DEMAND_SAMPLES];
 static unsigned demand_next;
@@ -105,6 +108,11 @@ static void desc_delete_locked(brisk_span_t *s) {
   s->state = 0; /* as brisk__span_delete: a stale pointer to it is nobody's */
   if (spare_count < SPARE_DESCRIPTORS) spare[spare_count++] = s;
   else brisk__span_delete(s);
+}
+
+static inline void note_used(void) {
+  uint64_t used = heap_pages - free_pages;
+  if (used > interval_peak) interval_peak = used;
 }
 
 static inline uintptr_t span_first_page(const brisk_span_t *s) { return s->start >> BRISK_PAGE_SHIFT; }
@@ -268,6 +276,7 @@ static bool grow_locked(unsigned slot, size_t npages) {
   else brisk__numa_bind(p, bytes, slot); /* before the first touch places a page */
   brisk__stat_mapped((int64_t)bytes);
   heap[slot].mapped += bytes;
+  heap_pages += bytes / BRISK_PAGE_SIZE;
   s->start = (uintptr_t)p;
   s->node = (uint8_t)slot;
   s->npages = bytes / BRISK_PAGE_SIZE;
@@ -332,7 +341,7 @@ static brisk_span_t *take_locked(unsigned slot, size_t npages) {
     heap[slot].mapped += bytes;
     s->node = (uint8_t)slot;
   }
-  taken_pages += s->npages;
+  note_used();
   return s;
 }
 
@@ -415,7 +424,7 @@ bool brisk__heap_grow_large(brisk_span_t *s, size_t npages) {
   if (s->npages > 1) brisk__pagemap_put(span_last_page(s), NULL); /* interior now */
   s->npages = npages;
   brisk__pagemap_put(span_last_page(s), s);
-  taken_pages += extra;
+  note_used();
   brisk__unlock(&brisk__heap_lock);
   return true;
 }
@@ -474,14 +483,14 @@ size_t brisk__heap_purge(uint64_t now, uint64_t min_idle) {
 
 size_t brisk__heap_decay(uint64_t now, uint64_t delay) {
   brisk__lock(&brisk__heap_lock);
-  /* Demand: pages taken since the oldest sample still inside the window. */
-  uint64_t since = taken_pages;
+  /* Demand: how far use has fallen from its peak within the window. */
+  uint64_t used = heap_pages - free_pages, peak = interval_peak;
   for (unsigned i = 0; i < DEMAND_SAMPLES; i++)
-    if (demand[i].ms != 0 && now - demand[i].ms <= DEMAND_WINDOW_MS && demand[i].taken < since)
-      since = demand[i].taken;
-  uint64_t want = taken_pages - since;
-  demand[demand_next] = (demand_sample_t){now, taken_pages};
+    if (demand[i].ms != 0 && now - demand[i].ms <= DEMAND_WINDOW_MS && demand[i].peak > peak) peak = demand[i].peak;
+  uint64_t want = peak > used ? peak - used : 0;
+  demand[demand_next] = (demand_sample_t){now, interval_peak};
   demand_next = (demand_next + 1) % DEMAND_SAMPLES;
+  interval_peak = used;
   size_t bytes = purge_locked(now, delay, INT64_MAX);
   uint64_t dirty = free_pages - returned_pages;
   if (dirty > want) bytes += purge_locked(now, DECAY_MIN_AGE_MS, (int64_t)(dirty - want));

@@ -200,8 +200,8 @@ static void test_idle_free_runs_are_purged(void **state) {
   brisk_free(fence);
 }
 
-/* The decay: with no demand in its window, what lies free goes back once a tick
- * old, long before the purge delay. */
+/* The decay: once the heap's peak use has left its window, what lies free goes
+ * back once a tick old, long before the purge delay. */
 static void test_decay_returns_free_runs_beyond_recent_demand(void **state) {
   (void)state;
   unsigned char *p = brisk_malloc(8 * MiB);
