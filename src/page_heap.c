@@ -404,8 +404,7 @@ bool brisk__heap_grow_large(brisk_span_t *s, size_t npages) {
    * there), the heap grows by what is missing, and the new chunk joins the run. */
   bool short_top = right != NULL && right->state == BRISK_SPAN_FREE && right->node == s->node &&
                    right->npages < extra && (span_last_page(right) + 1) << BRISK_PAGE_SHIFT == brk_end;
-  if (((right == NULL && next == brk_end) || short_top) &&
-      grow_locked(s->node, extra - (short_top ? right->npages : 0)))
+  if (((right == NULL && next == brk_end) || short_top) && grow_locked(s->node, extra)) /* less the top run */
     right = brisk__pagemap_get((void *)next);
   if (right == NULL || right->state != BRISK_SPAN_FREE || right->node != s->node || right->npages < extra) {
     brisk__unlock(&brisk__heap_lock);
