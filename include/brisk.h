@@ -74,9 +74,9 @@ typedef struct brisk_stats_s {
   uint64_t central;       /* bytes free in central lists and partly used spans */
   uint64_t heap_free;     /* free page-heap pages still backed by memory */
   uint64_t returned;      /* free page-heap pages given back with madvise */
-  uint64_t large_in_use;  /* bytes in large (mmap'd) blocks in use */
-  uint64_t large_cached;  /* bytes in freed large spans kept for reuse */
-  uint64_t large_blocks;  /* large (mmap'd) blocks in use */
+  uint64_t large_in_use;  /* bytes in large blocks (above 64 KiB) in use */
+  uint64_t large_cached;  /* always 0: freed large blocks are free page-heap runs (heap_free) */
+  uint64_t large_blocks;  /* large blocks in use */
   uint64_t metadata;      /* bytes of span and page-map metadata */
   uint64_t sbrk_bytes;    /* part of mapped that came from sbrk */
   uint64_t threads;       /* threads that currently have a cache */

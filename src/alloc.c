@@ -103,17 +103,24 @@ static brisk_noinline void free_suspect(void *p, uint64_t e) {
   small_free(p, e);
 }
 
+/* A large block freed already: a free run of the heap that starts at p, or its
+ * thread's spare. */
+static bool large_freed(const brisk_span_t *s, const void *p) {
+  return (uintptr_t)p == s->start && (s->state == BRISK_SPAN_FREE || s->state == BRISK_SPAN_SPARE);
+}
+
 brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call) {
   if (s == NULL) {
     if (p == NULL) return;
     brisk__fatal(call, "invalid pointer", p);
   }
-  if (s->state == BRISK_SPAN_LARGE || s->state == BRISK_SPAN_CACHED) {
+  if (s->state == BRISK_SPAN_LARGE) {
     brisk__large_free(s, p, call);
     return;
   }
   if (s->state == BRISK_SPAN_BOOT) return; /* served while loading the topology; never reused */
-  brisk__fatal(call, "invalid pointer", p); /* a free page-heap span, or past a span's objects */
+  if (large_freed(s, p)) brisk__fatal(call, "double free", p);
+  brisk__fatal(call, "invalid pointer", p); /* past a span's objects, or inside a free run */
 }
 
 void brisk_free(void *p) {
@@ -138,11 +145,11 @@ static size_t usable_of(const void *p, uint64_t e, const char *call) {
   }
   brisk_span_t *s = brisk__pm_span(e);
   if (s != NULL && s->state == BRISK_SPAN_BOOT) return brisk__boot_usable(p);
-  if (s == NULL || (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED))
+  if (s == NULL || (s->state != BRISK_SPAN_LARGE && !large_freed(s, p)))
     brisk__fatal(call, "invalid pointer", p);
   if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
   if (s->state != BRISK_SPAN_LARGE) brisk__fatal(call, "double free", p);
-  return s->map_size;
+  return brisk__large_usable(s);
 }
 
 /* A large block's size check for the sized frees: the same pages as the size last
@@ -150,7 +157,7 @@ static size_t usable_of(const void *p, uint64_t e, const char *call) {
 static bool large_size_wrong(const void *p, uint64_t e, size_t size) {
   brisk_span_t *s = brisk__pm_span(e);
   if (s->state == BRISK_SPAN_BOOT) return size > brisk__boot_usable(p);
-  return brisk__large_rounded(size) != brisk__large_rounded(s->req_size);
+  return !brisk__large_same_size(size, s->req_size);
 }
 
 /* C23 free_sized: the size must be one the block could have been asked for.
@@ -224,9 +231,8 @@ void *brisk_realloc(void *p, size_t size) {
   } else if (s->state == BRISK_SPAN_BOOT) {
     old = brisk__boot_usable(p); /* copied out below, never grown in place */
   } else {
-    /* Large blocks stay large: mremap or an unmapped tail, never a copy. */
-    if (s->state != BRISK_SPAN_LARGE && s->state != BRISK_SPAN_CACHED)
-      brisk__fatal("realloc()", "invalid pointer", p);
+    /* Large blocks stay large: in place, moved within the heap, or mremap. */
+    if (s->state != BRISK_SPAN_LARGE) brisk__fatal("realloc()", large_freed(s, p) ? "double free" : "invalid pointer", p);
     return brisk__large_realloc(s, p, size);
   }
   void *q = brisk_malloc(size);

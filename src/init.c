@@ -48,7 +48,6 @@ static void fork_prepare(void) {
   brisk__lock(&brisk__registry_lock);
   brisk__central_fork_lock();
   brisk__lock(&brisk__heap_lock);
-  brisk__lock(&brisk__large_lock);
   brisk__numa_fork_lock();
   brisk__meta_fork_lock();
   brisk__pagemap_fork_lock();
@@ -58,7 +57,6 @@ static void fork_unlock_all(void) {
   brisk__pagemap_fork_unlock();
   brisk__meta_fork_unlock();
   brisk__numa_fork_unlock();
-  brisk__unlock(&brisk__large_lock);
   brisk__unlock(&brisk__heap_lock);
   brisk__central_fork_unlock();
   brisk__unlock(&brisk__registry_lock);
@@ -113,13 +111,16 @@ void brisk__stat_mapped(int64_t delta) {
 }
 
 /* ------------------------------------------------------------------------------
-   Purging: memory idle for BRISK_PURGE_DELAY_MS goes back to the OS.
+   Purging: free memory goes back to the OS on the page heap's decay (free pages
+   beyond the swing of its recent use, once PURGE_TICK_MS old) and at the latest
+   after BRISK_PURGE_DELAY_MS; idle central lists go back to their spans after
+   the delay.
 
    Slow paths call the tick, and one caller at a time (the one that wins the
-   timestamp) does the work, at most twice per delay. That alone never frees the
-   memory of a program that releases a big working set and then goes quiet, so
-   the first time PURGER_START_BYTES lie idle (page heap or large cache, as they
-   report through brisk__purge_note_idle) brisk starts a background
+   timestamp) does the work, at most once per PURGE_TICK_MS. That alone never
+   frees the memory of a program that releases a big working set and then goes
+   quiet, so the first time PURGER_START_BYTES lie idle in the page heap (as it
+   reports through brisk__purge_note_idle) brisk starts a background
    thread that ticks on its own (BRISK_PURGE_THREAD=0 turns it off). Short-lived
    programs never get there and never see the thread. It blocks every signal,
    and a forked child starts its own when it needs one.
@@ -127,15 +128,15 @@ void brisk__stat_mapped(int64_t delta) {
 #include <time.h>
 
 #define PURGER_START_BYTES ((uint64_t)8 << 20)
-#define PURGER_MIN_SLEEP_MS 100
+/* The decay's step: memory freed in bulk is back within a few of them. */
+#define PURGE_TICK_MS 100
 
 static _Atomic uint64_t last_purge_ms;
 
 static void *purger_main(void *arg) {
   (void)arg;
   for (;;) {
-    uint64_t ms = brisk__opt.purge_delay_ms / 2;
-    brisk__os_sleep_ms(ms < PURGER_MIN_SLEEP_MS ? PURGER_MIN_SLEEP_MS : ms);
+    brisk__os_sleep_ms(PURGE_TICK_MS);
     brisk__purge_tick();
   }
   return NULL;
@@ -152,13 +153,12 @@ void brisk__purge_tick(void) {
   uint64_t delay = brisk__opt.purge_delay_ms;
   uint64_t now = brisk__os_now_ms();
   uint64_t last = atomic_load_explicit(&last_purge_ms, memory_order_relaxed);
-  if (now - last < delay / 2) return;
+  if (now - last < (delay < PURGE_TICK_MS ? delay : PURGE_TICK_MS)) return;
   if (!atomic_compare_exchange_strong_explicit(&last_purge_ms, &last, now, memory_order_relaxed,
                                                memory_order_relaxed))
     return;
   brisk__central_drain(false);
-  brisk__heap_purge(now, delay);
-  brisk__large_purge(now, delay);
+  brisk__heap_decay(now, delay);
 }
 
 void brisk__purge_note_idle(uint64_t idle_bytes) {
@@ -172,7 +172,6 @@ size_t brisk__purge_all(void) {
   brisk__central_drain(true);
   uint64_t now = brisk__os_now_ms();
   size_t bytes = brisk__heap_purge(now, 0);
-  bytes += brisk__large_purge(now, 0);
   atomic_store_explicit(&last_purge_ms, now, memory_order_relaxed);
   return bytes;
 }

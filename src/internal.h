@@ -4,8 +4,9 @@
  *   alloc.c        public entry points and the malloc/free fast paths
  *   thread_cache.c per-thread free lists (owned by their thread, no locks)
  *   central.c      per-class central lists of batches and partly used spans
+ *   large.c        blocks above the small limit: runs of the page heap, or an
+ *                  mmap each for the largest
  *   page_heap.c    spans of pages carved from sbrk'd (or mmap'd) regions
- *   large.c        blocks above the small limit: one mmap each, a reuse cache
  *   pagemap.c      address -> span map, read without locks
  *   meta.c         span descriptors and other metadata, never from malloc
  *   options.c os.c stats.c init.c
@@ -109,15 +110,17 @@ static inline size_t brisk__align_up(size_t x, size_t a) { return (x + a - 1) & 
 typedef enum brisk_span_state_e {
   BRISK_SPAN_FREE = 1,  /* in the page heap's free lists */
   BRISK_SPAN_SMALL,     /* carved into objects of one class */
-  BRISK_SPAN_LARGE,     /* one large block in use */
-  BRISK_SPAN_CACHED,    /* a freed large block kept for reuse */
+  BRISK_SPAN_LARGE,     /* one large block in use (from the page heap, or mapped alone) */
+  BRISK_SPAN_SPARE,     /* a freed large block that its thread keeps for the next request */
   BRISK_SPAN_BOOT,      /* the bootstrap area that serves allocations made while
                            brisk itself loads the NUMA topology (numa.c) */
 } brisk_span_state_t;
 
 /* A span is a run of pages. Who may write which field:
- *  - start, npages, state: the page heap (heap lock) or large.c (large lock), set
- *    before the span is published in the page map;
+ *  - start, npages, state: the page heap (heap lock), or large.c for a block
+ *    mapped alone, set before the span is published in the page map; a large
+ *    block's npages also changes when its owner grows or shrinks it in place
+ *    (realloc, under the heap lock);
  *  - freelist, bump, used, next/prev while SMALL: the class's central lock;
  *  - node: set when the page heap or large.c hands the span out (their locks);
  *  - cls, obj_size, capacity: written once when the span becomes SMALL, before
@@ -131,6 +134,7 @@ typedef struct brisk_span_s {
   uint8_t in_partial;     /* SMALL: on its class's list of spans with free objects */
   uint8_t node;           /* the NUMA pool (slot) the span's memory belongs to; fixed
                              while the span is in use, so readers need no lock */
+  uint8_t alone;          /* LARGE: mapped by itself (map_size bytes), not heap pages */
   uint32_t obj_size;
   /* small spans */
   void *freelist;         /* objects returned to this span */
@@ -138,11 +142,10 @@ typedef struct brisk_span_s {
   uint32_t used;          /* objects out of the span: in use, in caches or in batches */
   uint32_t capacity;
   /* large spans */
-  size_t map_size;        /* bytes of the mapping (large) */
-  size_t req_size;        /* usable bytes (large) */
-  uint64_t idle_since_ms; /* FREE or CACHED: when it became so */
+  size_t map_size;        /* bytes of the mapping (alone) */
+  size_t req_size;        /* the size last asked for (large) */
+  uint64_t idle_since_ms; /* FREE: when it became so */
   struct brisk_span_s *next, *prev;
-  struct brisk_span_s *bnext, *bprev; /* CACHED: the large cache's size bin */
 } brisk_span_t;
 
 /* The page map is a two-level radix tree over the 48-bit address space: a root of
@@ -195,6 +198,13 @@ static inline unsigned brisk__pm_class(uint64_t e) { return (unsigned)(e >> 48) 
 static inline uintptr_t brisk__pm_index(uint64_t e) { return (uintptr_t)(e >> 56); }
 static inline brisk_span_t *brisk__pagemap_get(const void *p) { return brisk__pm_span(brisk__pagemap_entry(p)); }
 
+/* Set the entry of one page whose leaf exists (the page heap ensured the leaves of
+ * every region it added): a plain store, for the heap's run boundaries. */
+static inline void brisk__pagemap_put(uintptr_t page, brisk_span_t *span) {
+  brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[page >> BRISK_PM_LEAF_BITS], memory_order_relaxed);
+  atomic_store_explicit(&leaf->entry[page & (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)],
+                        (uint64_t)(uintptr_t)span, memory_order_release);
+}
 /* Set the entries of pages [first, first+n) to span; false if a leaf could not be
  * mapped (out of memory). */
 bool brisk__pagemap_set(uintptr_t first_page, size_t n, brisk_span_t *span);
@@ -331,7 +341,7 @@ typedef struct brisk_options_s {
   size_t tcache_total;       /* BRISK_TCACHE_TOTAL: all thread caches together */
   uint64_t purge_delay_ms;   /* BRISK_PURGE_DELAY_MS: idle time before memory goes back */
   bool purge_thread;         /* BRISK_PURGE_THREAD: purge from a background thread */
-  size_t large_cache_bytes;  /* BRISK_LARGE_CACHE: freed large spans kept for reuse */
+  size_t large_mmap_bytes;   /* BRISK_LARGE_MMAP: large blocks from this size up are mapped alone */
   size_t heap_grow;          /* BRISK_HEAP_GROW: bytes the page heap grows by at once */
   uint8_t numa;              /* BRISK_NUMA: brisk_numa_mode_t */
 } brisk_options_t;
@@ -346,7 +356,7 @@ bool brisk__parse_size(const char *s, size_t len, uint64_t *out);
 
 /* ------------------------------------------------------------------------------
    NUMA (numa.c). brisk keeps one set of pools (central lists, page-heap free
-   lists, large cache) per NUMA node that has memory; a pool is named by its
+   lists) per NUMA node that has memory; a pool is named by its
    *slot*, 0..brisk__numa_nodes-1. Until the topology is known (and always on a
    one-node machine or with BRISK_NUMA=off) there is one slot, 0.
 ------------------------------------------------------------------------------ */
@@ -392,7 +402,7 @@ void brisk__numa_bind(void *p, size_t len, unsigned slot);
 /* Spread fresh memory page by page over all memory nodes. */
 void brisk__numa_bind_interleave(void *p, size_t len);
 /* The slot whose pools hold large blocks asked for from slot: with
- * BRISK_NUMA=interleave all threads share slot 0's large cache. */
+ * BRISK_NUMA=interleave large blocks are mapped alone, interleaved, as slot 0's. */
 unsigned brisk__numa_large_slot(unsigned slot);
 int brisk__numa_slot_os_node(unsigned slot);
 uint32_t brisk__numa_slot_cpus(unsigned slot);
@@ -433,8 +443,21 @@ extern brisk_lock_t brisk__heap_lock;
  * is exhausted. */
 brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages);
 void brisk__heap_free(brisk_span_t *s);
+/* A large block of npages (state LARGE, its first and last page in the page map),
+ * the best fit among the slot's free runs. *zeroed tells whether every page is
+ * fresh or was given back since its last use (so reads as zero). */
+brisk_span_t *brisk__heap_alloc_large(unsigned slot, size_t npages, bool *zeroed);
+void brisk__heap_free_large(brisk_span_t *s);
+/* Grow large block s in place to npages from the free run that follows it; false
+ * when there is none that long. Shrink gives its tail back as a free run. */
+bool brisk__heap_grow_large(brisk_span_t *s, size_t npages);
+void brisk__heap_shrink_large(brisk_span_t *s, size_t npages);
 /* Give back free spans idle for at least min_idle_ms; returns bytes purged. */
 size_t brisk__heap_purge(uint64_t now_ms, uint64_t min_idle_ms);
+/* The purge tick's part: free runs idle for delay_ms go back, and so do free
+ * pages beyond the recent swing of the heap's use (page_heap.c, "Decay"); returns
+ * bytes. */
+size_t brisk__heap_decay(uint64_t now_ms, uint64_t delay_ms);
 void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t *sbrk_bytes);
 /* One slot's part: bytes grown for it, and free ones still backed by memory. */
 void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_bytes);
@@ -512,6 +535,7 @@ typedef struct brisk_tcache_s {
   uint64_t last_scavenge_ms;
   size_t budget_used; /* sum over classes of max * size */
   void *remote;       /* blocks of other nodes freed here, sent home in batches */
+  struct brisk_span_s *large_spare; /* the last freed large run (large.c) */
   uint64_t remote_count;
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
@@ -538,14 +562,18 @@ extern brisk_lock_t brisk__registry_lock;
 /* ------------------------------------------------------------------------------
    Large blocks (large.c)
 ------------------------------------------------------------------------------ */
-extern brisk_lock_t brisk__large_lock;
 void *brisk__large_alloc(size_t size, size_t align, bool zero);
 void brisk__large_free(brisk_span_t *s, void *p, const char *call);
 void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size);
-size_t brisk__large_purge(uint64_t now_ms, uint64_t min_idle_ms);
-size_t brisk__large_rounded(size_t size); /* what a request of size maps */
+size_t brisk__large_usable(const brisk_span_t *s); /* the block's usable bytes */
+/* Whether sizes a and b of a large block mean the same pages (sized frees). */
+bool brisk__large_same_size(size_t a, size_t b);
+/* cached is always 0: freed large blocks are free runs of the page heap now. */
 void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count);
-void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *cached);
+/* Give the thread's spare large block back to the heap (thread exit, trim). */
+void brisk__large_spare_release(brisk_tcache_t *tc);
+/* A slot's bytes in large blocks in use, and the part of it mapped alone. */
+void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone);
 
 /* ------------------------------------------------------------------------------
    Start-up, fork, purging (init.c), statistics (stats.c)
@@ -558,7 +586,7 @@ static inline void brisk__ensure_init(void) {
 }
 /* Called from slow paths: gives memory back once it has been idle long enough. */
 void brisk__purge_tick(void);
-/* The page heap and the large cache report how much idle memory they hold. */
+/* The page heap reports how much idle memory it holds. */
 void brisk__purge_note_idle(uint64_t idle_bytes);
 size_t brisk__purge_all(void);
 

@@ -1,111 +1,91 @@
 /* Large blocks: every request above BRISK_SMALL_MAX (or with an alignment the
- * classes cannot give) is its own mmap, page aligned, described by one span whose
- * first page is in the page map. A freed block is kept in a cache and reused by
- * a later request of about its size without a system call; the cache is bounded
- * (BRISK_LARGE_CACHE, the oldest go first) and a block idle for a purge delay is
- * unmapped. realloc grows with mremap and shrinks by unmapping the tail: the
- * contents are never copied.
+ * classes cannot give). Below BRISK_LARGE_MMAP bytes a block is a run of pages of
+ * the page heap (page_heap.c): the best fit among the free runs of the thread's
+ * node, split off and coalesced again when freed, so a freed block's pages serve
+ * the next request of any smaller size while they are still resident, and what
+ * lies free goes back on the heap's decay. From BRISK_LARGE_MMAP up (and for an
+ * alignment above a brisk page, or under BRISK_NUMA=interleave) a block is mapped
+ * alone and unmapped when freed: there a page fault per page costs little next to
+ * what the program does with that much memory, and the address space goes back.
  *
- * large_lock guards the cache lists and the counters; a span in use belongs to
- * the program's block, and only its owner's free or realloc touches it. System
- * calls are made outside the lock.
+ * realloc: a heap block grows in place into the free run after it, or else moves
+ * into the best fit (a copy into pages that are usually resident); it shrinks in
+ * place, its tail going back to the heap. A block mapped alone grows with mremap
+ * and shrinks by unmapping its tail. No lock of its own: the heap lock guards the
+ * runs, and the counters are atomic.
  *
- * NUMA: a fresh block is bound to the node of the thread that asks for it (or
- * interleaved over all nodes with BRISK_NUMA=interleave), and the size bins are
- * kept per slot, so a cached block is only reused on its own node; the eviction
- * order and the cache budget are shared by all slots. */
+ * The spare: a thread keeps the last heap block it freed (up to SPARE_MAX_BYTES)
+ * and serves its next request of about that size from it without the heap lock,
+ * as a program that frees and allocates a buffer of one size in a loop does; the
+ * block it replaces goes back to the heap. It is the thread's (no lock), in state
+ * SPARE (a second free of it aborts, coalescing passes it by), and goes back at
+ * thread exit and malloc_trim. */
 #include "internal.h"
 
-/* A cached block serves a request up to this fraction smaller than itself; the
- * slack is at most a quarter, the same order as the small classes' rounding. */
-#define REUSE_SLACK_SHIFT 2
-/* Bound on cached blocks, however small. */
-#define CACHE_MAX_COUNT 64
-
-/* Large mappings are sized in whole brisk pages (or OS pages, if larger): the
- * page map knows a large block by its first brisk page, and a mapping of a single
+/* Blocks mapped alone are sized in whole brisk pages (or OS pages, if larger): the
+ * page map knows such a block by its first brisk page, and a mapping of a single
  * 4 KiB OS page would let the kernel put the next mapping into that same brisk
  * page. */
 static inline size_t large_granule(void) {
   return brisk__os_page > BRISK_PAGE_SIZE ? brisk__os_page : BRISK_PAGE_SIZE;
 }
 
-brisk_lock_t brisk__large_lock = BRISK_LOCK_INIT;
+/* At most 1 MiB per thread held this way; a request takes the spare when it
+ * wastes under 1/8 of it, as the size classes do. */
+#define SPARE_MAX_BYTES ((size_t)1 << 20)
+#define SPARE_SLACK_SHIFT 3
 
-/* The cache: every cached block is on one list in the order it was freed (for
- * eviction and purging, oldest at the tail) and on the list of its size bin (for
- * lookup). Bins split each doubling of the size in four, so a request looks at
- * its own bin and the next, whose blocks are within the reuse slack or just
- * past it, instead of scanning the whole cache under the lock. */
-#define CACHE_BINS 128
+static _Atomic uint64_t in_use_bytes, in_use_count;
+static _Atomic uint64_t node_in_use[BRISK_MAX_NODES], node_alone[BRISK_MAX_NODES];
 
-static brisk_span_t *lru_head, *lru_tail;
-static brisk_span_t *bin_head[BRISK_MAX_NODES][CACHE_BINS];
-static size_t cache_bytes, cache_count;
-static size_t in_use_bytes, in_use_count;
-static size_t node_in_use[BRISK_MAX_NODES], node_cached[BRISK_MAX_NODES];
-
-static unsigned bin_of(size_t bytes) {
-  size_t n = bytes >> BRISK_PAGE_SHIFT;
-  if (n < 8) return (unsigned)n;
-  unsigned k = 63u - (unsigned)__builtin_clzll(n);
-  unsigned b = 8 + (k - 3) * 4 + (unsigned)((n >> (k - 2)) & 3);
-  return b < CACHE_BINS ? b : CACHE_BINS - 1;
+static void count_in_use(const brisk_span_t *s, int64_t bytes) {
+  atomic_fetch_add_explicit(&in_use_bytes, (uint64_t)bytes, memory_order_relaxed);
+  atomic_fetch_add_explicit(&node_in_use[s->node], (uint64_t)bytes, memory_order_relaxed);
+  if (s->alone) atomic_fetch_add_explicit(&node_alone[s->node], (uint64_t)bytes, memory_order_relaxed);
 }
 
-static void cache_remove(brisk_span_t *s) {
-  if (s->prev) s->prev->next = s->next;
-  else lru_head = s->next;
-  if (s->next) s->next->prev = s->prev;
-  else lru_tail = s->prev;
-  if (s->bprev) s->bprev->bnext = s->bnext;
-  else bin_head[s->node][bin_of(s->map_size)] = s->bnext;
-  if (s->bnext) s->bnext->bprev = s->bprev;
-  s->next = s->prev = s->bnext = s->bprev = NULL;
-  cache_bytes -= s->map_size;
-  node_cached[s->node] -= s->map_size;
-  cache_count--;
+static inline size_t span_bytes(const brisk_span_t *s) {
+  return s->alone ? s->map_size : s->npages * BRISK_PAGE_SIZE;
 }
 
-static void cache_push(brisk_span_t *s) {
-  s->prev = NULL;
-  s->next = lru_head;
-  if (lru_head) lru_head->prev = s;
-  else lru_tail = s;
-  lru_head = s;
-  brisk_span_t **bin = &bin_head[s->node][bin_of(s->map_size)];
-  s->bprev = NULL;
-  s->bnext = *bin;
-  if (*bin) (*bin)->bprev = s;
-  *bin = s;
-  cache_bytes += s->map_size;
-  node_cached[s->node] += s->map_size;
-  cache_count++;
+size_t brisk__large_usable(const brisk_span_t *s) { return span_bytes(s); }
+
+static inline size_t pages_for(size_t size) { return (size ? size + BRISK_PAGE_SIZE - 1 : 1) >> BRISK_PAGE_SHIFT; }
+
+/* Whether a block of this size and alignment is mapped alone. */
+static bool goes_alone(size_t size, size_t align) {
+  return size >= brisk__opt.large_mmap_bytes || align > BRISK_PAGE_SIZE ||
+         (brisk__opt.numa == BRISK_NUMA_INTERLEAVE && brisk__numa_count() > 1);
 }
 
-static void span_unmap(brisk_span_t *s) {
-  brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, NULL);
-  brisk__os_munmap((void *)s->start, s->map_size);
-  brisk__stat_mapped(-(int64_t)s->map_size);
-  brisk__span_delete(s);
-}
-
-static void unmap_list(brisk_span_t *s) {
-  while (s != NULL) {
-    brisk_span_t *next = s->next;
-    span_unmap(s);
-    s = next;
+static void *alone_alloc(size_t size, size_t align, unsigned slot) {
+  size_t map = brisk__align_up(size ? size : 1, large_granule());
+  if (align < brisk__os_page) align = brisk__os_page;
+  void *p = brisk__os_mmap_aligned(map, align);
+  if (p == NULL) return NULL;
+  brisk_span_t *s = brisk__span_new();
+  if (s == NULL) {
+    brisk__os_munmap(p, map);
+    return NULL;
   }
-}
-
-static brisk_span_t *cache_find_locked(unsigned slot, size_t map, size_t align) {
-  unsigned b = bin_of(map);
-  for (unsigned bb = b; bb <= b + 1 && bb < CACHE_BINS; bb++)
-    for (brisk_span_t *s = bin_head[slot][bb]; s != NULL; s = s->bnext)
-      if (s->map_size >= map && s->map_size - map <= map >> REUSE_SLACK_SHIFT &&
-          (s->start & (align - 1)) == 0)
-        return s;
-  return NULL;
+  if (brisk__opt.numa == BRISK_NUMA_INTERLEAVE && brisk__numa_count() > 1) brisk__numa_bind_interleave(p, map);
+  else brisk__numa_bind(p, map, slot);
+  s->start = (uintptr_t)p;
+  s->map_size = map;
+  s->req_size = size;
+  s->npages = pages_for(map);
+  s->state = BRISK_SPAN_LARGE;
+  s->alone = 1;
+  s->node = (uint8_t)slot;
+  if (!brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, s)) {
+    brisk__span_delete(s);
+    brisk__os_munmap(p, map);
+    return NULL;
+  }
+  brisk__stat_mapped((int64_t)map);
+  count_in_use(s, (int64_t)map);
+  atomic_fetch_add_explicit(&in_use_count, 1, memory_order_relaxed);
+  return p; /* fresh anonymous memory is already zero */
 }
 
 void *brisk__large_alloc(size_t size, size_t align, bool zero) {
@@ -114,120 +94,87 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
     return NULL;
   }
   if (brisk__boot_active()) return brisk__boot_alloc(size, align);
-  if (align < brisk__os_page) align = brisk__os_page;
-  size_t map = brisk__align_up(size ? size : 1, large_granule());
   unsigned slot = brisk__numa_count() > 1 ? brisk__numa_large_slot(brisk__numa_slot_now()) : 0;
   brisk__purge_tick();
-  brisk__lock(&brisk__large_lock);
-  brisk_span_t *s = cache_find_locked(slot, map, align);
-  if (s != NULL) {
-    cache_remove(s);
-    s->state = BRISK_SPAN_LARGE;
-    s->req_size = size;
-    in_use_bytes += s->map_size;
-    node_in_use[slot] += s->map_size;
-    in_use_count++;
-    brisk__unlock(&brisk__large_lock);
-    if (zero) memset((void *)s->start, 0, s->map_size); /* up to the usable size */
-    return (void *)s->start;
+  void *p = NULL;
+  if (!goes_alone(size, align)) {
+    bool zeroed = false;
+    size_t npages = pages_for(size);
+    brisk_tcache_t *tc = &brisk__tc;
+    brisk_span_t *s = tc->large_spare;
+    if (s != NULL && s->node == slot && s->npages >= npages && s->npages - npages <= s->npages >> SPARE_SLACK_SHIFT)
+      tc->large_spare = NULL;
+    else
+      s = brisk__heap_alloc_large(slot, npages, &zeroed);
+    if (s != NULL) {
+      s->state = BRISK_SPAN_LARGE;
+      s->req_size = size;
+      count_in_use(s, (int64_t)span_bytes(s));
+      atomic_fetch_add_explicit(&in_use_count, 1, memory_order_relaxed);
+      p = (void *)s->start;
+      /* The whole usable size, as malloc_usable_size promises it to the program. */
+      if (zero && !zeroed) memset(p, 0, span_bytes(s));
+      return p;
+    }
   }
-  brisk__unlock(&brisk__large_lock);
-
-  void *p = brisk__os_mmap_aligned(map, align);
-  if (p == NULL && brisk__large_purge(UINT64_MAX, 0) > 0) /* the cache was in the way */
-    p = brisk__os_mmap_aligned(map, align);
-  if (p == NULL) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  s = brisk__span_new();
-  if (s == NULL) {
-    brisk__os_munmap(p, map);
-    errno = ENOMEM;
-    return NULL;
-  }
-  if (brisk__opt.numa == BRISK_NUMA_INTERLEAVE && brisk__numa_count() > 1)
-    brisk__numa_bind_interleave(p, map);
-  else
-    brisk__numa_bind(p, map, slot);
-  s->start = (uintptr_t)p;
-  s->map_size = map;
-  s->req_size = size;
-  s->npages = (map + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
-  s->state = BRISK_SPAN_LARGE;
-  s->node = (uint8_t)slot;
-  if (!brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, s)) {
-    brisk__span_delete(s);
-    brisk__os_munmap(p, map);
-    errno = ENOMEM;
-    return NULL;
-  }
-  brisk__stat_mapped((int64_t)map);
-  brisk__lock(&brisk__large_lock);
-  in_use_bytes += map;
-  node_in_use[slot] += map;
-  in_use_count++;
-  brisk__unlock(&brisk__large_lock);
-  return p; /* fresh anonymous memory is already zero */
+  p = alone_alloc(size, align, slot);
+  if (p == NULL) errno = ENOMEM;
+  return p;
 }
 
-size_t brisk__large_rounded(size_t size) { return brisk__align_up(size ? size : 1, large_granule()); }
+bool brisk__large_same_size(size_t a, size_t b) {
+  return brisk__align_up(a ? a : 1, large_granule()) == brisk__align_up(b ? b : 1, large_granule());
+}
 
 static void large_check(brisk_span_t *s, void *p, const char *call) {
   if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
   if (s->state != BRISK_SPAN_LARGE) brisk__fatal(call, "double free", p);
 }
 
-void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
-  large_check(s, p, call);
-  brisk_span_t *evict = NULL;
-  uint64_t now = brisk__os_now_ms();
-  brisk__lock(&brisk__large_lock);
-  in_use_bytes -= s->map_size;
-  node_in_use[s->node] -= s->map_size;
-  in_use_count--;
-  if (s->map_size > brisk__opt.large_cache_bytes) {
-    s->state = BRISK_SPAN_CACHED; /* a second free until unmapped still aborts */
-    brisk__unlock(&brisk__large_lock);
-    span_unmap(s);
-    return;
-  }
-  s->state = BRISK_SPAN_CACHED;
-  s->idle_since_ms = now;
-  /* Over budget: the least recently freed blocks go first. */
-  while (lru_tail != NULL &&
-         (cache_count >= CACHE_MAX_COUNT || cache_bytes + s->map_size > brisk__opt.large_cache_bytes)) {
-    brisk_span_t *old = lru_tail;
-    cache_remove(old);
-    old->next = evict;
-    evict = old;
-  }
-  cache_push(s);
-  uint64_t idle = cache_bytes;
-  brisk__unlock(&brisk__large_lock);
-  unmap_list(evict);
-  brisk__purge_note_idle(idle);
-  brisk__purge_tick();
+static void alone_unmap(brisk_span_t *s) {
+  brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, NULL);
+  brisk__os_munmap((void *)s->start, s->map_size);
+  brisk__stat_mapped(-(int64_t)s->map_size);
+  brisk__span_delete(s);
 }
 
-void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
-  large_check(s, p, "realloc()");
-  if (size > PTRDIFF_MAX - 2 * brisk__os_page) {
-    errno = ENOMEM;
-    return NULL;
+void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
+  large_check(s, p, call);
+  count_in_use(s, -(int64_t)span_bytes(s));
+  atomic_fetch_sub_explicit(&in_use_count, 1, memory_order_relaxed);
+  if (s->alone) {
+    s->state = BRISK_SPAN_FREE; /* a second free until unmapped still aborts */
+    alone_unmap(s);
+    return;
   }
+  brisk_tcache_t *tc = &brisk__tc;
+  if (tc->state == BRISK_TC_LIVE && span_bytes(s) <= SPARE_MAX_BYTES) {
+    brisk_span_t *old = tc->large_spare;
+    s->state = BRISK_SPAN_SPARE;
+    tc->large_spare = s;
+    if (old == NULL) return;
+    s = old;
+  }
+  brisk__heap_free_large(s); /* notes idle memory, which starts the purger */
+}
+
+void brisk__large_spare_release(brisk_tcache_t *tc) {
+  brisk_span_t *s = tc->large_spare;
+  tc->large_spare = NULL;
+  if (s != NULL) brisk__heap_free_large(s);
+}
+
+/* A block mapped alone: mremap to grow, an unmapped tail to shrink. */
+static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
   size_t map = brisk__align_up(size ? size : 1, large_granule());
   size_t old = s->map_size;
   if (map <= old) {
-    if (map < old) { /* shrink in place: the tail goes back to the OS */
+    if (map < old) {
       brisk__os_munmap((char *)p + map, old - map);
       brisk__stat_mapped(-(int64_t)(old - map));
-      brisk__lock(&brisk__large_lock);
-      in_use_bytes -= old - map;
-      node_in_use[s->node] -= old - map;
-      brisk__unlock(&brisk__large_lock);
+      count_in_use(s, -(int64_t)(old - map));
       s->map_size = map;
-      s->npages = (map + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
+      s->npages = pages_for(map);
     }
     s->req_size = size;
     return p;
@@ -245,45 +192,51 @@ void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
   s->start = (uintptr_t)q;
   s->map_size = map;
   s->req_size = size;
-  s->npages = (map + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
+  s->npages = pages_for(map);
   if (!brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, s))
     brisk__fatal("realloc()", "out of memory for the page map after mremap of", q);
   brisk__stat_mapped((int64_t)(map - old));
-  brisk__lock(&brisk__large_lock);
-  in_use_bytes += map - old;
-  node_in_use[s->node] += map - old;
-  brisk__unlock(&brisk__large_lock);
+  count_in_use(s, (int64_t)(map - old));
   return q;
 }
 
-size_t brisk__large_purge(uint64_t now, uint64_t min_idle) {
-  brisk_span_t *evict = NULL;
-  size_t bytes = 0;
-  brisk__lock(&brisk__large_lock);
-  /* oldest first; the first one too young ends the walk */
-  while (lru_tail != NULL && now - lru_tail->idle_since_ms >= min_idle) {
-    brisk_span_t *s = lru_tail;
-    cache_remove(s);
-    bytes += s->map_size;
-    s->next = evict;
-    evict = s;
+void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
+  large_check(s, p, "realloc()");
+  if (size > PTRDIFF_MAX - 2 * brisk__os_page) {
+    errno = ENOMEM;
+    return NULL;
   }
-  brisk__unlock(&brisk__large_lock);
-  unmap_list(evict);
-  return bytes;
+  if (s->alone) return alone_realloc(s, p, size);
+  size_t npages = pages_for(size), old = s->npages;
+  if (npages <= old) { /* shrink in place: the tail goes back to the heap */
+    if (npages < old) {
+      brisk__heap_shrink_large(s, npages);
+      count_in_use(s, -(int64_t)((old - s->npages) * BRISK_PAGE_SIZE));
+    }
+    s->req_size = size;
+    return p;
+  }
+  if (!goes_alone(size, BRISK_ALIGN) && brisk__heap_grow_large(s, npages)) {
+    count_in_use(s, (int64_t)((npages - old) * BRISK_PAGE_SIZE));
+    s->req_size = size;
+    return p;
+  }
+  /* Move: into the best fit of the heap (usually resident: a copy beats faulting
+   * fresh pages), or, from BRISK_LARGE_MMAP up, into a mapping of its own. */
+  void *q = brisk__large_alloc(size, 0, false);
+  if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
+  memcpy(q, p, old * BRISK_PAGE_SIZE);
+  brisk__large_free(s, p, "realloc()");
+  return q;
 }
 
 void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count) {
-  brisk__lock(&brisk__large_lock);
-  *in_use = in_use_bytes;
-  *cached = cache_bytes;
-  *count = in_use_count;
-  brisk__unlock(&brisk__large_lock);
+  *in_use = atomic_load_explicit(&in_use_bytes, memory_order_relaxed);
+  *cached = 0;
+  *count = atomic_load_explicit(&in_use_count, memory_order_relaxed);
 }
 
-void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *cached) {
-  brisk__lock(&brisk__large_lock);
-  *in_use = node_in_use[slot];
-  *cached = node_cached[slot];
-  brisk__unlock(&brisk__large_lock);
+void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone) {
+  *in_use = atomic_load_explicit(&node_in_use[slot], memory_order_relaxed);
+  *alone = atomic_load_explicit(&node_alone[slot], memory_order_relaxed);
 }

@@ -570,9 +570,8 @@ const char *brisk__numa_topology_source_name(void) {
   return names[brisk__numa_topology_source()];
 }
 
-/* Slot 0 owns everything from before discovery. The early heap chunks are bound
- * to its node and their stray pages moved there; cached large blocks (whose
- * pages may lie anywhere) are unmapped rather than handed to slot 0's threads.
+/* Slot 0 owns everything from before discovery. The early heap chunks (large
+ * blocks' runs included) are bound to its node and their stray pages moved there.
  * Runs after the slots are published, so it blocks no allocation. Returns the
  * bytes of early heap it asked the kernel to move. */
 static size_t adopt_early(void) {
@@ -585,7 +584,6 @@ static size_t adopt_early(void) {
     int err = brisk__numa_os.bind((void *)r[i].start, r[i].len, move ? BRISK_BIND_MOVE : BRISK_BIND_PREFER, slot_mask[0]);
     if (err != 0 && brisk__opt.verbose) brisk__printf_err("brisk: NUMA: moving early heap to node %d failed (%d)\n", slot_os[0], err);
   }
-  brisk__large_purge(UINT64_MAX, 0);
   return moved;
 }
 

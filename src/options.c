@@ -126,7 +126,7 @@ static const opt_row_t opt_table[] = {
   OPT("TCACHE_TOTAL", OPT_SIZE, tcache_total, "64M", "the budget of all thread caches together"),
   OPT("PURGE_DELAY_MS", OPT_MS, purge_delay_ms, "1000", "idle time before memory goes back to the OS"),
   OPT("PURGE_THREAD", OPT_BOOL, purge_thread, "1", "purge on time from a background thread"),
-  OPT("LARGE_CACHE", OPT_SIZE, large_cache_bytes, "64M", "freed large blocks kept for reuse"),
+  OPT("LARGE_MMAP", OPT_SIZE, large_mmap_bytes, "128M", "large blocks from this size up are mapped alone"),
   OPT("HEAP_GROW", OPT_SIZE, heap_grow, "4M", "how much the page heap asks the OS for at a time"),
   OPT("NUMA", OPT_NUMA, numa, "auto", "NUMA policy: pools per node, or off, or interleaved large blocks"),
   OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source, "auto", "where the NUMA topology comes from: hwloc, else sysfs"),

@@ -1,4 +1,5 @@
-/* The page heap: runs of brisk pages (spans) for the small-object classes.
+/* The page heap: runs of brisk pages (spans) for the small-object classes and for
+ * large blocks (large.c), one page-level heap for both, as tcmalloc's is.
  *
  * Memory comes from sbrk in chunks of BRISK_HEAP_GROW bytes, so the small heap is
  * one contiguous range for as long as the program break can grow; when it cannot
@@ -7,10 +8,20 @@
  * given back with madvise(MADV_DONTNEED) once idle, which keeps their addresses
  * valid for the page map and for coalescing.
  *
- * Free spans sit in lists by length (exact up to HEAP_EXACT pages, one list of
- * longer ones) and coalesce with free neighbours on free; only a free span's first
- * and last pages are in the page map, which is all coalescing needs. heap_lock
- * guards every free list, every FREE span and the counters below.
+ * Free spans sit in lists by length (exact up to HEAP_EXACT pages, then four bins
+ * per doubling) and coalesce with free neighbours on free; a request takes the
+ * best fit (the shortest run that is long enough, the lowest address among equals
+ * in its bin) and splits it. Only a free span's first and last pages are in the
+ * page map, and so only a large block's, which is all coalescing needs (a SMALL
+ * span has every page mapped, for free()). heap_lock guards every free list,
+ * every FREE span, the length of every LARGE one and the counters below.
+ *
+ * Decay: the heap keeps backed as many free pages as its use has fallen from its
+ * peak of the last DEMAND_WINDOW_MS (what recent demand may take again); the rest
+ * goes back (madvise) once DECAY_MIN_AGE_MS old, longest runs first. Memory freed
+ * in bulk thus returns soon after the program stops asking, steady churn keeps
+ * its swing, and anything free for the purge delay goes back too. The madvise
+ * calls are made under the heap lock.
  *
  * NUMA: every span belongs to a slot (numa.c). Each slot has its own free lists;
  * a chunk the heap grows by belongs to the slot that asked for it and is bound to
@@ -26,12 +37,26 @@
 #include "internal.h"
 
 #define HEAP_EXACT 128
+/* Runs longer than HEAP_EXACT pages: four bins per doubling (the last catches the
+ * rest, 32 GiB and more); a request scans its own bin for the best fit and takes
+ * the shortest run of the first non-empty bin above it. */
+#define HEAP_BINS 64
+/* List i < HEAP_EXACT + 1 holds runs of exactly i pages, the others are the bins. */
+#define HEAP_LISTS (HEAP_EXACT + 1 + HEAP_BINS)
+#define HEAP_MASK_WORDS ((HEAP_LISTS + 63) / 64)
+
+/* Decay: the peak use of the last DEMAND_WINDOW_MS justifies keeping free pages
+ * backed up to it; the excess goes back once DECAY_MIN_AGE_MS old (younger runs
+ * are likely the very next request's). DEMAND_SAMPLES ticks cover the window. */
+#define DEMAND_WINDOW_MS 200
+#define DECAY_MIN_AGE_MS 100
+#define DEMAND_SAMPLES 4
 
 brisk_lock_t brisk__heap_lock = BRISK_LOCK_INIT;
 
 typedef struct heap_slot_s {
-  brisk_span_t *exact[HEAP_EXACT + 1]; /* [n]: free spans of n pages */
-  brisk_span_t *longer;                /* free spans of more pages */
+  brisk_span_t *list[HEAP_LISTS];      /* free spans by list_index of their length */
+  uint64_t mask[HEAP_MASK_WORDS];      /* bit i: list[i] is not empty */
   size_t free_pages;                   /* pages in free spans */
   size_t returned_pages;               /* of those, given back with madvise */
   size_t mapped;                       /* bytes grown for this slot */
@@ -45,6 +70,16 @@ static uintptr_t first_address;
 static bool sbrk_failed;
 static brisk_range_t early[BRISK_EARLY_RANGES];
 static unsigned early_count;
+static uintptr_t brk_end; /* where the heap's last sbrk chunk ends (0: none yet) */
+/* Pages grown over all slots; the most of them in use (not free) since the last
+ * decay tick, and that figure of the ticks before. */
+static uint64_t heap_pages;
+static uint64_t interval_peak;
+typedef struct demand_sample_s {
+  uint64_t ms, peak;
+} demand_sample_t;
+static demand_sample_t demand[DEMAND_SAMPLES];
+static unsigned demand_next;
 
 static void note_early(uintptr_t p, size_t bytes) {
   if (early_count > 0 && early[early_count - 1].start + early[early_count - 1].len == p)
@@ -55,46 +90,87 @@ static void note_early(uintptr_t p, size_t bytes) {
    * never had the break; those stay where first touch put them */
 }
 
+/* Descriptors that coalescing gives up and splitting needs again, kept under the
+ * heap lock: a block freed next to a free run and taken again costs no trip to
+ * the metadata lock. */
+#define SPARE_DESCRIPTORS 16
+static brisk_span_t *spare[SPARE_DESCRIPTORS];
+static unsigned spare_count;
+
+static brisk_span_t *desc_new_locked(void) {
+  if (spare_count == 0) return brisk__span_new();
+  brisk_span_t *s = spare[--spare_count];
+  memset(s, 0, sizeof *s);
+  return s;
+}
+
+static void desc_delete_locked(brisk_span_t *s) {
+  s->state = 0; /* as brisk__span_delete: a stale pointer to it is nobody's */
+  if (spare_count < SPARE_DESCRIPTORS) spare[spare_count++] = s;
+  else brisk__span_delete(s);
+}
+
+static inline void note_used(void) {
+  uint64_t used = heap_pages - free_pages;
+  if (used > interval_peak) interval_peak = used;
+}
+
 static inline uintptr_t span_first_page(const brisk_span_t *s) { return s->start >> BRISK_PAGE_SHIFT; }
 static inline uintptr_t span_last_page(const brisk_span_t *s) { return span_first_page(s) + s->npages - 1; }
 
-static brisk_span_t **list_for(const brisk_span_t *s) {
-  heap_slot_t *h = &heap[s->node];
-  return s->npages <= HEAP_EXACT ? &h->exact[s->npages] : &h->longer;
+static unsigned bin_of(size_t npages) { /* npages > HEAP_EXACT */
+  unsigned k = 63u - (unsigned)__builtin_clzll(npages);
+  unsigned b = (k - 7) * 4 + (unsigned)((npages >> (k - 2)) & 3);
+  return b < HEAP_BINS ? b : HEAP_BINS - 1;
+}
+_Static_assert(HEAP_EXACT == 128, "bin_of counts doublings from 2^7 pages");
+
+static inline unsigned list_index(size_t npages) {
+  return npages <= HEAP_EXACT ? (unsigned)npages : HEAP_EXACT + 1 + bin_of(npages);
 }
 
-/* Free-page counters, per slot and in all: add (or take away) span s. */
-static void count_pages(const brisk_span_t *s, bool add) {
-  heap_slot_t *h = &heap[s->node];
-  size_t ret = s->purged ? s->npages : 0;
-  if (add) {
-    h->free_pages += s->npages;
-    h->returned_pages += ret;
-    free_pages += s->npages;
-    returned_pages += ret;
-  } else {
-    h->free_pages -= s->npages;
-    h->returned_pages -= ret;
-    free_pages -= s->npages;
-    returned_pages -= ret;
+/* The first non-empty list from index i on, or HEAP_LISTS. */
+static unsigned next_list(const heap_slot_t *h, unsigned i) {
+  for (unsigned w = i / 64; w < HEAP_MASK_WORDS; w++) {
+    uint64_t bits = h->mask[w] & (w == i / 64 ? ~(uint64_t)0 << (i % 64) : ~(uint64_t)0);
+    if (bits != 0) return w * 64 + (unsigned)__builtin_ctzll(bits);
   }
+  return HEAP_LISTS;
+}
+
+/* Free-page counters, per slot and in all: add (sign 1) or take away (-1) span s. */
+static inline void count_pages(const brisk_span_t *s, int64_t sign) {
+  heap_slot_t *h = &heap[s->node];
+  size_t n = (size_t)(sign * (int64_t)s->npages), ret = s->purged ? n : 0;
+  h->free_pages += n;
+  h->returned_pages += ret;
+  free_pages += n;
+  returned_pages += ret;
 }
 
 static void list_push(brisk_span_t *s) {
-  brisk_span_t **head = list_for(s);
+  heap_slot_t *h = &heap[s->node];
+  unsigned i = list_index(s->npages);
   s->prev = NULL;
-  s->next = *head;
-  if (*head) (*head)->prev = s;
-  *head = s;
-  count_pages(s, true);
+  s->next = h->list[i];
+  if (s->next) s->next->prev = s;
+  h->list[i] = s;
+  h->mask[i / 64] |= (uint64_t)1 << (i % 64);
+  count_pages(s, 1);
 }
 
 static void list_remove(brisk_span_t *s) {
-  if (s->prev) s->prev->next = s->next;
-  else *list_for(s) = s->next;
+  heap_slot_t *h = &heap[s->node];
+  if (s->prev) {
+    s->prev->next = s->next;
+  } else {
+    unsigned i = list_index(s->npages);
+    h->list[i] = s->next;
+    if (s->next == NULL) h->mask[i / 64] &= ~((uint64_t)1 << (i % 64));
+  }
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = NULL;
-  count_pages(s, false);
+  count_pages(s, -1);
 }
 
 /* Mark s free, merge it with free neighbours and put it on its list. Page-map
@@ -108,26 +184,26 @@ static void insert_coalesced(brisk_span_t *s, uint64_t now) {
   brisk_span_t *left = first > 0 ? brisk__pagemap_get((void *)((first - 1) << BRISK_PAGE_SHIFT)) : NULL;
   if (left != NULL && left->state == BRISK_SPAN_FREE && left->node == s->node) {
     list_remove(left);
-    brisk__pagemap_set(span_last_page(left), 1, NULL);
-    brisk__pagemap_set(first, 1, NULL);
+    brisk__pagemap_put(span_last_page(left), NULL);
+    brisk__pagemap_put(first, NULL);
     s->start = left->start;
     s->npages += left->npages;
     s->purged = s->purged && left->purged;
     if (left->idle_since_ms > s->idle_since_ms) s->idle_since_ms = left->idle_since_ms;
-    brisk__span_delete(left);
+    desc_delete_locked(left);
   }
   brisk_span_t *right = brisk__pagemap_get((void *)((span_last_page(s) + 1) << BRISK_PAGE_SHIFT));
   if (right != NULL && right->state == BRISK_SPAN_FREE && right->node == s->node) {
     list_remove(right);
-    brisk__pagemap_set(span_last_page(s), 1, NULL);
-    brisk__pagemap_set(span_first_page(right), 1, NULL);
+    brisk__pagemap_put(span_last_page(s), NULL);
+    brisk__pagemap_put(span_first_page(right), NULL);
     s->npages += right->npages;
     s->purged = s->purged && right->purged;
     if (right->idle_since_ms > s->idle_since_ms) s->idle_since_ms = right->idle_since_ms;
-    brisk__span_delete(right);
+    desc_delete_locked(right);
   }
-  brisk__pagemap_set(span_first_page(s), 1, s);
-  brisk__pagemap_set(span_last_page(s), 1, s);
+  brisk__pagemap_put(span_first_page(s), s);
+  brisk__pagemap_put(span_last_page(s), s);
   list_push(s);
 }
 
@@ -147,13 +223,28 @@ static void *grow_sbrk(size_t bytes) {
   return p + pad;
 }
 
+/* Pages of the slot's free run that ends where the break is, if the break is
+ * still there: a chunk grown by sbrk joins that run, so only the rest is needed. */
+static size_t top_free_pages(unsigned slot) {
+  if (brk_end == 0 || brisk__os_sbrk(0) != (void *)brk_end) return 0;
+  brisk_span_t *top = brisk__pagemap_get((void *)(brk_end - BRISK_PAGE_SIZE));
+  if (top == NULL || top->state != BRISK_SPAN_FREE || top->node != slot) return 0;
+  return top->npages;
+}
+
 static bool grow_locked(unsigned slot, size_t npages) {
-  size_t bytes = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE);
-  if (npages * BRISK_PAGE_SIZE > bytes) bytes = npages * BRISK_PAGE_SIZE;
+  size_t chunk = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE), want = npages * BRISK_PAGE_SIZE;
+  size_t bytes = 0;
   void *p = NULL;
   bool from_sbrk = false;
   if (brisk__opt.sbrk && !sbrk_failed) {
+    /* Only what the free run at the top lacks: its resident pages serve first,
+     * and the break grows less. */
+    size_t top = top_free_pages(slot);
+    size_t need = (npages > top ? npages - top : 1) * BRISK_PAGE_SIZE;
+    bytes = need > chunk ? need : chunk;
     p = grow_sbrk(bytes);
+    if (p == NULL && need < bytes) p = grow_sbrk(bytes = need); /* near a limit */
     if (p != NULL) from_sbrk = true;
     else {
       /* Sticky: a break that could not grow once (a mapping above it, a limit)
@@ -162,13 +253,11 @@ static bool grow_locked(unsigned slot, size_t npages) {
       if (brisk__opt.verbose) brisk__printf_err("brisk: sbrk failed, using mmap for the heap\n");
     }
   }
-  if (p == NULL) p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
-  if (p == NULL && bytes > npages * BRISK_PAGE_SIZE) { /* near the limit: just what is needed */
-    bytes = npages * BRISK_PAGE_SIZE;
+  if (p == NULL) {
+    bytes = want > chunk ? want : chunk;
     p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
+    if (p == NULL && bytes > want) p = brisk__os_mmap_aligned(bytes = want, BRISK_PAGE_SIZE); /* near the limit */
   }
-  if (p == NULL && brisk__large_purge(UINT64_MAX, 0) > 0) /* cached large blocks were in the way */
-    p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
   if (p == NULL) return false;
   brisk_span_t *s = brisk__span_new();
   if (s == NULL || !brisk__pagemap_ensure((uintptr_t)p >> BRISK_PAGE_SHIFT, bytes / BRISK_PAGE_SIZE)) {
@@ -178,12 +267,16 @@ static bool grow_locked(unsigned slot, size_t npages) {
     if (!from_sbrk) brisk__os_munmap(p, bytes);
     return false;
   }
-  if (from_sbrk) sbrk_bytes += bytes;
+  if (from_sbrk) {
+    sbrk_bytes += bytes;
+    brk_end = (uintptr_t)p + bytes;
+  }
   if (first_address == 0) first_address = (uintptr_t)p;
   if (brisk__numa_count() < 2) note_early((uintptr_t)p, bytes);
   else brisk__numa_bind(p, bytes, slot); /* before the first touch places a page */
   brisk__stat_mapped((int64_t)bytes);
   heap[slot].mapped += bytes;
+  heap_pages += bytes / BRISK_PAGE_SIZE;
   s->start = (uintptr_t)p;
   s->node = (uint8_t)slot;
   s->npages = bytes / BRISK_PAGE_SIZE;
@@ -192,29 +285,43 @@ static bool grow_locked(unsigned slot, size_t npages) {
   return true;
 }
 
-static brisk_span_t *find_locked(unsigned slot, size_t npages) {
-  heap_slot_t *h = &heap[slot];
-  for (size_t n = npages; n <= HEAP_EXACT; n++)
-    if (h->exact[n] != NULL) return h->exact[n];
+/* The shortest run of at least npages in a list, the lowest address among equals. */
+static brisk_span_t *best_in(brisk_span_t *s, size_t npages) {
   brisk_span_t *best = NULL;
-  for (brisk_span_t *s = h->longer; s != NULL; s = s->next)
-    if (s->npages >= npages && (best == NULL || s->npages < best->npages)) best = s;
+  for (; s != NULL; s = s->next)
+    if (s->npages >= npages &&
+        (best == NULL || s->npages < best->npages || (s->npages == best->npages && s->start < best->start)))
+      best = s;
   return best;
 }
 
-brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
-  brisk__lock(&brisk__heap_lock);
+static brisk_span_t *find_locked(unsigned slot, size_t npages) {
+  heap_slot_t *h = &heap[slot];
+  unsigned i = list_index(npages);
+  if (npages > HEAP_EXACT) { /* its own bin may hold runs a little too short */
+    brisk_span_t *s = best_in(h->list[i], npages);
+    if (s != NULL) return s;
+    i++;
+  }
+  i = next_list(h, i);
+  if (i >= HEAP_LISTS) return NULL;
+  return i <= HEAP_EXACT ? h->list[i] : best_in(h->list[i], npages); /* every run there fits */
+}
+
+/* A run of exactly npages out of the free lists (the slot's own, grown, or as a
+ * last resort another slot's), split from a longer one; NULL when memory is
+ * exhausted. Its page-map entries are still the free run's (first and last). */
+static brisk_span_t *take_locked(unsigned slot, size_t npages) {
   brisk_span_t *s = find_locked(slot, npages);
-  if (s == NULL && grow_locked(slot, npages)) s = find_locked(slot, npages);
+  /* A second growth when the first did not join the top run (another user of
+   * the break moved it in between): the new chunk is the top run then. */
+  for (int tries = 0; s == NULL && tries < 2 && grow_locked(slot, npages); tries++) s = find_locked(slot, npages);
   for (unsigned i = 0; s == NULL && i < brisk__numa_count(); i++) /* remote beats failing */
     if (i != slot) s = find_locked(i, npages);
-  if (s == NULL) {
-    brisk__unlock(&brisk__heap_lock);
-    return NULL;
-  }
+  if (s == NULL) return NULL;
   list_remove(s);
   if (s->npages > npages) {
-    brisk_span_t *rest = brisk__span_new();
+    brisk_span_t *rest = desc_new_locked();
     if (rest != NULL) {
       rest->start = s->start + npages * BRISK_PAGE_SIZE;
       rest->npages = s->npages - npages;
@@ -223,28 +330,53 @@ brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
       rest->idle_since_ms = s->idle_since_ms;
       rest->node = s->node;
       s->npages = npages;
-      brisk__pagemap_set(span_first_page(rest), 1, rest);
-      brisk__pagemap_set(span_last_page(rest), 1, rest);
+      brisk__pagemap_put(span_first_page(rest), rest);
+      brisk__pagemap_put(span_last_page(rest), rest);
       list_push(rest);
     } /* else: hand out the whole span; its length says so */
   }
-  if (s->node != slot) { /* the pages join the asking slot: its central lists own them now */
+  if (s->node != slot) { /* the pages join the asking slot: its pools own them now */
     size_t bytes = s->npages * BRISK_PAGE_SIZE;
     heap[s->node].mapped -= bytes;
     heap[slot].mapped += bytes;
     s->node = (uint8_t)slot;
   }
-  s->state = BRISK_SPAN_SMALL;
-  s->purged = 0;
-  brisk__pagemap_set(span_first_page(s), s->npages, s);
+  note_used();
+  return s;
+}
+
+brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
+  brisk__lock(&brisk__heap_lock);
+  brisk_span_t *s = take_locked(slot, npages);
+  if (s != NULL) {
+    s->state = BRISK_SPAN_SMALL;
+    s->purged = 0;
+    brisk__pagemap_set(span_first_page(s), s->npages, s);
+  }
   brisk__unlock(&brisk__heap_lock);
   return s;
 }
 
-void brisk__heap_free(brisk_span_t *s) {
+brisk_span_t *brisk__heap_alloc_large(unsigned slot, size_t npages, bool *zeroed) {
+  brisk__lock(&brisk__heap_lock);
+  brisk_span_t *s = take_locked(slot, npages);
+  if (s != NULL) {
+    *zeroed = s->purged;
+    s->state = BRISK_SPAN_LARGE;
+    s->purged = 0;
+    s->alone = 0;
+    brisk__pagemap_put(span_first_page(s), s);
+    brisk__pagemap_put(span_last_page(s), s);
+  }
+  brisk__unlock(&brisk__heap_lock);
+  return s;
+}
+
+/* Into the free lists, merged with free neighbours. The page-map entries of the
+ * span beyond its first and last page must be clear already. */
+static void span_release(brisk_span_t *s) {
   uint64_t now = brisk__os_now_ms();
   brisk__lock(&brisk__heap_lock);
-  brisk__pagemap_set(span_first_page(s), s->npages, NULL);
   s->purged = 0;
   s->freelist = NULL;
   s->used = 0;
@@ -254,28 +386,113 @@ void brisk__heap_free(brisk_span_t *s) {
   brisk__purge_note_idle(idle);
 }
 
-static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle) {
+void brisk__heap_free(brisk_span_t *s) {
+  /* Every page of a SMALL span is in the map; nobody else reaches these entries
+   * any more, so they are cleared before the lock is taken. */
+  brisk__pagemap_set(span_first_page(s), s->npages, NULL);
+  span_release(s);
+}
+
+void brisk__heap_free_large(brisk_span_t *s) { span_release(s); }
+
+bool brisk__heap_grow_large(brisk_span_t *s, size_t npages) {
+  size_t extra = npages - s->npages;
+  brisk__lock(&brisk__heap_lock);
+  uintptr_t next = (span_last_page(s) + 1) << BRISK_PAGE_SHIFT;
+  brisk_span_t *right = brisk__pagemap_get((void *)next);
+  /* At the top of the break (nothing after s, or a free run too short that ends
+   * there), the heap grows by what is missing, and the new chunk joins the run. */
+  bool short_top = right != NULL && right->state == BRISK_SPAN_FREE && right->node == s->node &&
+                   right->npages < extra && (span_last_page(right) + 1) << BRISK_PAGE_SHIFT == brk_end;
+  if (((right == NULL && next == brk_end) || short_top) && grow_locked(s->node, extra)) /* less the top run */
+    right = brisk__pagemap_get((void *)next);
+  if (right == NULL || right->state != BRISK_SPAN_FREE || right->node != s->node || right->npages < extra) {
+    brisk__unlock(&brisk__heap_lock);
+    return false;
+  }
+  list_remove(right);
+  brisk__pagemap_put(span_first_page(right), NULL);
+  if (right->npages > extra) {
+    right->start += extra * BRISK_PAGE_SIZE;
+    right->npages -= extra;
+    brisk__pagemap_put(span_first_page(right), right);
+    list_push(right);
+  } else {
+    desc_delete_locked(right);
+  }
+  if (s->npages > 1) brisk__pagemap_put(span_last_page(s), NULL); /* interior now */
+  s->npages = npages;
+  brisk__pagemap_put(span_last_page(s), s);
+  note_used();
+  brisk__unlock(&brisk__heap_lock);
+  return true;
+}
+
+void brisk__heap_shrink_large(brisk_span_t *s, size_t npages) {
+  brisk_span_t *tail = brisk__span_new();
+  if (tail == NULL) return; /* out of metadata: the block just stays longer */
+  uint64_t now = brisk__os_now_ms();
+  brisk__lock(&brisk__heap_lock);
+  tail->start = s->start + npages * BRISK_PAGE_SIZE;
+  tail->npages = s->npages - npages;
+  tail->node = s->node;
+  tail->purged = 0;
+  s->npages = npages;
+  brisk__pagemap_put(span_last_page(s), s);
+  insert_coalesced(tail, now); /* sets or clears the entry of the old last page */
+  uint64_t idle = (uint64_t)(free_pages - returned_pages) * BRISK_PAGE_SIZE;
+  brisk__unlock(&brisk__heap_lock);
+  brisk__purge_note_idle(idle);
+}
+
+/* Give back the runs of list s idle for min_idle, until *budget pages are gone
+ * (the last run may take the budget below zero). */
+static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle, int64_t *budget) {
   size_t bytes = 0;
-  for (; s != NULL; s = s->next) {
+  for (; s != NULL && *budget > 0; s = s->next) {
     if (s->purged || now - s->idle_since_ms < min_idle) continue;
     brisk__os_purge((void *)s->start, s->npages * BRISK_PAGE_SIZE);
     s->purged = 1;
     heap[s->node].returned_pages += s->npages;
     returned_pages += s->npages;
     bytes += s->npages * BRISK_PAGE_SIZE;
+    *budget -= (int64_t)s->npages;
+  }
+  return bytes;
+}
+
+/* Longest runs first: the fewest calls per byte, and the runs that a steady
+ * program's next small request needs least. */
+static size_t purge_locked(uint64_t now, uint64_t min_idle, int64_t budget) {
+  size_t bytes = 0;
+  for (unsigned slot = 0; slot < brisk__numa_count() && budget > 0; slot++) {
+    heap_slot_t *h = &heap[slot];
+    if (h->free_pages == h->returned_pages) continue;
+    for (unsigned i = HEAP_LISTS; i-- > 1 && budget > 0;) bytes += purge_list(h->list[i], now, min_idle, &budget);
   }
   return bytes;
 }
 
 size_t brisk__heap_purge(uint64_t now, uint64_t min_idle) {
-  size_t bytes = 0;
   brisk__lock(&brisk__heap_lock);
-  for (unsigned slot = 0; slot < brisk__numa_count(); slot++) {
-    heap_slot_t *h = &heap[slot];
-    if (h->free_pages == h->returned_pages) continue;
-    for (size_t n = 1; n <= HEAP_EXACT; n++) bytes += purge_list(h->exact[n], now, min_idle);
-    bytes += purge_list(h->longer, now, min_idle);
-  }
+  size_t bytes = purge_locked(now, min_idle, INT64_MAX);
+  brisk__unlock(&brisk__heap_lock);
+  return bytes;
+}
+
+size_t brisk__heap_decay(uint64_t now, uint64_t delay) {
+  brisk__lock(&brisk__heap_lock);
+  /* Demand: how far use has fallen from its peak within the window. */
+  uint64_t used = heap_pages - free_pages, peak = interval_peak;
+  for (unsigned i = 0; i < DEMAND_SAMPLES; i++)
+    if (demand[i].ms != 0 && now - demand[i].ms <= DEMAND_WINDOW_MS && demand[i].peak > peak) peak = demand[i].peak;
+  uint64_t want = peak > used ? peak - used : 0;
+  demand[demand_next] = (demand_sample_t){now, interval_peak};
+  demand_next = (demand_next + 1) % DEMAND_SAMPLES;
+  interval_peak = used;
+  size_t bytes = purge_locked(now, delay, INT64_MAX);
+  uint64_t dirty = free_pages - returned_pages;
+  if (dirty > want) bytes += purge_locked(now, DECAY_MIN_AGE_MS, (int64_t)(dirty - want));
   brisk__unlock(&brisk__heap_lock);
   return bytes;
 }

@@ -1,5 +1,5 @@
 /* Statistics: merged on demand from the layers' own counters (central per class,
- * page heap, large cache, thread-cache registry); nothing is counted on the fast
+ * page heap, large blocks, thread-cache registry); nothing is counted on the fast
  * paths. Thread-cache lengths are read without stopping their threads, so a
  * report taken while threads run is a close estimate, exact when they are quiet.
  * Two reports, text and JSON (schema in docs/stats-schema.md), both written
@@ -49,16 +49,16 @@ size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max) {
   brisk__ensure_init();
   unsigned nodes = brisk__numa_count();
   for (unsigned slot = 0; slot < nodes && slot < max; slot++) {
-    uint64_t heap_mapped, heap_free, out_bytes, free_bytes, large_in_use, large_cached;
+    uint64_t heap_mapped, heap_free, out_bytes, free_bytes, large_in_use, large_alone;
     brisk__heap_node_stats(slot, &heap_mapped, &heap_free);
     brisk__central_node_stats(slot, &out_bytes, &free_bytes);
-    brisk__large_node_stats(slot, &large_in_use, &large_cached);
+    brisk__large_node_stats(slot, &large_in_use, &large_alone);
     out[slot] = (brisk_node_stats_t){
         .os_node = brisk__numa_slot_os_node(slot),
         .cpus = brisk__numa_slot_cpus(slot),
-        .mapped = heap_mapped + large_in_use + large_cached,
+        .mapped = heap_mapped + large_alone,
         .in_use = out_bytes + large_in_use,
-        .free = free_bytes + heap_free + large_cached,
+        .free = free_bytes + heap_free,
         .remote_frees = brisk__numa_remote(slot),
     };
   }

@@ -152,6 +152,7 @@ void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p) {
 
 void brisk__tcache_flush(brisk_tcache_t *tc) {
   if (tc->remote != NULL) remote_flush(tc);
+  if (tc->large_spare != NULL) brisk__large_spare_release(tc);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++)
     if (brisk__tl_count(&tc->list[cls]) > 0)
       list_release(cls, &tc->list[cls], brisk__tl_count(&tc->list[cls]));

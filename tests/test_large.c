@@ -1,5 +1,7 @@
-/* Large blocks: reuse without system calls, mremap growth, shrinking in place,
- * idle unmapping, alignment. */
+/* Large blocks: runs of the page heap reused, split and coalesced; realloc in
+ * place, by a move or by mremap; shrinking in place; idle runs purged on the
+ * decay; blocks from BRISK_LARGE_MMAP up mapped alone; calloc of reused memory;
+ * alignment; ENOMEM near the address-space limit. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,105 +16,259 @@
 #include "child.h"
 #include "internal.h"
 
+#define MiB ((size_t)1 << 20)
+#define KiB ((size_t)1 << 10)
+
 static bool is_mapped(void *p) {
   unsigned char v;
   size_t os = (size_t)sysconf(_SC_PAGESIZE);
   return mincore((void *)((uintptr_t)p & ~(os - 1)), os, &v) == 0;
 }
 
+/* OS pages of [p, p + bytes) that are resident. */
+static size_t resident(void *p, size_t bytes) {
+  size_t os = (size_t)sysconf(_SC_PAGESIZE), n = bytes / os, count = 0;
+  static unsigned char vec[(64u << 20) / 4096];
+  assert_true(n <= sizeof vec);
+  assert_int_equal(mincore(p, bytes, vec), 0);
+  for (size_t i = 0; i < n; i++) count += vec[i] & 1;
+  return count;
+}
+
+/* A thread keeps its last freed heap block of up to 1 MiB as its spare; tests of
+ * the heap itself hand it back first. */
+static void drop_spare(void) { brisk__large_spare_release(&brisk__tc); }
+
+static int setup(void **state) {
+  (void)state;
+  brisk_free(brisk_malloc(1));
+  return 0;
+}
+
 static void test_freed_block_is_reused_without_mapping_more(void **state) {
   (void)state;
-  void *p = brisk_malloc(10 << 20);
+  void *p = brisk_malloc(10 * MiB);
   assert_non_null(p);
-  memset(p, 1, 10 << 20);
+  memset(p, 1, 10 * MiB);
   brisk_free(p);
   brisk_stats_t a, b;
   brisk_get_stats(&a);
-  assert_true(a.large_cached >= 10u << 20);
-  void *q = brisk_malloc(10 << 20);
+  assert_true(a.heap_free >= 10 * MiB);
+  void *q = brisk_malloc(10 * MiB);
   brisk_get_stats(&b);
   assert_ptr_equal(q, p);
   assert_int_equal(b.mapped, a.mapped);
   brisk_free(q);
 }
 
-/* A request takes a cached block at most a quarter larger than itself, from
- * whichever size bin holds it, and leaves blocks that would waste more. */
-static void test_cache_serves_close_sizes_only(void **state) {
+/* A freed 3 MiB block serves a later 2 MiB request: same pages, still resident,
+ * and the rest stays a free run. */
+static void test_larger_free_run_serves_smaller_request_with_its_pages(void **state) {
   (void)state;
-  brisk__large_purge(UINT64_MAX, 0); /* start from an empty cache */
-  size_t kib = 1024;
-  void *a = brisk_malloc(100 * kib), *b = brisk_malloc(200 * kib), *c = brisk_malloc(400 * kib);
-  brisk_free(a);
-  brisk_free(b);
-  brisk_free(c);
-  void *close_to_b = brisk_malloc(190 * kib);
-  assert_ptr_equal(close_to_b, b);
-  void *far_from_c = brisk_malloc(300 * kib); /* c would waste a third */
-  assert_true(far_from_c != c);
-  void *exact_a = brisk_malloc(100 * kib);
-  assert_ptr_equal(exact_a, a);
-  brisk_stats_t st;
-  brisk_get_stats(&st);
-  assert_true(st.large_cached >= 400 * kib); /* c is still there */
-  brisk_free(close_to_b);
-  brisk_free(far_from_c);
-  brisk_free(exact_a);
+  unsigned char *x = brisk_malloc(3 * MiB);
+  void *fence = brisk_malloc(100 * KiB); /* keeps x's run from joining what follows */
+  memset(x, 5, 3 * MiB);
+  brisk_free(x);
+  brisk_stats_t a, b;
+  brisk_get_stats(&a);
+  unsigned char *q = brisk_malloc(2 * MiB);
+  brisk_get_stats(&b);
+  assert_int_equal(b.mapped, a.mapped);
+  assert_int_equal(resident(q, 2 * MiB), 2 * MiB / (size_t)sysconf(_SC_PAGESIZE));
+  if (q == x) { /* the usual case: the best fit is x's own run, split */
+    brisk_span_t *rest = brisk__pagemap_get(x + 2 * MiB);
+    assert_non_null(rest);
+    assert_int_equal(rest->state, BRISK_SPAN_FREE);
+  }
+  brisk_free(q);
+  brisk_free(fence);
 }
 
-static void test_realloc_grows_with_mremap_keeping_contents(void **state) {
+static void test_neighbouring_free_blocks_coalesce(void **state) {
   (void)state;
-  size_t n = 1 << 20;
+  brisk__heap_purge(UINT64_MAX, 0);
+  unsigned char *a = brisk_malloc(MiB), *b = brisk_malloc(MiB);
+  void *fence = brisk_malloc(100 * KiB);
+  assert_ptr_equal(b, a + MiB);
+  brisk_free(a);
+  drop_spare();
+  brisk_free(b);
+  drop_spare();
+  brisk_span_t *run = brisk__pagemap_get(a);
+  assert_non_null(run);
+  assert_int_equal(run->state, BRISK_SPAN_FREE);
+  assert_true(run->npages >= 2 * MiB / BRISK_PAGE_SIZE);
+  assert_null(brisk__pagemap_get(b)); /* interior now */
+  void *c = brisk_malloc(2 * MiB);
+  assert_ptr_equal(c, a);
+  brisk_free(c);
+  brisk_free(fence);
+}
+
+static void test_realloc_grows_in_place_into_a_free_neighbour(void **state) {
+  (void)state;
+  unsigned char *p = brisk_malloc(MiB), *next = brisk_malloc(MiB);
+  void *fence = brisk_malloc(100 * KiB);
+  assert_ptr_equal(next, p + MiB);
+  for (size_t i = 0; i < MiB; i++) p[i] = (unsigned char)(i * 3);
+  brisk_free(next);
+  drop_spare();
+  unsigned char *q = brisk_realloc(p, MiB + MiB / 2);
+  assert_ptr_equal(q, p);
+  assert_true(brisk_usable_size(q) >= MiB + MiB / 2);
+  for (size_t i = 0; i < MiB; i++)
+    if (q[i] != (unsigned char)(i * 3)) fail_msg("byte %zu lost", i);
+  memset(q, 1, MiB + MiB / 2);
+  brisk_free(q);
+  brisk_free(fence);
+}
+
+static void test_realloc_moves_keeping_contents(void **state) {
+  (void)state;
+  size_t n = MiB;
   unsigned char *p = brisk_malloc(n);
+  void *fence = brisk_malloc(n); /* in use right after p: p cannot grow in place */
+  assert_ptr_equal(fence, p + n);
   for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 7);
-  unsigned char *q = brisk_realloc(p, 64 << 20);
+  unsigned char *q = brisk_realloc(p, 4 * MiB);
   assert_non_null(q);
+  assert_true(q != p);
   for (size_t i = 0; i < n; i++)
     if (q[i] != (unsigned char)(i * 7)) fail_msg("byte %zu lost", i);
-  memset(q + n, 3, (64u << 20) - n);
-  assert_true(brisk_usable_size(q) >= 64u << 20);
+  memset(q + n, 3, 3 * MiB);
+  brisk_free(q);
+  brisk_free(fence);
+}
+
+/* From BRISK_LARGE_MMAP up a block is mapped alone: realloc grows it with mremap
+ * (a heap block that grows past the threshold moves into one by a copy). */
+static void test_realloc_of_a_block_mapped_alone_uses_mremap(void **state) {
+  (void)state;
+  size_t saved = brisk__opt.large_mmap_bytes;
+  brisk__opt.large_mmap_bytes = 8 * MiB; /* keeps the test small */
+  size_t n = MiB;
+  unsigned char *p = brisk_malloc(n);
+  for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 7);
+  size_t big = brisk__opt.large_mmap_bytes;
+  unsigned char *q = brisk_realloc(p, big);
+  assert_non_null(q);
   brisk_span_t *s = brisk__pagemap_get(q);
   assert_non_null(s);
+  assert_true(s->alone);
   assert_int_equal(s->start, (uintptr_t)q);
-  brisk_free(q);
+  unsigned char *r = brisk_realloc(q, 2 * big);
+  assert_non_null(r);
+  for (size_t i = 0; i < n; i++)
+    if (r[i] != (unsigned char)(i * 7)) fail_msg("byte %zu lost", i);
+  memset(r + n, 3, 2 * big - n);
+  assert_true(brisk_usable_size(r) >= 2 * big);
+  brisk_free(r);
+  brisk__opt.large_mmap_bytes = saved;
 }
 
 static void test_realloc_shrinks_in_place(void **state) {
   (void)state;
-  char *p = brisk_malloc(8 << 20);
-  memset(p, 9, 8 << 20);
-  char *q = brisk_realloc(p, 300 << 10);
+  char *p = brisk_malloc(8 * MiB);
+  memset(p, 9, 8 * MiB);
+  char *q = brisk_realloc(p, 300 * KiB);
   assert_ptr_equal(q, p);
-  assert_true(brisk_usable_size(q) >= 300u << 10 && brisk_usable_size(q) < 400u << 10);
-  assert_false(is_mapped(p + (1 << 20))); /* the tail went back */
-  assert_int_equal(q[(300 << 10) - 1], 9);
+  size_t usable = brisk_usable_size(q);
+  assert_true(usable >= 300 * KiB && usable < 400 * KiB);
+  brisk_span_t *tail = brisk__pagemap_get(p + usable); /* the tail went back to the heap */
+  assert_non_null(tail);
+  assert_int_equal(tail->state, BRISK_SPAN_FREE);
+  assert_int_equal(q[(300 * KiB) - 1], 9);
   char *r = brisk_realloc(q, 100); /* large stays large, in place */
   assert_ptr_equal(r, p);
   brisk_free(r);
 }
 
-static void test_idle_cached_blocks_are_unmapped(void **state) {
+static void test_idle_free_runs_are_purged(void **state) {
   (void)state;
-  void *p = brisk_malloc(3 << 20);
+  unsigned char *p = brisk_malloc(3 * MiB);
+  void *fence = brisk_malloc(100 * KiB);
+  memset(p, 1, 3 * MiB);
   brisk_free(p);
-  assert_true(is_mapped(p));
+  size_t os_pages = 3 * MiB / (size_t)sysconf(_SC_PAGESIZE);
+  assert_int_equal(resident(p, 3 * MiB), os_pages);
   uint64_t now = brisk__os_now_ms();
-  brisk__large_purge(now, 60000); /* too recent */
-  assert_true(is_mapped(p));
-  brisk__large_purge(now + 60000, 60000);
-  assert_false(is_mapped(p));
-  brisk_stats_t st;
-  brisk_get_stats(&st);
-  assert_int_equal(st.large_cached, 0);
+  brisk__heap_purge(now, 60000); /* too recent */
+  assert_int_equal(resident(p, 3 * MiB), os_pages);
+  brisk__heap_purge(now + 60000, 60000);
+  assert_int_equal(resident(p, 3 * MiB), 0);
+  assert_true(is_mapped(p)); /* the heap keeps its addresses */
+  brisk_free(fence);
 }
 
-static void test_block_above_cache_budget_is_unmapped_at_once(void **state) {
+/* The decay: once the heap's peak use has left its window, what lies free goes
+ * back once a tick old, long before the purge delay. */
+static void test_decay_returns_free_runs_beyond_recent_demand(void **state) {
   (void)state;
-  size_t n = brisk__opt.large_cache_bytes + (1 << 20);
-  void *p = brisk_malloc(n);
+  unsigned char *p = brisk_malloc(8 * MiB);
+  void *fence = brisk_malloc(100 * KiB);
+  memset(p, 1, 8 * MiB);
+  brisk_free(p);
+  uint64_t now = brisk__os_now_ms();
+  brisk__heap_decay(now + 50, 60000); /* younger than a tick: kept */
+  assert_true(resident(p, 8 * MiB) > 0);
+  brisk__heap_decay(now + 1000, 60000); /* nothing taken in the window since */
+  assert_int_equal(resident(p, 8 * MiB), 0);
+  brisk_free(fence);
+}
+
+/* A thread's last freed block of up to 1 MiB serves its next request of about
+ * that size without the heap; the block it replaces goes back to the heap, and
+ * a second free of the spare aborts (tests/test_bad_usage.c). */
+static void test_thread_keeps_its_last_freed_block_as_spare(void **state) {
+  (void)state;
+  drop_spare();
+  void *a = brisk_malloc(300 * KiB), *b = brisk_malloc(600 * KiB);
+  brisk_free(a);
+  assert_ptr_equal(brisk__tc.large_spare, brisk__pagemap_get(a));
+  assert_int_equal(brisk__pagemap_get(a)->state, BRISK_SPAN_SPARE);
+  brisk_free(b); /* b is the spare now, a goes back */
+  assert_ptr_equal(brisk__tc.large_spare, brisk__pagemap_get(b));
+  assert_ptr_equal(brisk_malloc(590 * KiB), b); /* within 1/8 of its size */
+  assert_null(brisk__tc.large_spare);
+  brisk_free(b);
+  void *c = brisk_malloc(200 * KiB); /* a third the size: from the heap */
+  assert_true(c != b);
+  brisk_free(c);
+  drop_spare();
+}
+
+static void test_block_from_the_mmap_threshold_is_unmapped_at_once(void **state) {
+  (void)state;
+  size_t saved = brisk__opt.large_mmap_bytes;
+  brisk__opt.large_mmap_bytes = 8 * MiB;
+  void *p = brisk_malloc(8 * MiB);
   assert_non_null(p);
+  brisk_span_t *s = brisk__pagemap_get(p);
+  assert_true(s->alone);
   brisk_free(p);
   assert_false(is_mapped(p));
+  brisk__opt.large_mmap_bytes = saved;
+}
+
+/* calloc from a reused run is zero up to the usable size, not only the size asked. */
+static void test_calloc_of_reused_memory_is_zero_up_to_usable_size(void **state) {
+  (void)state;
+  size_t sizes[] = {MiB + 100, 3 * MiB + 1, 200 * KiB + 17};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    unsigned char *p = brisk_malloc(sizes[k]);
+    void *fence = brisk_malloc(100 * KiB);
+    size_t usable = brisk_usable_size(p);
+    assert_true(usable > sizes[k]);
+    memset(p, 0xff, usable);
+    brisk_free(p); /* the spare, or (3 MiB) a free run of the heap */
+    unsigned char *q = brisk_calloc(1, sizes[k]);
+    assert_ptr_equal(q, p);
+    assert_int_equal(brisk_usable_size(q), usable);
+    for (size_t i = 0; i < usable; i++)
+      if (q[i] != 0) fail_msg("byte %zu of %zu is %d", i, usable, q[i]);
+    brisk_free(q);
+    brisk_free(fence);
+  }
 }
 
 static void test_huge_alignments(void **state) {
@@ -122,6 +278,10 @@ static void test_huge_alignments(void **state) {
     assert_int_equal(brisk_posix_memalign(&p, align, 100), 0);
     assert_int_equal((uintptr_t)p % align, 0);
     memset(p, 1, 100);
+    brisk_free(p);
+    assert_int_equal(brisk_posix_memalign(&p, align, 3 * MiB), 0);
+    assert_int_equal((uintptr_t)p % align, 0);
+    memset(p, 1, 3 * MiB);
     brisk_free(p);
   }
 }
@@ -147,38 +307,44 @@ static size_t vm_size_bytes(void) {
   return pages * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-/* Near an address-space limit, cached large blocks are unmapped before brisk
- * answers ENOMEM. */
-static int cache_gives_way(void) {
-  size_t mib = (size_t)1 << 20;
-  struct rlimit rl = {vm_size_bytes() + 48 * mib, RLIM_INFINITY};
+/* Near an address-space limit, a free run at the top of the heap serves a larger
+ * request with only the missing part grown, before brisk answers ENOMEM. */
+static int free_run_gives_way(void) {
+  struct rlimit rl = {vm_size_bytes() + 48 * MiB, RLIM_INFINITY};
   if (setrlimit(RLIMIT_AS, &rl) != 0) return 21;
-  void *p = brisk_malloc(30 * mib);
+  void *p = brisk_malloc(30 * MiB);
   if (p == NULL) return 22;
-  brisk_free(p); /* kept in the cache */
-  void *q = brisk_malloc(40 * mib);
+  memset(p, 1, 30 * MiB);
+  brisk_free(p); /* a free run of the heap */
+  void *q = brisk_malloc(40 * MiB);
   if (q == NULL) return 23;
-  memset(q, 1, 40 * mib);
+  memset(q, 1, 40 * MiB);
   brisk_free(q);
   return 0;
 }
 
-static void test_cache_gives_way_before_enomem(void **state) {
+static void test_free_run_gives_way_before_enomem(void **state) {
   (void)state;
-  assert_int_equal(run_in_child(cache_gives_way, "cache_gives_way"), 0);
+  assert_int_equal(run_in_child(free_run_gives_way, "free_run_gives_way"), 0);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_freed_block_is_reused_without_mapping_more),
-    cmocka_unit_test(test_cache_serves_close_sizes_only),
-    cmocka_unit_test(test_realloc_grows_with_mremap_keeping_contents),
+    cmocka_unit_test(test_larger_free_run_serves_smaller_request_with_its_pages),
+    cmocka_unit_test(test_neighbouring_free_blocks_coalesce),
+    cmocka_unit_test(test_realloc_grows_in_place_into_a_free_neighbour),
+    cmocka_unit_test(test_realloc_moves_keeping_contents),
+    cmocka_unit_test(test_realloc_of_a_block_mapped_alone_uses_mremap),
     cmocka_unit_test(test_realloc_shrinks_in_place),
-    cmocka_unit_test(test_idle_cached_blocks_are_unmapped),
-    cmocka_unit_test(test_block_above_cache_budget_is_unmapped_at_once),
+    cmocka_unit_test(test_idle_free_runs_are_purged),
+    cmocka_unit_test(test_decay_returns_free_runs_beyond_recent_demand),
+    cmocka_unit_test(test_thread_keeps_its_last_freed_block_as_spare),
+    cmocka_unit_test(test_block_from_the_mmap_threshold_is_unmapped_at_once),
+    cmocka_unit_test(test_calloc_of_reused_memory_is_zero_up_to_usable_size),
     cmocka_unit_test(test_huge_alignments),
     cmocka_unit_test(test_impossible_sizes_fail_with_enomem),
-    cmocka_unit_test(test_cache_gives_way_before_enomem),
+    cmocka_unit_test(test_free_run_gives_way_before_enomem),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, setup, NULL);
 }

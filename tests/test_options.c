@@ -38,14 +38,14 @@ static void test_entries_set_their_option(void **state) {
   parse(&o, "BRISK_PURGE_DELAY_MS=250");
   parse(&o, "BRISK_TCACHE_BYTES=1M");
   parse(&o, "BRISK_TCACHE_TOTAL=256M");
-  parse(&o, "BRISK_LARGE_CACHE=0");
+  parse(&o, "BRISK_LARGE_MMAP=0");
   parse(&o, "BRISK_HEAP_GROW=16m");
   assert_false(o.sbrk);
   assert_int_equal(o.stats, BRISK_STATS_TEXT);
   assert_int_equal(o.purge_delay_ms, 250);
   assert_int_equal(o.tcache_bytes, 1u << 20);
   assert_int_equal(o.tcache_total, 256u << 20);
-  assert_int_equal(o.large_cache_bytes, 0);
+  assert_int_equal(o.large_mmap_bytes, 0);
   assert_int_equal(o.heap_grow, 16u << 20);
   assert_int_equal(o.numa, BRISK_NUMA_AUTO);
   parse(&o, "BRISK_NUMA=interleave");
@@ -121,7 +121,7 @@ static void test_defaults_are_the_rows_defaults(void **state) {
   brisk__options_defaults(&o);
   assert_int_equal(o.tcache_bytes, 2u << 20);
   assert_int_equal(o.tcache_total, 64u << 20);
-  assert_int_equal(o.large_cache_bytes, 64u << 20);
+  assert_int_equal(o.large_mmap_bytes, 128u << 20);
   assert_int_equal(o.heap_grow, 4u << 20);
   assert_true(o.purge_thread);
   assert_false(o.stats);

@@ -140,6 +140,9 @@ class Results:
         self.cpus = set()
         self.versions = {}  # allocator -> {version}
         self.locks = {}  # (bench, threads) -> [(locks, contended) per million items], brisk's
+        # (bench, threads) -> counter -> allocator -> [MiB]: the RSS figures a
+        # benchmark reports besides its peak (scal/bulk_free's RSS after idling)
+        self.rss_counters = {}
 
     def add_file(self, path):
         doc = load_run(path)
@@ -177,6 +180,10 @@ class Results:
             if alloc == SUBJECT and "locks_per_Mop" in b:
                 self.locks.setdefault((bench, threads), []).append(
                     (float(b["locks_per_Mop"]), float(b.get("contended_per_Mop", 0))))
+            for name, value in b.items():
+                if name.startswith("rss_") and name.endswith("_mib"):
+                    self.rss_counters.setdefault((bench, threads), {}).setdefault(
+                        name, {}).setdefault(alloc, []).append(float(value))
 
     def rows(self):
         # The scalability families first: they are what the comparison is about.
@@ -203,6 +210,8 @@ class Results:
 def fmt_mops(v):
     if v is None:
         return "-"
+    if v < 1:  # three significant digits: large-block rows run at thousands per second
+        return f"{v:.3g}"
     if v >= 100:
         return f"{v:.0f}"
     if v >= 10:
@@ -347,6 +356,7 @@ def render(res):
             for ratio, bench, threads, who in sorted(heavier, reverse=True):
                 out.append(f"- {bench}, {threads} thread{'s' if threads != 1 else ''}: "
                            f"{ratio:.2f}x {who}")
+    out += render_rss_counters(res, allocs)
     if res.errors:
         out.append("")
         out.append("Failed the benchmark's own check (shown as error, not counted):")
@@ -386,6 +396,41 @@ def render_locks(res):
             con = statistics.median(c[1] for c in cell)
             cells.append(f"{acq:,.0f} ({con:,.0f})")
         out.append(f"| {bench} | " + " | ".join(cells) + " |")
+    return out
+
+
+def render_rss_counters(res, allocs):
+    """Lines of a second table for the RSS figures that benchmarks report besides
+    the peak (counters rss_*_mib): medians per allocator, the leanest bold, and
+    brisk over the leanest other allocator. Empty when no run reported one."""
+    if not res.rss_counters:
+        return []
+    has_subject = SUBJECT in allocs and len(allocs) > 1
+    out = ["", "Other RSS figures in MiB (lower is better; the leanest in each row is "
+           "bold): rss_idle_mib is RSS 0.5 s into idleness, rss_burst_mib after a short "
+           "burst of activity that follows it.", ""]
+    head = ["benchmark", "threads", "figure"] + [f"{a} MiB" for a in allocs]
+    if has_subject:
+        head.append("brisk/best MiB")
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|---|---:|---|" + "---:|" * (len(head) - 3))
+    for key in sorted(res.rss_counters, key=lambda k: (natural_key(k[0]), k[1])):
+        for name in sorted(res.rss_counters[key]):
+            by_alloc = res.rss_counters[key][name]
+            meds = {a: statistics.median(by_alloc[a]) if by_alloc.get(a) and
+                    not res.failed(key, a) else None for a in allocs}
+            present = [meds[a] for a in allocs if meds[a] is not None]
+            low = min(present, default=None)
+            cells = [key[0], str(key[1]), name]
+            cells += [mark(fmt_mib(meds[a]), meds[a] == low) if meds[a] is not None
+                      else "-" for a in allocs]
+            if has_subject:
+                others = [meds[a] for a in allocs if a != SUBJECT and meds[a] is not None]
+                ratio = None
+                if meds[SUBJECT] is not None and others and min(others) > 0:
+                    ratio = meds[SUBJECT] / min(others)
+                cells.append(fmt_ratio(ratio))
+            out.append("| " + " | ".join(cells) + " |")
     return out
 
 

@@ -86,6 +86,26 @@ class ReportTable(unittest.TestCase):
         self.assertIn("brisk's lock acquisitions per million operations", r.stdout)
         self.assertIn("| scal/threadtest | 1,100 (4) |", r.stdout)
 
+    def test_rss_counters_get_their_own_table_of_medians(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in os.listdir(DATA):
+                shutil.copy(os.path.join(DATA, f), tmp)
+            # brisk's three repetitions of one row report 30, 10, 20 MiB after idling
+            # (median 20), glibc's two 50 and 70 (median 60).
+            for alloc, values in (("brisk", (30, 10, 20)), ("glibc", (50, 70))):
+                for rep, v in enumerate(values):
+                    name = f"{alloc}.r{rep}.scal_threadtest_real_time_threads2.json"
+                    doc = load(os.path.join(tmp, name))
+                    doc["benchmarks"][0]["rss_idle_mib"] = v
+                    write(tmp, name, doc)
+            r = run_tool("report", tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("| benchmark | threads | figure | brisk MiB | glibc MiB | brisk/best MiB |",
+                      r.stdout)
+        self.assertIn("| scal/threadtest | 2 | rss_idle_mib | **20.0** | 60.0 | 0.33 |", r.stdout)
+        # Rows without the counter are not in the second table.
+        self.assertNotIn("| scal/threadtest | 1 | rss_idle_mib |", r.stdout)
+
     def test_plots_are_pngs_or_a_clear_message(self):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "report.md")
