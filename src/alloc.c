@@ -106,7 +106,8 @@ static brisk_noinline void free_suspect(void *p, uint64_t e) {
 /* A large block freed already: a free run of the heap that starts at p, or its
  * thread's spare. */
 static bool large_freed(const brisk_span_t *s, const void *p) {
-  return (uintptr_t)p == s->start && (s->state == BRISK_SPAN_FREE || s->state == BRISK_SPAN_SPARE);
+  return (uintptr_t)p == s->start &&
+         (s->state == BRISK_SPAN_FREE || s->state == BRISK_SPAN_SPARE || s->state == BRISK_SPAN_FREEING);
 }
 
 brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call) {

@@ -114,6 +114,8 @@ typedef enum brisk_span_state_e {
   BRISK_SPAN_SPARE,     /* a freed large block that its thread keeps for the next request */
   BRISK_SPAN_BOOT,      /* the bootstrap area that serves allocations made while
                            brisk itself loads the NUMA topology (numa.c) */
+  BRISK_SPAN_FREEING,   /* a large block whose free has claimed it and is on its way
+                           to the heap (not FREE yet: no neighbour may coalesce it) */
 } brisk_span_state_t;
 
 /* A span is a run of pages. Who may write which field:

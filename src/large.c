@@ -138,19 +138,29 @@ static void alone_unmap(brisk_span_t *s) {
   brisk__span_delete(s);
 }
 
+/* The free of a large block takes it out of LARGE with one compare-and-swap:
+ * of two threads that free the same block at once, exactly one goes on and the
+ * other aborts, where a plain read of the state let both hand the block on. */
+static void large_claim(brisk_span_t *s, void *p, const char *call, brisk_span_state_t next) {
+  if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
+  uint8_t want = BRISK_SPAN_LARGE;
+  if (!__atomic_compare_exchange_n(&s->state, &want, (uint8_t)next, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    brisk__fatal(call, "double free", p);
+}
+
 void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
-  large_check(s, p, call);
+  brisk_tcache_t *tc = &brisk__tc;
+  bool spare = !s->alone && tc->state == BRISK_TC_LIVE && span_bytes(s) <= SPARE_MAX_BYTES;
+  /* a second free until it is unmapped or in the heap still aborts */
+  large_claim(s, p, call, spare ? BRISK_SPAN_SPARE : BRISK_SPAN_FREEING);
   count_in_use(s, -(int64_t)span_bytes(s));
   atomic_fetch_sub_explicit(&in_use_count, 1, memory_order_relaxed);
   if (s->alone) {
-    s->state = BRISK_SPAN_FREE; /* a second free until unmapped still aborts */
     alone_unmap(s);
     return;
   }
-  brisk_tcache_t *tc = &brisk__tc;
-  if (tc->state == BRISK_TC_LIVE && span_bytes(s) <= SPARE_MAX_BYTES) {
+  if (spare) {
     brisk_span_t *old = tc->large_spare;
-    s->state = BRISK_SPAN_SPARE;
     tc->large_spare = s;
     if (old == NULL) return;
     s = old;
