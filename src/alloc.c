@@ -3,14 +3,14 @@
  *
  *   malloc: size -> class (a table below 1 KiB), pop the thread cache's list;
  *   free:   address -> span (two loads in the page map), check that the address
- *           is an object's start and of the cache's NUMA node, push on the
+ *           is an object's start and that the thread owns its span, push on the
  *           thread cache's list.
  *
  * A free list entry holds its successor in word 0, encoded, and brisk__free_key
  * in word 1 (internal.h, "Free blocks"); malloc checks the link it follows and
  * clears word 1 again. free() seeing the key in word 1 is the cheap hint
  * of a double free that sends it to the full check (the thread's list, the
- * central lists and the span). Everything else here is the API's edges: errno,
+ * span and the inbox). Everything else here is the API's edges: errno,
  * alignment, overflow, realloc. */
 #include "internal.h"
 
@@ -61,11 +61,12 @@ static inline bool small_check(void *p, uint64_t e, const char *call) {
   return brisk__block_hinted(p);
 }
 
-/* The full double-free check: the thread's own list, then central and the span.
- * A block in another thread's cache is out of sight and passes. */
+/* The full double-free check: the thread's own lists, then the span and the
+ * inbox (small.c). A block in another thread's cache or inbox is out of sight and
+ * passes. */
 static brisk_cold void check_double_free(void *p, uint64_t e, const char *call) {
   unsigned cls = brisk__pm_class(e);
-  if (brisk__tcache_contains(&brisk__tc, cls, p) || brisk__central_is_free(brisk__pm_span(e), p))
+  if (brisk__tcache_contains(&brisk__tc, cls, p) || brisk__small_is_free(brisk__tc.heap, brisk__pm_span(e), p))
     brisk__fatal(call, "double free", p);
   /* the key was the program's own data */
 }
@@ -76,11 +77,14 @@ static brisk_opaque brisk_cold void free_of_head(void *p) {
   brisk__fatal("free()", "double free", p);
 }
 
-/* A block of another node's span does not go on the lists: a cache holds only
- * memory of its own node (on one node, every block's slot and the cache's are 0). */
+/* A block of a span the thread does not own does not go on its lists: it goes to
+ * the owner (the thread that allocated it, or the orphan heap of its node), so
+ * a thread never reuses another thread's neighbouring blocks and memory freed on
+ * another node goes home. A thread without a small heap (tc->heap NULL) owns no
+ * span. */
 static inline void small_free(void *p, uint64_t e) {
   brisk_tcache_t *tc = &brisk__tc;
-  if (brisk_unlikely(brisk__pm_node(e) != tc->node)) {
+  if (brisk_unlikely(atomic_load_explicit(&brisk__pm_span(e)->owner, memory_order_relaxed) != tc->heap)) {
     brisk__tcache_free_remote(tc, p);
     return;
   }

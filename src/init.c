@@ -46,7 +46,7 @@ static void fork_prepare(void) {
   if (!fork_locked) return;
   if (_IO_list_lock != NULL) _IO_list_lock();
   brisk__lock(&brisk__registry_lock);
-  brisk__central_fork_lock();
+  brisk__small_fork_lock();
   brisk__lock(&brisk__heap_lock);
   brisk__numa_fork_lock();
   brisk__meta_fork_lock();
@@ -58,7 +58,7 @@ static void fork_unlock_all(void) {
   brisk__meta_fork_unlock();
   brisk__numa_fork_unlock();
   brisk__unlock(&brisk__heap_lock);
-  brisk__central_fork_unlock();
+  brisk__small_fork_unlock();
   brisk__unlock(&brisk__registry_lock);
 }
 
@@ -77,6 +77,8 @@ static void fork_child(void) {
   brisk__numa_after_fork_child();
   brisk__tcache_after_fork_child(); /* the registry lock is still ours here */
   fork_unlock_all();
+  /* Takes locks of its own: only this thread exists now. */
+  brisk__small_after_fork_child(brisk__tc.state == BRISK_TC_LIVE ? brisk__tc.heap : NULL);
   /* glibc reset the stdio list lock in the child before this handler ran. */
 }
 
@@ -89,7 +91,7 @@ void brisk__init_slow(void) {
   brisk__os_init();
   brisk__options_init();
   brisk__size_class_init();
-  brisk__central_init();
+  brisk__small_init();
   brisk__tcache_global_init();
   atomic_store_explicit(&brisk__init_state, 2, memory_order_release);
   /* From here on brisk can serve allocations, which pthread_atfork makes. */
@@ -113,8 +115,8 @@ void brisk__stat_mapped(int64_t delta) {
 /* ------------------------------------------------------------------------------
    Purging: free memory goes back to the OS on the page heap's decay (free pages
    beyond the swing of its recent use, once PURGE_TICK_MS old) and at the latest
-   after BRISK_PURGE_DELAY_MS; idle central lists go back to their spans after
-   the delay.
+   after BRISK_PURGE_DELAY_MS; each tick also drains the orphan heaps' inboxes
+   (small.c), so spans of exited threads empty and return.
 
    Slow paths call the tick, and one caller at a time (the one that wins the
    timestamp) does the work, at most once per PURGE_TICK_MS. That alone never
@@ -157,7 +159,7 @@ void brisk__purge_tick(void) {
   if (!atomic_compare_exchange_strong_explicit(&last_purge_ms, &last, now, memory_order_relaxed,
                                                memory_order_relaxed))
     return;
-  brisk__central_drain(false);
+  brisk__small_drain();
   brisk__heap_decay(now, delay);
 }
 
@@ -169,7 +171,7 @@ void brisk__purge_note_idle(uint64_t idle_bytes) {
 
 size_t brisk__purge_all(void) {
   if (brisk__tc.state == BRISK_TC_LIVE) brisk__tcache_flush(&brisk__tc);
-  brisk__central_drain(true);
+  brisk__small_drain();
   uint64_t now = brisk__os_now_ms();
   size_t bytes = brisk__heap_purge(now, 0);
   atomic_store_explicit(&last_purge_ms, now, memory_order_relaxed);

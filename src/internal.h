@@ -3,7 +3,8 @@
  * Layers, from the program down:
  *   alloc.c        public entry points and the malloc/free fast paths
  *   thread_cache.c per-thread free lists (owned by their thread, no locks)
- *   central.c      per-class central lists of batches and partly used spans
+ *   small.c        spans of the size classes, each owned by one thread's small
+ *                  heap; remote frees reach the owner through its inbox
  *   large.c        blocks above the small limit: runs of the page heap, or an
  *                  mmap each for the largest
  *   page_heap.c    spans of pages carved from sbrk'd (or mmap'd) regions
@@ -118,34 +119,53 @@ typedef enum brisk_span_state_e {
                            to the heap (not FREE yet: no neighbour may coalesce it) */
 } brisk_span_state_t;
 
+struct brisk_sheap_s;
+
+/* Where a SMALL span sits in its owner's lists (small.c). */
+typedef enum brisk_slist_e {
+  BRISK_SLIST_NONE = 0,
+  BRISK_SLIST_PARTIAL, /* has free objects: on its free list or above bump */
+  BRISK_SLIST_FULL,    /* every object is out */
+} brisk_slist_t;
+
 /* A span is a run of pages. Who may write which field:
  *  - start, npages, state: the page heap (heap lock), or large.c for a block
  *    mapped alone, set before the span is published in the page map; a large
  *    block's npages also changes when its owner grows or shrinks it in place
  *    (realloc, under the heap lock);
- *  - freelist, bump, used, next/prev while SMALL: the class's central lock;
+ *  - freelist, nfree, bump, used, list, kept, next/prev while SMALL: the span's
+ *    owner (small.c): the thread whose small heap it is, without a lock, or for
+ *    an orphan heap's span whoever holds that orphan's class lock;
+ *  - owner: the owning thread (when it gives the span away), or whoever takes
+ *    the span from an orphan, under the orphan's class lock; read by any free();
  *  - node: set when the page heap or large.c hands the span out (their locks);
  *  - cls, obj_size, capacity: written once when the span becomes SMALL, before
  *    its page-map entries carry the class; slow paths read them without a lock. */
 typedef struct brisk_span_s {
+  /* First cache line: read by every thread's free() and remote-free path, and
+   * written only when the span changes hands or state, so that it stays shared
+   * in every core's cache while the owner writes the second line. */
   uintptr_t start;
   size_t npages;          /* brisk pages; for large spans, bytes / BRISK_PAGE_SIZE rounded up */
   uint8_t state;          /* brisk_span_state_t */
   uint8_t cls;            /* size class; 0 for page-heap and large spans */
   uint8_t purged;         /* FREE: every page was given back with madvise */
-  uint8_t in_partial;     /* SMALL: on its class's list of spans with free objects */
   uint8_t node;           /* the NUMA pool (slot) the span's memory belongs to; fixed
                              while the span is in use, so readers need no lock */
   uint8_t alone;          /* LARGE: mapped by itself (map_size bytes), not heap pages */
   uint32_t obj_size;
-  /* small spans */
-  void *freelist;         /* objects returned to this span */
-  uintptr_t bump;         /* objects at or above bump were never handed out */
-  uint32_t used;          /* objects out of the span: in use, in caches or in batches */
   uint32_t capacity;
+  _Atomic(struct brisk_sheap_s *) owner;
   /* large spans */
   size_t map_size;        /* bytes of the mapping (alone) */
   size_t req_size;        /* the size last asked for (large) */
+  /* Second cache line: the owner's (small spans) or the heap lock's (free runs). */
+  void *freelist __attribute__((aligned(BRISK_CACHE_LINE))); /* objects returned to this span */
+  uintptr_t bump;         /* objects at or above bump were never handed out */
+  uint32_t used;          /* objects out of the span: in use, in caches or in inboxes */
+  uint32_t nfree;         /* objects on freelist */
+  uint8_t list;           /* SMALL: brisk_slist_t */
+  uint8_t kept;           /* SMALL: empty, kept by its thread heap for the next refill */
   uint64_t idle_since_ms; /* FREE: when it became so */
   struct brisk_span_s *next, *prev;
 } brisk_span_t;
@@ -474,29 +494,61 @@ typedef struct brisk_range_s {
 unsigned brisk__heap_take_early(brisk_range_t *out);
 
 /* ------------------------------------------------------------------------------
-   Central lists (central.c)
+   Small spans (small.c)
 ------------------------------------------------------------------------------ */
-/* A NULL-terminated list of objects; returns how many, 0 when memory is
- * exhausted. With whole, a list that a cache gave back is taken as it is, however
- * long; otherwise, and when there is none, want objects come from spans. */
-void brisk__central_init(void);
-uint32_t brisk__central_take(unsigned slot, unsigned cls, uint32_t want, bool whole, void **head);
-/* Give back a NULL-terminated list of n objects, in O(1) while the class's
- * stack has room. slot is the giving thread's; on a multi-node machine every
- * object goes to the pool of its own span's slot (remote frees go home). */
-void brisk__central_give(unsigned slot, unsigned cls, void *head, uint32_t n);
-/* Move every cached batch back to its spans and free empty spans. */
-void brisk__central_drain(bool all);
-void brisk__central_class_stats(unsigned cls, uint64_t *out_objs, uint64_t *free_objs,
-                                uint64_t *spans);
-/* One slot's bytes out of its spans (in use or in thread caches) and free in them. */
-void brisk__central_node_stats(unsigned slot, uint64_t *out_bytes, uint64_t *free_bytes);
-/* Discovery: make the pools of slots [1, n) ready before they are published. */
-bool brisk__central_add_slots(unsigned n);
-void brisk__central_fork_lock(void);
-void brisk__central_fork_unlock(void);
-/* Slow double-free check: true if obj is already free in central or its span. */
-bool brisk__central_is_free(brisk_span_t *span, void *obj);
+typedef enum { BRISK_SHEAP_THREAD = 0, BRISK_SHEAP_ORPHAN } brisk_sheap_kind_t;
+typedef enum { BRISK_SHEAP_LIVE = 0, BRISK_SHEAP_RETIRED } brisk_sheap_state_t;
+
+/* A small heap: the spans one owner holds, by class. The inbox is the only field
+ * other threads write (remote frees push blocks onto it); everything else is the
+ * owner's. Never freed (see small.c). */
+typedef struct brisk_sheap_s {
+  _Atomic(void *) inbox;
+  char pad_inbox[BRISK_CACHE_LINE - sizeof(void *)];
+  unsigned slot;          /* the NUMA slot of every span it owns */
+  uint8_t kind;           /* brisk_sheap_kind_t */
+  uint8_t state;          /* brisk_sheap_state_t */
+  brisk_span_t *partial[BRISK_CLASSES];
+  brisk_span_t *full[BRISK_CLASSES];
+  uint32_t kept[BRISK_CLASSES];   /* empty spans kept, per class */
+  uint64_t spans[BRISK_CLASSES];  /* spans owned */
+  uint64_t out[BRISK_CLASSES];    /* objects out of them: sum of span->used */
+  struct brisk_sheap_s *next_all, *next_retired; /* registry lock */
+} __attribute__((aligned(BRISK_CACHE_LINE))) brisk_sheap_t;
+
+void brisk__small_init(void);
+bool brisk__small_add_slots(unsigned n); /* discovery: orphans of slots [1, n) */
+brisk_sheap_t *brisk__small_heap_acquire(unsigned slot);
+void brisk__small_heap_retire(brisk_sheap_t *h); /* its thread exits */
+/* Every span of h goes to its slot's orphan (the thread moves to another node). */
+void brisk__small_abandon(brisk_sheap_t *h);
+/* A NULL-terminated list of up to want objects of cls from h's spans (an orphan
+ * span adopted or a new one when h has none with free objects); 0 when memory is
+ * exhausted. */
+uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, void **head);
+brisk_span_t *brisk__small_adopt(brisk_sheap_t *h, unsigned cls);
+/* The first n blocks of a list, all of spans that h owns, go back to their
+ * spans; returns the rest of the list. */
+void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n);
+/* A NULL-terminated list of blocks freed by this thread (heap me, may be NULL;
+ * slot my_slot) of spans other heaps own: each goes to its owner's inbox. */
+void brisk__small_free_remote(brisk_sheap_t *me, unsigned my_slot, void *head);
+/* Blocks that other threads pushed to h's inbox go back to their spans. */
+void brisk__small_collect(brisk_sheap_t *h);
+/* h's inbox, taken whole (NULL if empty); then, message by message, the ones
+ * for h: a chain head..tail of n blocks of class cls, the last block's link
+ * free for the caller (others are forwarded to their spans' owners). */
+void *brisk__small_inbox_take(brisk_sheap_t *h);
+bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void **head, void **tail, uint32_t *n);
+uint32_t brisk__small_take_one(unsigned slot, unsigned cls, void **out);
+void brisk__small_scavenge(brisk_sheap_t *h, const uint8_t *active);
+void brisk__small_drain(void);
+bool brisk__small_is_free(brisk_sheap_t *me, brisk_span_t *span, void *obj);
+void brisk__small_class_stats(unsigned cls, uint64_t *out_objs, uint64_t *free_objs, uint64_t *spans);
+void brisk__small_node_stats(unsigned slot, uint64_t *out_bytes, uint64_t *free_bytes);
+void brisk__small_fork_lock(void);
+void brisk__small_fork_unlock(void);
+void brisk__small_after_fork_child(brisk_sheap_t *mine);
 
 /* ------------------------------------------------------------------------------
    Thread caches (thread_cache.c)
@@ -511,12 +563,14 @@ typedef struct brisk_tlist_s {
 
 static inline uint32_t brisk__tl_count(const brisk_tlist_t *l) { return (uint32_t)((int64_t)l->max - l->room); }
 
-/* NEW: no cache yet. INIT: being set up (allocations from pthread_setspecific go
- * to central). UNPLACED: registered, but NUMA discovery was still loading when
- * the thread gave up waiting for it: every allocation and free goes to central
- * directly, so that the cache never holds memory of a node that is not the
- * thread's, until the slots are published and it becomes LIVE. DEAD: the thread
- * has exited (later TLS destructors go to central). */
+/* NEW: no cache yet. INIT: being set up (allocations from pthread_setspecific
+ * come from the orphan spans). UNPLACED: registered, but NUMA discovery was
+ * still loading when the thread gave up waiting for it: it has no small heap,
+ * every allocation comes from the orphan spans and every free goes to the
+ * block's owner, so that the thread never holds memory of a node that is not
+ * its own, until the slots are published and it becomes LIVE. DEAD: the thread
+ * has exited (later TLS destructors are served as in INIT). Only a LIVE thread
+ * has a small heap. */
 typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_UNPLACED, BRISK_TC_DEAD } brisk_tc_state_t;
 
 typedef struct brisk_tcache_s {
@@ -524,21 +578,24 @@ typedef struct brisk_tcache_s {
     brisk_tlist_t list[BRISK_CLASSES];
     /* Class 0 is never a size's class once brisk has started (before, its empty
      * list sends malloc to the slow path), so the room and max of list[0] hold
-     * the cache's NUMA slot: free() compares it with every block's, and here it
-     * shares a cache line with the lists and costs no extra address arithmetic. */
+     * the thread's small heap: free() compares it with the owner of every
+     * block's span, and here it shares a cache line with the lists and costs no
+     * extra address arithmetic. */
     struct {
-      void *class0_head; /* always NULL */
-      uint64_t node;     /* NUMA slot of the memory in this cache (refreshed on refill) */
+      void *class0_head;   /* always NULL */
+      brisk_sheap_t *heap; /* the spans this thread owns; NULL unless LIVE */
     };
   };
   /* below: slow path only */
   int state;
+  unsigned node;      /* NUMA slot of the memory in this cache (refreshed on refill) */
   uint32_t slow_events;
   uint64_t last_scavenge_ms;
   size_t budget_used; /* sum over classes of max * size */
   void *remote;       /* blocks of other nodes freed here, sent home in batches */
   struct brisk_span_s *large_spare; /* the last freed large run (large.c) */
   uint64_t remote_count;
+  size_t remote_bytes;
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tcache_s *next, *prev; /* registry, under the registry lock */
@@ -551,7 +608,7 @@ void brisk__tcache_global_init(void);
 void brisk__tcache_after_fork_child(void);
 void *brisk__tcache_alloc_slow(size_t size);
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
-/* free() of a block whose span belongs to another node than the cache's. */
+/* free() of a block of a span that another heap owns. */
 void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p);
 void brisk__tcache_flush(brisk_tcache_t *tc); /* return everything to central */
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);

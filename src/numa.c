@@ -597,7 +597,7 @@ static void discover(void) {
   uint64_t start = brisk__os_now_ms();
   unsigned slots = load_tables();
   atomic_fetch_add_explicit(&discovery_beat, 1, memory_order_relaxed);
-  if (slots < 2 || !brisk__central_add_slots(slots)) {
+  if (slots < 2 || !brisk__small_add_slots(slots)) {
     if (brisk__opt.verbose && slots >= 2) brisk__printf_err("brisk: NUMA: out of memory for pools\n");
     return;
   }

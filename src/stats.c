@@ -1,4 +1,4 @@
-/* Statistics: merged on demand from the layers' own counters (central per class,
+/* Statistics: merged on demand from the layers' own counters (small spans per class,
  * page heap, large blocks, thread-cache registry); nothing is counted on the fast
  * paths. Thread-cache lengths are read without stopping their threads, so a
  * report taken while threads run is a close estimate, exact when they are quiet.
@@ -19,7 +19,7 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
   brisk__tcache_lock_stats(&st->lock_acquired, &st->lock_contended);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     uint64_t out, fr, spans;
-    brisk__central_class_stats(cls, &out, &fr, &spans);
+    brisk__small_class_stats(cls, &out, &fr, &spans);
     uint64_t size = brisk__classes[cls].size;
     uint64_t tc = tc_objs[cls] < out ? tc_objs[cls] : out;
     st->in_use += (out - tc) * size;
@@ -51,7 +51,7 @@ size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max) {
   for (unsigned slot = 0; slot < nodes && slot < max; slot++) {
     uint64_t heap_mapped, heap_free, out_bytes, free_bytes, large_in_use, large_alone;
     brisk__heap_node_stats(slot, &heap_mapped, &heap_free);
-    brisk__central_node_stats(slot, &out_bytes, &free_bytes);
+    brisk__small_node_stats(slot, &out_bytes, &free_bytes);
     brisk__large_node_stats(slot, &large_in_use, &large_alone);
     out[slot] = (brisk_node_stats_t){
         .os_node = brisk__numa_slot_os_node(slot),

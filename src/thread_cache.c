@@ -1,18 +1,20 @@
 /* Thread caches: one per thread, in thread-local storage, owned and touched only
  * by that thread (the statistics read its counters racily). The fast paths in
  * alloc.c pop and push its lists; everything here is the slow path: refill from
- * and spill to the central lists in batches, budgets, scavenging, thread exit.
+ * and spill to the thread's own spans (small.c) in batches, budgets, scavenging,
+ * thread exit. A thread's lists hold only blocks of spans its small heap owns:
+ * free() sends any other block to its owner.
  *
  * A list's `max` (and room) is 0 until its class is first used, so the first
  * malloc (empty list) and the first free (room -1) of a class in a thread both
  * land here without an "initialised?" test on the fast path. The same trick
  * serves threads whose cache is being set up (nested allocations from
  * pthread_setspecific) or was torn down (allocations from later TLS
- * destructors): they go straight to central.
+ * destructors): they have no small heap and allocate from the orphan spans.
  *
- * A list that overflows goes to central whole but for its newest block; a list
- * that runs dry takes one list from central whole (or a batch carved from
- * spans): neither walks the list.
+ * A list that overflows keeps its newest half and gives the rest back to the
+ * spans, without a lock: they are the thread's own. A list that runs dry takes a
+ * span's whole free list when it fits (O(1)), or a batch.
  *
  * Bounds: every list's capacity (max * object size) is charged to the thread's
  * budget, min(BRISK_TCACHE_BYTES, BRISK_TCACHE_TOTAL / live threads), so the
@@ -22,12 +24,16 @@
  * budget allows. Lists with no slow-path activity for a purge delay give half
  * their objects back, and an emptied one returns its whole charge.
  *
- * NUMA: a cache holds memory of one node, `node`. Each refill looks up the CPU
- * the thread runs on (a few ns, multi-node machines only); a thread that has
- * moved to another node gives its whole cache back (each block to its home
- * pool) and refills from the new node's pools. free() puts a block of another
- * node on a separate list (`remote`), which goes home in batches, so that a
- * cache never hands out another node's memory. */
+ * Remote frees: free() puts a block of a span another heap owns on a separate
+ * list (`remote`), which goes to the owners' inboxes in chains (small.c) once
+ * it holds REMOTE_BATCH blocks or REMOTE_BYTES, at the next scavenge, or at
+ * thread exit; so the thread never reuses another thread's blocks.
+ *
+ * NUMA: a thread's small heap owns spans of one node, `node`. Each refill looks
+ * up the CPU the thread runs on (a few ns, multi-node machines only); a thread
+ * that has moved to another node gives its whole cache back, hands its spans to
+ * their node's orphan heap and refills from the new node. A block of another
+ * node is never its spans' block, so it goes home through its owner. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -66,6 +72,19 @@ static size_t thread_budget(void) {
   return b < TCACHE_MIN_BUDGET ? TCACHE_MIN_BUDGET : b;
 }
 
+/* A placed thread's small heap; without one (metadata exhausted) the thread
+ * stays UNPLACED and tries again on its next slow path. */
+static bool tcache_go_live(brisk_tcache_t *tc) {
+  tc->node = brisk__numa_slot_now();
+  tc->heap = brisk__small_heap_acquire(tc->node);
+  if (tc->heap == NULL) {
+    tc->state = BRISK_TC_UNPLACED;
+    return false;
+  }
+  tc->state = BRISK_TC_LIVE; /* lists start when their class is first used */
+  return true;
+}
+
 static void tcache_init(brisk_tcache_t *tc) {
   tc->state = BRISK_TC_INIT; /* allocations from here on until LIVE go to central */
   tc->last_scavenge_ms = brisk__os_now_ms();
@@ -82,15 +101,13 @@ static void tcache_init(brisk_tcache_t *tc) {
   tc->budget_used = 0;
   bool placed = brisk__numa_thread_started(seen);
   tc->node = brisk__numa_slot_now();
-  tc->state = placed ? BRISK_TC_LIVE : BRISK_TC_UNPLACED; /* lists start when their class is first used */
+  if (placed) tcache_go_live(tc);
+  else tc->state = BRISK_TC_UNPLACED;
 }
 
 /* An UNPLACED thread becomes LIVE once discovery has published the slots. */
 static bool tcache_placed(brisk_tcache_t *tc) {
-  if (!brisk__numa_published()) return false;
-  tc->node = brisk__numa_slot_now();
-  tc->state = BRISK_TC_LIVE;
-  return true;
+  return brisk__numa_published() && tcache_go_live(tc);
 }
 
 /* First use of a class in this thread (or after scavenging emptied it). */
@@ -106,56 +123,42 @@ static void class_start(brisk_tcache_t *tc, unsigned cls) {
   tc->budget_used += (size_t)m * ci->size;
 }
 
-/* Give back `n` objects from the head of a list, in batch-sized pieces so that
- * full batches take the O(1) path in central. */
-static void list_release(unsigned cls, brisk_tlist_t *l, uint32_t n) {
-  uint32_t batch = brisk__classes[cls].batch;
-  while (n > 0) {
-    uint32_t k = n < batch ? n : batch;
-    void *head = l->head, *last = head;
-    for (uint32_t i = 1; i < k; i++) last = brisk__block_next(last, "free()");
-    l->head = brisk__block_next(last, "free()");
-    brisk__block_set_next(last, NULL);
-    l->room += (int32_t)k;
-    n -= k;
-    brisk__central_give(brisk__tc.node, cls, head, k);
-  }
+/* Give back `n` objects from the head of a list to their spans (the thread's own). */
+static void list_release(brisk_tcache_t *tc, brisk_tlist_t *l, uint32_t n) {
+  if (n == 0) return;
+  l->head = brisk__small_release(tc->heap, l->head, n);
+  l->room += (int32_t)n;
 }
 
-/* Blocks of other nodes freed by this thread wait on one list and go home this
- * many at a time: a lock per class and node per batch instead of per free. */
-#define REMOTE_BATCH 256
+/* Blocks of other heaps' spans freed by this thread wait on one list and go to
+ * their owners this many (or bytes) at a time: one compare-and-swap per run of
+ * blocks of one owner instead of one per free. */
+#define REMOTE_BATCH 128
+#define REMOTE_BYTES ((size_t)256 * 1024)
 
-/* Sort the remote list by class; central sends every block to its own node. */
 static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
-  void *part[BRISK_CLASSES] = {0};
-  uint32_t count[BRISK_CLASSES] = {0};
-  void *next;
-  for (void *o = tc->remote; o != NULL; o = next) {
-    next = brisk__block_next(o, "free()");
-    unsigned cls = brisk__pm_class(brisk__pagemap_entry(o));
-    brisk__block_set_next(o, part[cls]);
-    part[cls] = o;
-    count[cls]++;
-  }
+  void *head = tc->remote;
   tc->remote = NULL;
   tc->remote_count = 0;
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++)
-    if (count[cls] > 0) brisk__central_give((unsigned)tc->node, cls, part[cls], count[cls]);
+  tc->remote_bytes = 0;
+  brisk__small_free_remote(tc->heap, tc->node, head);
 }
 
 void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p) {
+  if (brisk_unlikely(tc->state == BRISK_TC_NEW)) tcache_init(tc); /* a thread that frees first */
   brisk__block_push(p, tc->remote);
   tc->remote = p;
-  if (++tc->remote_count >= REMOTE_BATCH || tc->state != BRISK_TC_LIVE) remote_flush(tc);
+  tc->remote_bytes += brisk__classes[brisk__pm_class(brisk__pagemap_entry(p))].size;
+  if (++tc->remote_count >= REMOTE_BATCH || tc->remote_bytes >= REMOTE_BYTES || tc->state != BRISK_TC_LIVE)
+    remote_flush(tc);
 }
 
 void brisk__tcache_flush(brisk_tcache_t *tc) {
   if (tc->remote != NULL) remote_flush(tc);
   if (tc->large_spare != NULL) brisk__large_spare_release(tc);
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++)
-    if (brisk__tl_count(&tc->list[cls]) > 0)
-      list_release(cls, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
+  if (tc->heap == NULL) return;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) list_release(tc, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
+  brisk__small_scavenge(tc->heap, NULL);
 }
 
 static void tcache_unregister(brisk_tcache_t *tc) {
@@ -178,6 +181,11 @@ static void tcache_on_thread_exit(void *arg) {
   tc->state = BRISK_TC_DEAD;
   brisk__tcache_flush(tc);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) tc->list[cls].max = tc->list[cls].room = 0;
+  if (tc->heap != NULL) {
+    brisk_sheap_t *h = tc->heap;
+    tc->heap = NULL; /* from here on, every free of this thread goes to an owner */
+    brisk__small_heap_retire(h);
+  }
   tcache_unregister(tc);
 }
 
@@ -187,12 +195,13 @@ static void tcache_on_thread_exit(void *arg) {
 static void tcache_scavenge(brisk_tcache_t *tc, uint64_t now) {
   tc->last_scavenge_ms = now;
   if (tc->remote != NULL) remote_flush(tc);
+  brisk__small_scavenge(tc->heap, tc->active); /* before the lists, which may empty spans */
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     brisk_tlist_t *l = &tc->list[cls];
     uint32_t batch = brisk__classes[cls].batch;
     if (!tc->active[cls]) {
       uint32_t count = brisk__tl_count(l);
-      if (count > 0) list_release(cls, l, (count + 1) / 2);
+      if (count > 0) list_release(tc, l, (count + 1) / 2);
       uint32_t keep = brisk__tl_count(l) == 0 ? 0 : l->max < batch ? l->max : batch;
       if (l->max > keep) { /* an emptied list gives back its whole charge */
         tc->budget_used -= (size_t)(l->max - keep) * brisk__classes[cls].size;
@@ -215,10 +224,10 @@ static inline void tcache_tick(brisk_tcache_t *tc, unsigned cls) {
   }
 }
 
-/* Allocation for a thread without a live cache: one object straight from central. */
+/* Allocation for a thread without a live cache: one object of the orphan spans. */
 static void *direct_alloc(unsigned cls) {
   void *p;
-  if (brisk__central_take(brisk__numa_slot_now(), cls, 1, false, &p) == 0) {
+  if (brisk__small_take_one(brisk__numa_slot_now(), cls, &p) == 0) {
     errno = ENOMEM;
     return NULL;
   }
@@ -227,12 +236,35 @@ static void *direct_alloc(unsigned cls) {
   return p;
 }
 
+/* Blocks other threads freed of this thread's spans, sent as one message per
+ * span (small.c): each goes onto its class's list whole when the list has room,
+ * else back into its span. */
+static brisk_noinline void absorb_inbox(brisk_tcache_t *tc) {
+  void *in = brisk__small_inbox_take(tc->heap);
+  unsigned cls;
+  void *head, *tail;
+  uint32_t n;
+  while (brisk__small_msg_next(tc->heap, &in, &cls, &head, &tail, &n)) {
+    brisk_tlist_t *l = &tc->list[cls];
+    if (l->max != 0 && l->room >= (int32_t)n) {
+      brisk__block_set_next(tail, l->head);
+      l->head = head;
+      l->room -= (int32_t)n;
+    } else {
+      brisk__block_set_next(tail, NULL);
+      brisk__small_release(tc->heap, head, n);
+    }
+  }
+}
+
 /* The thread moved to another node: what it caches belongs to the old one. */
 static brisk_noinline void numa_refresh(brisk_tcache_t *tc) {
   unsigned now = brisk__numa_slot_now();
   if (now == tc->node) return;
   brisk__tcache_flush(tc);
+  brisk__small_abandon(tc->heap);
   tc->node = now;
+  tc->heap->slot = now;
 }
 
 void *brisk__tcache_alloc_slow(size_t size) {
@@ -248,11 +280,15 @@ void *brisk__tcache_alloc_slow(size_t size) {
   }
   brisk_tlist_t *l = &tc->list[cls];
   void *p = l->head;
+  if (p == NULL && atomic_load_explicit(&tc->heap->inbox, memory_order_relaxed) != NULL) {
+    absorb_inbox(tc);
+    p = l->head;
+  }
   if (p == NULL) {
     const brisk_class_info_t *ci = &brisk__classes[cls];
     if (brisk__numa_count() > 1) numa_refresh(tc);
     if (l->max == 0) class_start(tc, cls);
-    uint32_t n = brisk__central_take(tc->node, cls, l->max < ci->batch ? l->max : ci->batch, true, &p);
+    uint32_t n = brisk__small_refill(tc->heap, cls, l->max < ci->batch ? l->max : ci->batch, &p);
     if (n == 0) {
       errno = ENOMEM;
       return NULL;
@@ -274,28 +310,25 @@ void *brisk__tcache_alloc_slow(size_t size) {
   return p;
 }
 
+/* Only a LIVE thread pushes on its lists: free() sends a thread without a small
+ * heap to brisk__tcache_free_remote, since no span's owner is NULL. */
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
   brisk_tlist_t *l = &tc->list[cls];
-  if (tc->state != BRISK_TC_LIVE) {
-    if (tc->state == BRISK_TC_NEW) tcache_init(tc);
-    if (tc->state != BRISK_TC_LIVE && !(tc->state == BRISK_TC_UNPLACED && tcache_placed(tc))) {
-      list_release(cls, l, brisk__tl_count(l)); /* INIT, UNPLACED or DEAD: nothing stays here */
-      return;
-    }
-  }
+  brisk_assert(tc->state == BRISK_TC_LIVE && tc->heap != NULL);
   if (l->max == 0) {
     class_start(tc, cls);
     if (l->room >= 0) return;
   }
-  /* Overflow: the whole list but the block just freed goes to central in one
-   * piece. Walking to a batch boundary instead would touch every block, and they
-   * are cold when other threads freed them. */
+  /* Overflow: the newest half stays (the blocks this thread is likeliest to ask
+   * for again), the older half goes back to its spans, without a lock. */
   uint32_t count = brisk__tl_count(l);
-  void *keep = l->head;
-  void *rest = brisk__block_next(keep, "free()");
-  brisk__block_set_next(keep, NULL);
-  l->room = (int32_t)l->max - 1;
-  brisk__central_give(tc->node, cls, rest, count - 1);
+  uint32_t keep = l->max / 2 > 0 ? l->max / 2 : 1;
+  void *last = l->head;
+  for (uint32_t i = 1; i < keep; i++) last = brisk__block_next(last, "free()");
+  void *rest = brisk__block_next(last, "free()");
+  brisk__block_set_next(last, NULL);
+  l->room = (int32_t)l->max - (int32_t)keep;
+  brisk__small_release(tc->heap, rest, count - keep);
   tcache_tick(tc, cls);
 }
 
