@@ -77,7 +77,7 @@
 /* 32 bytes, so free() indexes the table with a shift. */
 typedef struct brisk_class_info_s {
   uint32_t size;       /* object size */
-  uint32_t batch;      /* objects moved between a thread cache and central at once */
+  uint32_t batch;      /* objects moved between a thread cache and spans at once */
   uint32_t span_pages; /* pages in a span of this class */
   uint32_t span_objs;  /* objects in such a span */
   uint64_t div_magic;  /* ceil(2^40 / size): offset / size without a division */
@@ -302,7 +302,7 @@ void brisk__printf_err(const char *fmt, ...);
    Free blocks: the one place that reads and writes a free block's words.
 
    Word 0 links to the next block of whatever list holds it (a thread cache's,
-   a central stack's, a span's, the remote list), encoded as next ^ list key;
+   a span's, the remote list, an inbox message), encoded as next ^ list key;
    word 1 holds brisk__free_key while the block is free (the double-free hint).
    Lists move whole between the levels, so every list uses the same encoding.
    The key is random per process and its low four bits are never zero, so a
@@ -377,7 +377,7 @@ void brisk__options_defaults(brisk_options_t *opt);
 bool brisk__parse_size(const char *s, size_t len, uint64_t *out);
 
 /* ------------------------------------------------------------------------------
-   NUMA (numa.c). brisk keeps one set of pools (central lists, page-heap free
+   NUMA (numa.c). brisk keeps one set of pools (orphan heaps, page-heap free
    lists) per NUMA node that has memory; a pool is named by its
    *slot*, 0..brisk__numa_nodes-1. Until the topology is known (and always on a
    one-node machine or with BRISK_NUMA=off) there is one slot, 0.
@@ -502,9 +502,20 @@ typedef enum { BRISK_SHEAP_LIVE = 0, BRISK_SHEAP_RETIRED } brisk_sheap_state_t;
 /* A small heap: the spans one owner holds, by class. The inbox is the only field
  * other threads write (remote frees push blocks onto it); everything else is the
  * owner's. Never freed (see small.c). */
+#define BRISK_RING 256 /* message descriptors in a heap's ring */
+typedef struct brisk_ring_cell_s {
+  _Atomic uint64_t seq;   /* the ring position it is free for, or that + 1 when filled */
+  void *head, *tail;
+  uint64_t n;
+} brisk_ring_cell_t;
+
 typedef struct brisk_sheap_s {
+  /* Written by other threads: the linked inbox and the ring's claim counter. */
   _Atomic(void *) inbox;
-  char pad_inbox[BRISK_CACHE_LINE - sizeof(void *)];
+  _Atomic uint64_t ring_in;
+  char pad_inbox[BRISK_CACHE_LINE - sizeof(void *) - sizeof(uint64_t)];
+  brisk_ring_cell_t ring[BRISK_RING]; /* filled by senders, emptied by the owner */
+  uint64_t ring_out;      /* the owner's next ring position */
   unsigned slot;          /* the NUMA slot of every span it owns */
   uint8_t kind;           /* brisk_sheap_kind_t */
   uint8_t state;          /* brisk_sheap_state_t */
@@ -539,6 +550,7 @@ void brisk__small_collect(brisk_sheap_t *h);
  * for h: a chain head..tail of n blocks of class cls, the last block's link
  * free for the caller (others are forwarded to their spans' owners). */
 void *brisk__small_inbox_take(brisk_sheap_t *h);
+bool brisk__small_inbox_ready(const brisk_sheap_t *h); /* messages wait (a cheap peek) */
 bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void **head, void **tail, uint32_t *n);
 uint32_t brisk__small_take_one(unsigned slot, unsigned cls, void **out);
 void brisk__small_scavenge(brisk_sheap_t *h, const uint8_t *active);
@@ -610,7 +622,7 @@ void *brisk__tcache_alloc_slow(size_t size);
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
 /* free() of a block of a span that another heap owns. */
 void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p);
-void brisk__tcache_flush(brisk_tcache_t *tc); /* return everything to central */
+void brisk__tcache_flush(brisk_tcache_t *tc); /* everything back to the spans and owners */
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);
 void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],
                                   uint64_t *live, uint64_t *seen);

@@ -19,7 +19,7 @@
  * area (mmap'd here, marked in the page map, never reused; free() of such a
  * block does nothing), so the pools see none of it.
  *
- * Publication: the tables and the new slots' central lists are filled before the
+ * Publication: the tables and the new slots' orphan heaps are filled before the
  * slot count is stored (release, under the registry lock, which the fork handler
  * takes first); the count is read with acquire, so whoever sees N slots sees
  * their tables. Slot 0 holds the memory allocated before discovery, so it is

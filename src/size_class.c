@@ -1,5 +1,5 @@
 /* Size classes: the table that maps a request to a class, and per class the span
- * size and the batch moved between thread caches and central lists. Filled once
+ * size and the batch moved between thread caches and spans. Filled once
  * at start (init.c) and read-only after; the fast path reads brisk__class_table
  * before start-up too, where every entry is 0: class 0's thread-cache list is
  * always empty, so such a call falls to the slow path, which starts brisk.
@@ -13,7 +13,7 @@ brisk_class_info_t brisk__classes[BRISK_CLASSES];
 uint8_t brisk__class_table[BRISK_CLASS_TABLE_MAX / 16 + 1];
 
 /* Thread caches move objects in batches of about this many bytes: enough to pay
- * for the central lock, little enough that a thread holding one batch of every
+ * for a refill's trip to the spans, little enough that a thread holding one batch of every
  * class stays small. */
 #define BATCH_BYTES (32 * 1024)
 #define BATCH_MIN 2

@@ -301,6 +301,58 @@ static inline void msg_seal(void *head, const void *tail, uint32_t n) {
   ((uint64_t *)head)[1] = (((uint64_t)n << MSG_LEN_SHIFT) | (uintptr_t)tail) ^ brisk__free_key;
 }
 
+/* The ring: a bounded queue of message descriptors in h's record (metadata,
+ * which no program write reaches), many senders and one taker (Vyukov's bounded
+ * queue). A message sent through it costs the owner no read of block memory:
+ * the descriptor says where the chain starts and ends and how long it is. A
+ * full ring sends the message through the linked inbox instead. */
+static void ring_init(brisk_sheap_t *h) {
+  for (uint64_t i = 0; i < BRISK_RING; i++) atomic_store_explicit(&h->ring[i].seq, i, memory_order_relaxed);
+  atomic_store_explicit(&h->ring_in, 0, memory_order_relaxed);
+  h->ring_out = 0;
+}
+
+static bool ring_push(brisk_sheap_t *h, void *head, void *tail, uint32_t n) {
+  uint64_t pos = atomic_load_explicit(&h->ring_in, memory_order_relaxed);
+  for (;;) {
+    brisk_ring_cell_t *c = &h->ring[pos & (BRISK_RING - 1)];
+    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    int64_t dif = (int64_t)(seq - pos);
+    if (dif == 0) {
+      if (atomic_compare_exchange_weak_explicit(&h->ring_in, &pos, pos + 1, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        c->head = head;
+        c->tail = tail;
+        c->n = n;
+        atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+        return true;
+      }
+    } else if (dif < 0) {
+      return false; /* full */
+    } else {
+      pos = atomic_load_explicit(&h->ring_in, memory_order_relaxed);
+    }
+  }
+}
+
+/* The owner's (or, for a retired heap, its one drainer's) next descriptor. */
+static bool ring_pop(brisk_sheap_t *h, void **head, void **tail, uint32_t *n) {
+  if (h->kind == BRISK_SHEAP_ORPHAN) return false;
+  brisk_ring_cell_t *c = &h->ring[h->ring_out & (BRISK_RING - 1)];
+  if (atomic_load_explicit(&c->seq, memory_order_acquire) != h->ring_out + 1) return false;
+  *head = c->head;
+  *tail = c->tail;
+  *n = (uint32_t)c->n;
+  atomic_store_explicit(&c->seq, h->ring_out + BRISK_RING, memory_order_release);
+  h->ring_out++;
+  return true;
+}
+
+static inline bool ring_ready(const brisk_sheap_t *h) {
+  const brisk_ring_cell_t *c = &h->ring[h->ring_out & (BRISK_RING - 1)];
+  return atomic_load_explicit(&c->seq, memory_order_relaxed) == h->ring_out + 1;
+}
+
 /* Push the message head..tail onto h's inbox. */
 static void inbox_push(brisk_sheap_t *h, void *head, void *tail) {
   void *old = atomic_load_explicit(&h->inbox, memory_order_relaxed);
@@ -341,11 +393,27 @@ static msg_t msg_open(void *m) {
   return g;
 }
 
-/* A message to whoever owns its span now; NULL-terminates nothing (the push
- * relinks its last block). */
+/* A descriptor taken from the ring, checked against the page map (no block is
+ * read): its span, and a last block in it. */
+static msg_t msg_from_ring(void *head, void *tail, uint32_t n) {
+  msg_t g = {head, tail, NULL, n, block_span(head, "free()")};
+  uintptr_t t = (uintptr_t)tail;
+  if (brisk_unlikely(n == 0 || n > g.span->capacity || t < g.span->start || t >= span_end(g.span)))
+    brisk__fatal("free()", "corrupted free list", head);
+  return g;
+}
+
+/* Send message head..tail (n blocks of span s) to heap o: its ring, or when that
+ * is full (or o is an orphan, whose inbox any thread drains) its linked inbox. */
+static void msg_deliver(brisk_sheap_t *o, void *head, void *tail, uint32_t n) {
+  if (o->kind != BRISK_SHEAP_ORPHAN && ring_push(o, head, tail, n)) return;
+  msg_seal(head, tail, n);
+  inbox_push(o, head, tail);
+}
+
+/* A message to whoever owns its span now. */
 static void msg_forward(const msg_t *g) {
-  msg_seal(g->head, g->tail, g->n);
-  inbox_push(owner_of(g->span, g->head), g->head, g->tail);
+  msg_deliver(owner_of(g->span, g->head), g->head, g->tail, g->n);
 }
 
 /* A message's blocks back into their span (h owns it). */
@@ -354,15 +422,32 @@ static void msg_release(brisk_sheap_t *h, const msg_t *g) {
   brisk__small_release(h, g->head, g->n);
 }
 
+bool brisk__small_inbox_ready(const brisk_sheap_t *h) {
+  return ring_ready(h) || atomic_load_explicit(&h->inbox, memory_order_relaxed) != NULL;
+}
+
 void *brisk__small_inbox_take(brisk_sheap_t *h) {
   if (atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL) return NULL;
   return atomic_exchange_explicit(&h->inbox, NULL, memory_order_acquire);
 }
 
+/* The next message, from the ring first, then the linked ones taken. */
+static bool msg_take(brisk_sheap_t *h, void **inbox, msg_t *g) {
+  void *head, *tail;
+  uint32_t n;
+  if (ring_pop(h, &head, &tail, &n)) {
+    *g = msg_from_ring(head, tail, n);
+    return true;
+  }
+  if (*inbox == NULL) return false;
+  *g = msg_open(*inbox);
+  *inbox = g->next;
+  return true;
+}
+
 bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void **head, void **tail, uint32_t *n) {
-  while (*inbox != NULL) {
-    msg_t g = msg_open(*inbox);
-    *inbox = g.next;
+  msg_t g;
+  while (msg_take(h, inbox, &g)) {
     if (atomic_load_explicit(&g.span->owner, memory_order_acquire) != h) {
       msg_forward(&g);
       continue;
@@ -381,16 +466,15 @@ bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void *
  * to their spans' owners. */
 static void thread_inbox_drain(brisk_sheap_t *h) {
   void *m = atomic_exchange_explicit(&h->inbox, NULL, memory_order_acquire);
-  while (m != NULL) {
-    msg_t g = msg_open(m);
-    m = g.next;
+  msg_t g;
+  while (msg_take(h, &m, &g)) {
     if (atomic_load_explicit(&g.span->owner, memory_order_acquire) == h) msg_release(h, &g);
     else msg_forward(&g);
   }
 }
 
 void brisk__small_collect(brisk_sheap_t *h) {
-  if (atomic_load_explicit(&h->inbox, memory_order_relaxed) != NULL) thread_inbox_drain(h);
+  if (brisk__small_inbox_ready(h)) thread_inbox_drain(h);
 }
 
 /* The orphan's inbox, by any thread: each message's blocks go back to their
@@ -499,8 +583,7 @@ static void msg_send(brisk_sheap_t *me, unsigned my_slot, open_msg_t *m, uint64_
   }
   if (is_orphan(o)) *orphans_hit |= (uint64_t)1 << o->slot;
   if (m->span->node != my_slot) brisk__numa_note_remote(m->span->node, m->n);
-  msg_seal(m->head, m->tail, m->n);
-  inbox_push(o, m->head, m->tail);
+  msg_deliver(o, m->head, m->tail, m->n);
 }
 
 void brisk__small_free_remote(brisk_sheap_t *me, unsigned my_slot, void *head) {
@@ -601,6 +684,7 @@ brisk_sheap_t *brisk__small_heap_acquire(unsigned slot) {
     h = brisk__meta_alloc(sizeof *h);
     if (h == NULL) return NULL;
     h->kind = BRISK_SHEAP_THREAD;
+    ring_init(h);
     brisk__lock(&brisk__registry_lock);
     h->next_all = all_heaps;
     all_heaps = h;
@@ -644,7 +728,7 @@ void brisk__small_drain(void) {
   for (unsigned i = 0; i < nodes; i++) orphan_drain(orphan_of(i));
   brisk__lock(&brisk__registry_lock);
   for (brisk_sheap_t *h = retired; h != NULL; h = h->next_retired)
-    if (atomic_load_explicit(&h->inbox, memory_order_relaxed) != NULL) thread_inbox_drain(h);
+    if (brisk__small_inbox_ready(h)) thread_inbox_drain(h);
   brisk__unlock(&brisk__registry_lock);
   /* forwarded blocks of orphan spans */
   for (unsigned i = 0; i < nodes; i++) orphan_drain(orphan_of(i));
@@ -665,7 +749,21 @@ static bool chain_has(void *o, const void *obj, const brisk_span_t *s) {
 
 /* Walks the caller's own inbox: others only push onto it, and only its owner
  * takes messages off. */
+static bool chain_has_n(void *b, const void *tail, uint32_t n, const void *obj) {
+  for (uint32_t i = 0; i < n; i++) {
+    if (b == obj) return true;
+    if (b == tail) break;
+    b = brisk__block_next(b, "free()");
+  }
+  return false;
+}
+
 static bool inbox_has(brisk_sheap_t *me, const void *obj) {
+  for (uint64_t pos = me->ring_out;; pos++) {
+    const brisk_ring_cell_t *c = &me->ring[pos & (BRISK_RING - 1)];
+    if (atomic_load_explicit(&c->seq, memory_order_acquire) != pos + 1) break;
+    if (chain_has_n(c->head, c->tail, (uint32_t)c->n, obj)) return true;
+  }
   for (void *m = atomic_load_explicit(&me->inbox, memory_order_acquire); m != NULL;) {
     uint64_t w = ((uint64_t *)m)[1] ^ brisk__free_key;
     const void *tail = (const void *)(uintptr_t)(w & MSG_PTR_MASK);

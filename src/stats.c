@@ -165,7 +165,7 @@ static void report_text(report_t *r, const snapshot_t *s) {
              human(b, 32, st->large_in_use));
   rep_printf(r, "brisk:   thread caches  %s in %llu threads (%llu seen)\n", human(a, 32, st->tcache),
              (unsigned long long)st->threads, (unsigned long long)st->threads_seen);
-  rep_printf(r, "brisk:   central lists  %s\n", human(a, 32, st->central));
+  rep_printf(r, "brisk:   free in spans  %s\n", human(a, 32, st->central));
   rep_printf(r, "brisk:   heap free      %s (returned to the OS %s)\n", human(a, 32, st->heap_free),
              human(b, 32, st->returned));
   rep_printf(r, "brisk:   large cached   %s\n", human(a, 32, st->large_cached));

@@ -86,7 +86,7 @@ static bool tcache_go_live(brisk_tcache_t *tc) {
 }
 
 static void tcache_init(brisk_tcache_t *tc) {
-  tc->state = BRISK_TC_INIT; /* allocations from here on until LIVE go to central */
+  tc->state = BRISK_TC_INIT; /* allocations from here on until LIVE come from orphan spans */
   tc->last_scavenge_ms = brisk__os_now_ms();
   brisk__lock(&brisk__registry_lock);
   tc->locks = &brisk__lock_counts;
@@ -280,7 +280,7 @@ void *brisk__tcache_alloc_slow(size_t size) {
   }
   brisk_tlist_t *l = &tc->list[cls];
   void *p = l->head;
-  if (p == NULL && atomic_load_explicit(&tc->heap->inbox, memory_order_relaxed) != NULL) {
+  if (p == NULL && brisk__small_inbox_ready(tc->heap)) {
     absorb_inbox(tc);
     p = l->head;
   }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -110,7 +111,7 @@ static void test_thread_exit_returns_the_cache(void **state) {
 }
 
 /* Producer/consumer: one thread allocates, another frees. Blocks come back to the
- * producer through central in batches; memory must not grow round after round. */
+ * spans' owners in messages; memory must not grow round after round. */
 enum { PC_BLOCKS = 20000, PC_ROUNDS = 60 };
 static void *pc_blocks[PC_BLOCKS];
 
@@ -252,6 +253,93 @@ static void test_lock_acquisitions_and_contention_are_counted(void **state) {
   assert_int_equal(again.lock_acquired, joined.lock_acquired);
 }
 
+/* Remote frees go to the owner. A thread that frees blocks another thread
+ * allocated neither reuses them (the passive false sharing of cache-scratch:
+ * its next block of that size is not one of them) nor takes a lock; the owner,
+ * still running, gets them back on its next allocations. */
+enum { REMOTE_N = 1000 };
+static void *remote_blocks[REMOTE_N];
+
+static int is_remote_block(const void *p) {
+  for (int i = 0; i < REMOTE_N; i++)
+    if (remote_blocks[i] == p) return 1;
+  return 0;
+}
+
+static void *free_others_blocks(void *arg) {
+  (void)arg;
+  brisk_free(brisk_malloc(64)); /* this thread's cache and heap exist */
+  uint64_t before = brisk__lock_counts.acquired;
+  for (int i = 0; i < REMOTE_N; i++) brisk_free(remote_blocks[i]);
+  uint64_t locks = brisk__lock_counts.acquired - before;
+  int reused = 0;
+  void *mine[64];
+  for (int i = 0; i < 64; i++) reused += is_remote_block(mine[i] = brisk_malloc(64));
+  for (int i = 0; i < 64; i++) brisk_free(mine[i]);
+  return (void *)(uintptr_t)(locks == 0 && reused == 0);
+}
+
+static void test_remote_frees_go_to_the_owner_without_a_lock(void **state) {
+  (void)state;
+  for (int i = 0; i < REMOTE_N; i++) remote_blocks[i] = brisk_malloc(64);
+  assert_true((uintptr_t)run_in_thread(free_others_blocks, NULL));
+  /* The freeing thread has exited and sent what it held: the blocks wait in
+   * this thread's inbox, and its next allocations are them. */
+  static void *again[REMOTE_N];
+  int back = 0;
+  for (int i = 0; i < REMOTE_N; i++) back += is_remote_block(again[i] = brisk_malloc(64));
+  for (int i = 0; i < REMOTE_N; i++) brisk_free(again[i]);
+  if (back < REMOTE_N * 9 / 10) fail_msg("only %d of %d blocks came back to their owner", back, REMOTE_N);
+}
+
+/* A thread that exits with blocks out leaves its spans to the orphan heap;
+ * when another thread frees those blocks the spans empty and go back to the
+ * page heap, instead of staying stranded. */
+static void *allocate_and_exit(void *arg) {
+  (void)arg;
+  for (int i = 0; i < REMOTE_N; i++) remote_blocks[i] = brisk_malloc(5000);
+  return NULL;
+}
+
+static void test_spans_of_an_exited_thread_empty_and_return(void **state) {
+  (void)state;
+  unsigned cls = brisk__size_to_class(5000);
+  uint64_t out0, free0, spans0, out1, free1, spans1;
+  brisk_free(brisk_malloc(5000));
+  brisk__small_class_stats(cls, &out0, &free0, &spans0);
+  run_in_thread(allocate_and_exit, NULL);
+  for (int i = 0; i < REMOTE_N; i++) brisk_free(remote_blocks[i]);
+  brisk__small_class_stats(cls, &out1, &free1, &spans1);
+  /* What this thread freed last may still wait on its remote list: at most
+   * 128 blocks or 256 KiB (thread_cache.c), a few spans' worth. */
+  const brisk_class_info_t *ci = &brisk__classes[cls];
+  uint64_t waiting = (256 * 1024) / ci->size + 1, slack = waiting / ci->span_objs + 2;
+  if (spans1 > spans0 + slack) fail_msg("%llu spans of the class before, %llu after", (unsigned long long)spans0,
+                                    (unsigned long long)spans1);
+  assert_true(out1 <= out0 + waiting);
+}
+
+/* A thread that frees many of its own blocks, far past its cache's budget,
+ * takes no lock: every other block of 50,000, so that no span empties (an
+ * emptied span goes back to the page heap, under its lock). */
+static void *free_own_blocks(void *arg) {
+  (void)arg;
+  enum { N = 50000 };
+  static void *blocks[N];
+  for (int i = 0; i < N; i++) blocks[i] = brisk_malloc(64);
+  uint64_t before = brisk__lock_counts.acquired;
+  for (int i = 0; i < N; i += 2) brisk_free(blocks[i]);
+  uint64_t locks = brisk__lock_counts.acquired - before;
+  for (int i = 1; i < N; i += 2) brisk_free(blocks[i]);
+  if (locks != 0) fprintf(stderr, "%llu locks for %d frees\n", (unsigned long long)locks, N / 2);
+  return (void *)(uintptr_t)(locks == 0);
+}
+
+static void test_local_frees_take_no_lock(void **state) {
+  (void)state;
+  assert_true((uintptr_t)run_in_thread(free_own_blocks, NULL));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_first_malloc_refills_one_batch),
@@ -263,6 +351,9 @@ int main(void) {
     cmocka_unit_test(test_tls_destructor_can_allocate_after_the_cache_is_gone),
     cmocka_unit_test(test_atexit_handler_can_allocate),
     cmocka_unit_test(test_lock_acquisitions_and_contention_are_counted),
+    cmocka_unit_test(test_remote_frees_go_to_the_owner_without_a_lock),
+    cmocka_unit_test(test_spans_of_an_exited_thread_empty_and_return),
+    cmocka_unit_test(test_local_frees_take_no_lock),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
