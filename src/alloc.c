@@ -35,10 +35,13 @@ brisk_noinline void *brisk__malloc_slow(size_t size) {
 }
 
 void *brisk_malloc(size_t size) {
-  if (brisk_likely(size <= BRISK_SMALL_MAX)) {
-    void *p = tc_pop(brisk__size_to_class(size));
-    if (brisk_likely(p != NULL)) return p;
-  }
+  unsigned cls;
+  /* The table's range first: one compare for the commonest sizes. */
+  if (brisk_likely(size <= BRISK_CLASS_TABLE_MAX)) cls = brisk__class_table[(size + 15) >> 4];
+  else if (brisk_likely(size <= BRISK_SMALL_MAX)) cls = brisk__size_to_class(size);
+  else return brisk__malloc_slow(size);
+  void *p = tc_pop(cls);
+  if (brisk_likely(p != NULL)) return p;
   return brisk__malloc_slow(size);
 }
 
@@ -47,17 +50,15 @@ void *brisk_malloc(size_t size) {
 ------------------------------------------------------------------------------ */
 
 /* Validate p as the start of an object, given its page-map entry e (a SMALL
- * span's page: class and page index); aborts on anything else. The span's start
- * is p's page minus the index, so the descriptor itself is not touched. Returns
- * true when word 1 holds the free key: p may already be free. */
+ * span's page: its descriptor and class); aborts on anything else. The offset
+ * is taken from the span's start, on the descriptor's first line, which free()
+ * reads for the owner anyway: p with bits above 48 set lies 2^48 or more past
+ * it and fails like any other offset that starts no object. Returns true when
+ * word 1 holds the free key: p may already be free. */
 static inline bool small_check(void *p, uint64_t e, const char *call) {
   const brisk_class_info_t *ci = &brisk__classes[brisk__pm_class(e)];
-  /* From the masked page number: p with bits above 48 set lies far past it. */
-  uintptr_t start = (brisk__page_of(p) - brisk__pm_index(e)) << BRISK_PAGE_SHIFT;
-  uintptr_t off = (uintptr_t)p - start; /* under 256 pages for a real object */
-  if (brisk_unlikely(off >= ci->limit)) brisk__fatal(call, "invalid pointer", p);
-  uint64_t idx = (off * ci->div_magic) >> 40; /* exact: off < 2^24 */
-  if (brisk_unlikely(idx * ci->size != off)) brisk__fatal(call, "invalid pointer", p);
+  uintptr_t off = (uintptr_t)p - brisk__pm_span(e)->start;
+  if (brisk_unlikely(brisk__obj_index(ci, off) >= ci->span_objs)) brisk__fatal(call, "invalid pointer", p);
   return brisk__block_hinted(p);
 }
 
@@ -84,7 +85,7 @@ static brisk_opaque brisk_cold void free_of_head(void *p) {
  * span. */
 static inline void small_free(void *p, uint64_t e) {
   brisk_tcache_t *tc = &brisk__tc;
-  if (brisk_unlikely(atomic_load_explicit(&brisk__pm_span(e)->owner, memory_order_relaxed) != tc->heap)) {
+  if (brisk_unlikely(brisk__span_owner_peek(brisk__pm_span(e)) != tc->heap)) {
     brisk__tcache_free_remote(tc, p);
     return;
   }

@@ -80,9 +80,9 @@ typedef struct brisk_class_info_s {
   uint32_t batch;      /* objects moved between a thread cache and spans at once */
   uint32_t span_pages; /* pages in a span of this class */
   uint32_t span_objs;  /* objects in such a span */
-  uint64_t div_magic;  /* ceil(2^40 / size): offset / size without a division */
+  uint64_t inv;        /* the inverse mod 2^64 of size's odd part (brisk__obj_index) */
+  uint32_t rot;        /* size's trailing zero bits */
   uint32_t limit;      /* span_objs * size: where a span's objects end */
-  uint32_t pad;
 } brisk_class_info_t;
 
 extern brisk_class_info_t brisk__classes[BRISK_CLASSES];
@@ -100,6 +100,17 @@ static inline unsigned brisk__size_to_class(size_t size) {
   size_t s = size - 1;
   unsigned k = 63u - (unsigned)__builtin_clzll(s);
   return BRISK_CLASS_STEP_MAX / 16 + (k - 7) * 8 + ((unsigned)(s >> (k - 3)) & 7) + 1;
+}
+
+/* The index of the object at byte offset off of a span of class ci, or a value
+ * of span_objs or more when off is not an object's start or lies past the last:
+ * the exact-division test of Granlund and Montgomery. For off = q * size the
+ * product with the odd part's inverse is q << rot, and rotating it back gives
+ * q; for any other off the rotated product exceeds 2^64 / size, which is more
+ * than span_objs. One multiply, one rotate, one compare in free(). */
+static inline uint64_t brisk__obj_index(const brisk_class_info_t *ci, uintptr_t off) {
+  uint64_t x = (uint64_t)off * ci->inv;
+  return (x >> ci->rot) | (x << ((64 - ci->rot) & 63));
 }
 
 static inline size_t brisk__align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
@@ -169,6 +180,15 @@ typedef struct brisk_span_s {
   uint64_t idle_since_ms; /* FREE: when it became so */
   struct brisk_span_s *next, *prev;
 } brisk_span_t;
+
+/* The owner, for free()'s test "is this span mine": a plain load. Only the
+ * owner ever stores its own heap there or replaces it, so the test is exact for
+ * the caller whatever it reads otherwise; and unlike an atomic load, which GCC
+ * treats as a barrier, it lets the fast path keep the keys it loaded in
+ * registers. */
+static inline const struct brisk_sheap_s *brisk__span_owner_peek(const brisk_span_t *s) {
+  return *(struct brisk_sheap_s *const *)&s->owner;
+}
 
 /* The page map is a two-level radix tree over the 48-bit address space: a root of
  * 2^17 pointers (in .bss, touched sparsely) to leaves of 2^18 entries, each leaf

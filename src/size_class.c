@@ -83,7 +83,10 @@ void brisk__size_class_init(void) {
     c->batch = (uint32_t)(batch < BATCH_MIN ? BATCH_MIN : batch > BATCH_MAX ? BATCH_MAX : batch);
     c->span_pages = span_pages_for(size);
     c->span_objs = (uint32_t)(c->span_pages * BRISK_PAGE_SIZE / size);
-    c->div_magic = (((uint64_t)1 << 40) + size - 1) / size;
+    c->rot = (uint32_t)__builtin_ctzll(size);
+    uint64_t odd = size >> c->rot, inv = odd; /* odd * odd == 1 mod 8: 3 bits right */
+    for (int i = 0; i < 5; i++) inv *= 2 - odd * inv; /* Newton: 6, 12, 24, 48, 96 bits */
+    c->inv = inv;
     c->limit = c->span_objs * c->size;
   }
   brisk_assert(class_size_of(BRISK_CLASSES - 1) == BRISK_SMALL_MAX);

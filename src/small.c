@@ -258,7 +258,7 @@ static brisk_span_t *block_span(void *b, const char *call) {
     brisk__fatal(call, "corrupted free list", b);
   const brisk_class_info_t *ci = &brisk__classes[s->cls];
   uintptr_t off = (uintptr_t)b - s->start;
-  if (brisk_unlikely(((off * ci->div_magic) >> 40) * ci->size != off)) brisk__fatal(call, "corrupted free list", b);
+  if (brisk_unlikely(brisk__obj_index(ci, off) >= ci->span_objs)) brisk__fatal(call, "corrupted free list", b);
   return s;
 }
 
@@ -273,7 +273,7 @@ typedef struct span_cursor_s {
 static inline brisk_span_t *cursor_span(span_cursor_t *c, void *b, const char *call) {
   uintptr_t off = (uintptr_t)b - c->lo;
   if (brisk_likely(off < c->hi - c->lo)) {
-    if (brisk_unlikely(((off * c->ci->div_magic) >> 40) * c->ci->size != off))
+    if (brisk_unlikely(brisk__obj_index(c->ci, off) >= c->ci->span_objs))
       brisk__fatal(call, "corrupted free list", b);
     return c->s;
   }

@@ -53,16 +53,22 @@ static void test_spans_waste_under_an_eighth_and_batches_bounded(void **state) {
   }
 }
 
-/* free() divides by multiplying: the result must be exact over a whole span. */
-static void test_division_by_magic_is_exact_over_span(void **state) {
+/* free() tests an offset by one multiply and a rotate: an object's start gives
+ * its index, every other offset (inside an object, past the span's last, or
+ * far beyond, as an address with high bits set gives) an index past the span. */
+static void test_object_index_is_exact_over_span(void **state) {
   (void)state;
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     const brisk_class_info_t *c = &brisk__classes[cls];
     uint64_t limit = (uint64_t)c->span_objs * c->size;
-    for (uint64_t off = 0; off < limit; off++) {
-      uint64_t idx = (off * c->div_magic) >> 40;
-      if (idx != off / c->size) fail_msg("class %u off %llu", cls, (unsigned long long)off);
+    for (uint64_t off = 0; off < limit + 2 * c->size; off++) {
+      uint64_t idx = brisk__obj_index(c, off);
+      bool start = off % c->size == 0 && off < limit;
+      if ((idx < c->span_objs) != start || (start && idx != off / c->size))
+        fail_msg("class %u off %llu index %llu", cls, (unsigned long long)off, (unsigned long long)idx);
     }
+    for (uint64_t far = (uint64_t)1 << 48; far < ((uint64_t)1 << 48) + 4 * c->size; far += 16)
+      if (brisk__obj_index(c, far) < c->span_objs) fail_msg("class %u far offset %llu", cls, (unsigned long long)far);
   }
 }
 
@@ -87,7 +93,7 @@ int main(void) {
     cmocka_unit_test(test_every_small_size_rounds_within_bound),
     cmocka_unit_test(test_classes_are_16_byte_multiples_and_increasing),
     cmocka_unit_test(test_spans_waste_under_an_eighth_and_batches_bounded),
-    cmocka_unit_test(test_division_by_magic_is_exact_over_span),
+    cmocka_unit_test(test_object_index_is_exact_over_span),
     cmocka_unit_test(test_aligned_class_gives_aligned_multiples),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
