@@ -86,7 +86,7 @@ static brisk_opaque brisk_cold void free_of_head(void *p) {
 static inline void small_free(void *p, uint64_t e) {
   brisk_tcache_t *tc = &brisk__tc;
   if (brisk_unlikely(brisk__span_owner_peek(brisk__pm_span(e)) != tc->heap)) {
-    brisk__tcache_free_remote(tc, p);
+    brisk__tcache_free_remote(tc, p, brisk__pm_class(e));
     return;
   }
   unsigned cls = brisk__pm_class(e);

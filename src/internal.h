@@ -641,7 +641,7 @@ void brisk__tcache_after_fork_child(void);
 void *brisk__tcache_alloc_slow(size_t size);
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
 /* free() of a block of a span that another heap owns. */
-void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p);
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, unsigned cls);
 void brisk__tcache_flush(brisk_tcache_t *tc); /* everything back to the spans and owners */
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);
 void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],

@@ -144,11 +144,11 @@ static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
   brisk__small_free_remote(tc->heap, tc->node, head);
 }
 
-void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p) {
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, unsigned cls) {
   if (brisk_unlikely(tc->state == BRISK_TC_NEW)) tcache_init(tc); /* a thread that frees first */
   brisk__block_push(p, tc->remote);
   tc->remote = p;
-  tc->remote_bytes += brisk__classes[brisk__pm_class(brisk__pagemap_entry(p))].size;
+  tc->remote_bytes += brisk__classes[cls].size;
   if (++tc->remote_count >= REMOTE_BATCH || tc->remote_bytes >= REMOTE_BYTES || tc->state != BRISK_TC_LIVE)
     remote_flush(tc);
 }
