@@ -362,6 +362,14 @@ static inline void brisk__block_push(void *b, const void *next) {
 /* b leaves the free lists: the hint goes, the program owns both words. */
 static inline void brisk__block_clear_hint(void *b) { ((uint64_t *)b)[1] = 0; }
 static inline bool brisk__block_hinted(const void *b) { return ((const uint64_t *)b)[1] == brisk__free_key; }
+/* A block that free() suspected of being freed twice and could not check itself
+ * (its span is another thread's) travels to its owner marked, on its own, so
+ * that the owner makes the check (small.c). */
+#define BRISK_SUSPECT_MARK ((uint64_t)2)
+static inline void brisk__block_mark_suspect(void *b) { ((uint64_t *)b)[1] = brisk__free_key ^ BRISK_SUSPECT_MARK; }
+static inline bool brisk__block_suspect(const void *b) {
+  return ((const uint64_t *)b)[1] == (brisk__free_key ^ BRISK_SUSPECT_MARK);
+}
 
 /* ------------------------------------------------------------------------------
    Options (options.c): read once from the environment at start.
@@ -571,7 +579,8 @@ void brisk__small_collect(brisk_sheap_t *h);
  * free for the caller (others are forwarded to their spans' owners). */
 void *brisk__small_inbox_take(brisk_sheap_t *h);
 bool brisk__small_inbox_ready(const brisk_sheap_t *h); /* messages wait (a cheap peek) */
-bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void **head, void **tail, uint32_t *n);
+bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void **head, void **tail, uint32_t *n,
+                           bool *suspect);
 uint32_t brisk__small_take_one(unsigned slot, unsigned cls, void **out);
 void brisk__small_scavenge(brisk_sheap_t *h, const uint8_t *active);
 void brisk__small_drain(void);
@@ -641,7 +650,9 @@ void brisk__tcache_after_fork_child(void);
 void *brisk__tcache_alloc_slow(size_t size);
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
 /* free() of a block of a span that another heap owns. */
-void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, unsigned cls);
+/* suspect: the block's free hint was set, and the caller cannot see whether it
+ * is free already: its owner checks. */
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, unsigned cls, bool suspect);
 void brisk__tcache_flush(brisk_tcache_t *tc); /* everything back to the spans and owners */
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);
 void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],

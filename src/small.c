@@ -56,6 +56,7 @@ static orphan_t *orphans[BRISK_MAX_NODES] = {&orphan0};
 static brisk_sheap_t *all_heaps, *retired;
 
 static inline orphan_t *orphan_of(unsigned slot) { return orphans[slot]; }
+static bool chain_has(void *o, const void *obj, const brisk_span_t *s);
 static inline bool is_orphan(const brisk_sheap_t *h) { return h->kind == BRISK_SHEAP_ORPHAN; }
 
 static void orphan_init(orphan_t *o, unsigned slot) {
@@ -296,9 +297,15 @@ static inline brisk_span_t *cursor_span(span_cursor_t *c, void *b, const char *c
  * receiver owns the blocks is one check, whatever changed hands meanwhile. */
 #define MSG_LEN_SHIFT 48
 #define MSG_PTR_MASK (((uint64_t)1 << MSG_LEN_SHIFT) - 1)
+#define MSG_LEN_MASK 0x7fffu
+/* A message of one block that free() suspected of a double free (BRISK_SUSPECT_MARK):
+ * the seal's top bit, the ring cell's bit 32. */
+#define MSG_SUSPECT_SEAL ((uint64_t)1 << 63)
+#define MSG_SUSPECT_CELL ((uint64_t)1 << 32)
 
-static inline void msg_seal(void *head, const void *tail, uint32_t n) {
-  ((uint64_t *)head)[1] = (((uint64_t)n << MSG_LEN_SHIFT) | (uintptr_t)tail) ^ brisk__free_key;
+static inline void msg_seal(void *head, const void *tail, uint32_t n, bool suspect) {
+  ((uint64_t *)head)[1] = (((uint64_t)n << MSG_LEN_SHIFT) | (uintptr_t)tail | (suspect ? MSG_SUSPECT_SEAL : 0)) ^
+                          brisk__free_key;
 }
 
 /* The ring: a bounded queue of message descriptors in h's record (metadata,
@@ -312,7 +319,7 @@ static void ring_init(brisk_sheap_t *h) {
   h->ring_out = 0;
 }
 
-static bool ring_push(brisk_sheap_t *h, void *head, void *tail, uint32_t n) {
+static bool ring_push(brisk_sheap_t *h, void *head, void *tail, uint64_t n) {
   uint64_t pos = atomic_load_explicit(&h->ring_in, memory_order_relaxed);
   for (;;) {
     brisk_ring_cell_t *c = &h->ring[pos & (BRISK_RING - 1)];
@@ -336,13 +343,13 @@ static bool ring_push(brisk_sheap_t *h, void *head, void *tail, uint32_t n) {
 }
 
 /* The owner's (or, for a retired heap, its one drainer's) next descriptor. */
-static bool ring_pop(brisk_sheap_t *h, void **head, void **tail, uint32_t *n) {
+static bool ring_pop(brisk_sheap_t *h, void **head, void **tail, uint64_t *n) {
   if (h->kind == BRISK_SHEAP_ORPHAN) return false;
   brisk_ring_cell_t *c = &h->ring[h->ring_out & (BRISK_RING - 1)];
   if (atomic_load_explicit(&c->seq, memory_order_acquire) != h->ring_out + 1) return false;
   *head = c->head;
   *tail = c->tail;
-  *n = (uint32_t)c->n;
+  *n = c->n;
   atomic_store_explicit(&c->seq, h->ring_out + BRISK_RING, memory_order_release);
   h->ring_out++;
   return true;
@@ -375,6 +382,7 @@ typedef struct msg_s {
   void *head, *tail, *next;
   uint32_t n;
   brisk_span_t *span;
+  bool suspect;
 } msg_t;
 
 static msg_t msg_open(void *m) {
@@ -382,7 +390,8 @@ static msg_t msg_open(void *m) {
   g.head = m;
   g.span = block_span(m, "free()");
   uint64_t w = ((uint64_t *)m)[1] ^ brisk__free_key;
-  g.n = (uint32_t)(w >> MSG_LEN_SHIFT);
+  g.n = (uint32_t)(w >> MSG_LEN_SHIFT) & MSG_LEN_MASK;
+  g.suspect = (w & MSG_SUSPECT_SEAL) != 0;
   g.tail = (void *)(uintptr_t)(w & MSG_PTR_MASK);
   uintptr_t t = (uintptr_t)g.tail, end = span_end(g.span);
   if (brisk_unlikely(g.n == 0 || g.n > g.span->capacity || t < g.span->start || t >= end ||
@@ -395,8 +404,9 @@ static msg_t msg_open(void *m) {
 
 /* A descriptor taken from the ring, checked against the page map (no block is
  * read): its span, and a last block in it. */
-static msg_t msg_from_ring(void *head, void *tail, uint32_t n) {
-  msg_t g = {head, tail, NULL, n, block_span(head, "free()")};
+static msg_t msg_from_ring(void *head, void *tail, uint64_t cell_n) {
+  uint32_t n = (uint32_t)cell_n;
+  msg_t g = {head, tail, NULL, n, block_span(head, "free()"), (cell_n & MSG_SUSPECT_CELL) != 0};
   uintptr_t t = (uintptr_t)tail;
   if (brisk_unlikely(n == 0 || n > g.span->capacity || t < g.span->start || t >= span_end(g.span)))
     brisk__fatal("free()", "corrupted free list", head);
@@ -405,15 +415,20 @@ static msg_t msg_from_ring(void *head, void *tail, uint32_t n) {
 
 /* Send message head..tail (n blocks of span s) to heap o: its ring, or when that
  * is full (or o is an orphan, whose inbox any thread drains) its linked inbox. */
-static void msg_deliver(brisk_sheap_t *o, void *head, void *tail, uint32_t n) {
-  if (o->kind != BRISK_SHEAP_ORPHAN && ring_push(o, head, tail, n)) return;
-  msg_seal(head, tail, n);
+static void msg_deliver(brisk_sheap_t *o, void *head, void *tail, uint32_t n, bool suspect) {
+  if (o->kind != BRISK_SHEAP_ORPHAN && ring_push(o, head, tail, n | (suspect ? MSG_SUSPECT_CELL : 0))) return;
+  msg_seal(head, tail, n, suspect);
   inbox_push(o, head, tail);
 }
 
 /* A message to whoever owns its span now. */
 static void msg_forward(const msg_t *g) {
-  msg_deliver(owner_of(g->span, g->head), g->head, g->tail, g->n);
+  msg_deliver(owner_of(g->span, g->head), g->head, g->tail, g->n, g->suspect);
+}
+
+/* A suspected block reached its span's owner h: free already, as far as h sees? */
+static void msg_check_suspect(brisk_sheap_t *h, const msg_t *g) {
+  if (g->suspect && brisk__small_is_free(h, g->span, g->head)) brisk__fatal("free()", "double free", g->head);
 }
 
 /* A message's blocks back into their span (h owns it). */
@@ -434,7 +449,7 @@ void *brisk__small_inbox_take(brisk_sheap_t *h) {
 /* The next message, from the ring first, then the linked ones taken. */
 static bool msg_take(brisk_sheap_t *h, void **inbox, msg_t *g) {
   void *head, *tail;
-  uint32_t n;
+  uint64_t n;
   if (ring_pop(h, &head, &tail, &n)) {
     *g = msg_from_ring(head, tail, n);
     return true;
@@ -445,7 +460,8 @@ static bool msg_take(brisk_sheap_t *h, void **inbox, msg_t *g) {
   return true;
 }
 
-bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void **head, void **tail, uint32_t *n) {
+bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void **head, void **tail, uint32_t *n,
+                           bool *suspect) {
   msg_t g;
   while (msg_take(h, inbox, &g)) {
     if (atomic_load_explicit(&g.span->owner, memory_order_acquire) != h) {
@@ -456,6 +472,7 @@ bool brisk__small_msg_next(brisk_sheap_t *h, void **inbox, unsigned *cls, void *
     *head = g.head;
     *tail = g.tail;
     *n = g.n;
+    *suspect = g.suspect;
     return true;
   }
   return false;
@@ -468,8 +485,12 @@ static void thread_inbox_drain(brisk_sheap_t *h) {
   void *m = atomic_exchange_explicit(&h->inbox, NULL, memory_order_acquire);
   msg_t g;
   while (msg_take(h, &m, &g)) {
-    if (atomic_load_explicit(&g.span->owner, memory_order_acquire) == h) msg_release(h, &g);
-    else msg_forward(&g);
+    if (atomic_load_explicit(&g.span->owner, memory_order_acquire) == h) {
+      msg_check_suspect(h, &g);
+      msg_release(h, &g);
+    } else {
+      msg_forward(&g);
+    }
   }
 }
 
@@ -489,6 +510,9 @@ static void orphan_drain(orphan_t *o) {
     brisk_span_t *gone = NULL;
     brisk__lock(&o->lock[cls]);
     bool ours = atomic_load_explicit(&g.span->owner, memory_order_relaxed) == &o->heap;
+    if (ours && g.suspect &&
+        ((uintptr_t)g.head >= g.span->bump || chain_has(g.span->freelist, g.head, g.span)))
+      brisk__fatal("free()", "double free", g.head);
     if (ours) {
       brisk__block_set_next(g.tail, NULL);
       void *b = g.head;
@@ -572,18 +596,20 @@ typedef struct open_msg_s {
   brisk_span_t *span;
   void *head, *tail;
   uint32_t n;
+  bool suspect;
 } open_msg_t;
 
 static void msg_send(brisk_sheap_t *me, unsigned my_slot, open_msg_t *m, uint64_t *orphans_hit) {
   brisk_sheap_t *o = owner_of(m->span, m->head);
   if (o == me) { /* adopted since its blocks were freed */
+    if (m->suspect && brisk__small_is_free(me, m->span, m->head)) brisk__fatal("free()", "double free", m->head);
     brisk__block_set_next(m->tail, NULL);
     brisk__small_release(me, m->head, m->n);
     return;
   }
   if (is_orphan(o)) *orphans_hit |= (uint64_t)1 << o->slot;
   if (m->span->node != my_slot) brisk__numa_note_remote(m->span->node, m->n);
-  msg_deliver(o, m->head, m->tail, m->n);
+  msg_deliver(o, m->head, m->tail, m->n, m->suspect);
 }
 
 void brisk__small_free_remote(brisk_sheap_t *me, unsigned my_slot, void *head) {
@@ -596,6 +622,14 @@ void brisk__small_free_remote(brisk_sheap_t *me, unsigned my_slot, void *head) {
     void *b = head;
     head = brisk__block_next(b, "free()");
     brisk_span_t *s = cursor_span(&c, b, "free()");
+    if (brisk_unlikely(brisk__block_suspect(b))) { /* alone, marked, and the hint back */
+      open_msg_t one = {s, b, b, 1, true};
+      ((uint64_t *)b)[1] = brisk__free_key;
+      brisk__block_set_next(b, NULL);
+      msg_send(me, my_slot, &one, &orphans_hit);
+      c.hi = c.lo;
+      continue;
+    }
     if (last == NULL || last->span != s) {
       last = NULL;
       for (unsigned i = 0; i < nopen; i++)
@@ -609,7 +643,7 @@ void brisk__small_free_remote(brisk_sheap_t *me, unsigned my_slot, void *head) {
           msg_send(me, my_slot, last, &orphans_hit);
           c.hi = c.lo; /* the send may have emptied a span of ours */
         }
-        *last = (open_msg_t){s, NULL, b, 0};
+        *last = (open_msg_t){s, NULL, b, 0, false};
       }
     }
     brisk__block_set_next(b, last->head);

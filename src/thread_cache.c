@@ -144,9 +144,10 @@ static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
   brisk__small_free_remote(tc->heap, tc->node, head);
 }
 
-void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, unsigned cls) {
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, unsigned cls, bool suspect) {
   if (brisk_unlikely(tc->state == BRISK_TC_NEW)) tcache_init(tc); /* a thread that frees first */
   brisk__block_push(p, tc->remote);
+  if (brisk_unlikely(suspect)) brisk__block_mark_suspect(p);
   tc->remote = p;
   tc->remote_bytes += brisk__classes[cls].size;
   if (++tc->remote_count >= REMOTE_BATCH || tc->remote_bytes >= REMOTE_BYTES || tc->state != BRISK_TC_LIVE)
@@ -244,8 +245,14 @@ static brisk_noinline void absorb_inbox(brisk_tcache_t *tc) {
   unsigned cls;
   void *head, *tail;
   uint32_t n;
-  while (brisk__small_msg_next(tc->heap, &in, &cls, &head, &tail, &n)) {
+  bool suspect;
+  while (brisk__small_msg_next(tc->heap, &in, &cls, &head, &tail, &n, &suspect)) {
     brisk_tlist_t *l = &tc->list[cls];
+    /* Another thread freed it while its hint said free: the first copy may be
+     * here, in this thread's lists, span or inbox. */
+    if (brisk_unlikely(suspect) && (brisk__tcache_contains(tc, cls, head) ||
+                                    brisk__small_is_free(tc->heap, brisk__pagemap_get(head), head)))
+      brisk__fatal("free()", "double free", head);
     if (l->max != 0 && l->room >= (int32_t)n) {
       brisk__block_set_next(tail, l->head);
       l->head = head;

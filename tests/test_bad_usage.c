@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -329,6 +330,50 @@ static void free_twice_with_cancel_pending(void) {
   pthread_join(t, NULL); /* joined: the thread unwound instead of aborting */
 }
 
+/* A block freed twice by two threads that do not own it, while the first of them
+ * is still running: the first free's copy left that thread with its remote
+ * list (here pushed out by 200 more frees of another class, which a cache of
+ * the freeing thread would have kept apart), the second free finds the hint
+ * and cannot look further itself, so it sends the block marked; the owner finds
+ * the first copy and aborts. */
+static void *second_free[2];
+static _Atomic int first_done, may_exit;
+
+static void *free_first_and_wait(void *arg) {
+  void **q = arg;
+  brisk_free(second_free[0]);
+  for (int i = 0; i < 200; i++) brisk_free(q[i]);
+  atomic_store(&first_done, 1);
+  while (!atomic_load(&may_exit)) sched_yield(); /* alive: what it caches stays */
+  return NULL;
+}
+
+static void *free_again(void *p) {
+  brisk_free(p);
+  return NULL;
+}
+
+static void free_small_block_twice_from_other_threads(void) {
+  static void *q[200];
+  second_free[0] = brisk_malloc(64);
+  void *keep = brisk_malloc(64); /* the class stays in use here */
+  for (int i = 0; i < 200; i++) q[i] = brisk_malloc(32);
+  pthread_t first, second;
+  if (pthread_create(&first, NULL, free_first_and_wait, q) != 0) abort();
+  while (!atomic_load(&first_done)) sched_yield();
+  if (pthread_create(&second, NULL, free_again, report(second_free[0])) != 0) abort();
+  pthread_join(second, NULL);
+  /* The blocks wait in this thread's inbox: the next refills take it and make
+   * the check. */
+  enum { N = 4000 };
+  static void *blocks[N];
+  for (int i = 0; i < N; i++) blocks[i] = brisk_malloc(64);
+  for (int i = 0; i < N; i++) brisk_free(blocks[i]);
+  brisk_free(keep);
+  atomic_store(&may_exit, 1);
+  pthread_join(first, NULL);
+}
+
 /* ------------------------------------------------------------------------------
    Tests
 ------------------------------------------------------------------------------ */
@@ -336,6 +381,11 @@ static void free_twice_with_cancel_pending(void) {
 static void test_double_free_of_small_block_aborts_naming_free_and_address(void **state) {
   (void)state;
   expect_abort(free_small_block_twice, "free()", double_free);
+}
+
+static void test_double_free_from_two_other_threads_aborts(void **state) {
+  (void)state;
+  expect_abort(free_small_block_twice_from_other_threads, "free()", double_free);
 }
 
 static void test_double_free_of_large_block_aborts_naming_free_and_address(void **state) {
@@ -489,6 +539,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_double_free_of_small_block_aborts_naming_free_and_address),
       cmocka_unit_test(test_double_free_of_large_block_aborts_naming_free_and_address),
+    cmocka_unit_test(test_double_free_from_two_other_threads_aborts),
       cmocka_unit_test(test_free_of_stack_address_aborts_with_invalid_pointer),
       cmocka_unit_test(test_free_of_glibc_small_block_aborts_with_invalid_pointer),
       cmocka_unit_test(test_free_of_glibc_large_block_aborts_with_invalid_pointer),
