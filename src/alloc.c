@@ -86,7 +86,7 @@ static brisk_opaque brisk_cold void free_of_head(void *p) {
 static inline void small_free(void *p, uint64_t e) {
   brisk_tcache_t *tc = &brisk__tc;
   if (brisk_unlikely(brisk__span_owner_peek(brisk__pm_span(e)) != tc->heap)) {
-    brisk__tcache_free_remote(tc, p, brisk__pm_class(e), false);
+    brisk__tcache_free_remote(tc, p, e, false);
     return;
   }
   unsigned cls = brisk__pm_class(e);
@@ -107,7 +107,7 @@ static brisk_noinline void free_suspect(void *p, uint64_t e) {
   check_double_free(p, e, "free()");
   brisk_tcache_t *tc = &brisk__tc;
   if (brisk__span_owner_peek(brisk__pm_span(e)) != tc->heap) {
-    brisk__tcache_free_remote(tc, p, brisk__pm_class(e), true); /* its owner can look further */
+    brisk__tcache_free_remote(tc, p, e, true); /* its owner can look further */
     return;
   }
   small_free(p, e);

@@ -569,9 +569,11 @@ brisk_span_t *brisk__small_adopt(brisk_sheap_t *h, unsigned cls);
 /* The first n blocks of a list, all of spans that h owns, go back to their
  * spans; returns the rest of the list. */
 void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n);
-/* A NULL-terminated list of blocks freed by this thread (heap me, may be NULL;
- * slot my_slot) of spans other heaps own: each goes to its owner's inbox. */
-void brisk__small_free_remote(brisk_sheap_t *me, unsigned my_slot, void *head);
+/* Send the chain head..tail of n blocks of span s, freed by this thread (heap
+ * me, NULL when it has none; NUMA slot my_slot), to the span's owner. suspect:
+ * one block that free() suspected of a double free (the owner checks). */
+void brisk__small_send(brisk_sheap_t *me, unsigned my_slot, brisk_span_t *s, void *head, void *tail, uint32_t n,
+                       bool suspect);
 /* Blocks that other threads pushed to h's inbox go back to their spans. */
 void brisk__small_collect(brisk_sheap_t *h);
 /* h's inbox, taken whole (NULL if empty); then, message by message, the ones
@@ -614,6 +616,8 @@ static inline uint32_t brisk__tl_count(const brisk_tlist_t *l) { return (uint32_
  * has a small heap. */
 typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_UNPLACED, BRISK_TC_DEAD } brisk_tc_state_t;
 
+#define BRISK_REMOTE_SLOTS 16
+
 typedef struct brisk_tcache_s {
   union {
     brisk_tlist_t list[BRISK_CLASSES];
@@ -633,9 +637,15 @@ typedef struct brisk_tcache_s {
   uint32_t slow_events;
   uint64_t last_scavenge_ms;
   size_t budget_used; /* sum over classes of max * size */
-  void *remote;       /* blocks of other nodes freed here, sent home in batches */
   struct brisk_span_s *large_spare; /* the last freed large run (large.c) */
-  uint64_t remote_count;
+  /* Blocks of other heaps' spans freed here, waiting to be sent to their owners:
+   * one open message per slot, a slot per span (direct-mapped). */
+  struct {
+    struct brisk_span_s *span;
+    void *head, *tail;
+    uint32_t n;
+  } remote[BRISK_REMOTE_SLOTS];
+  uint32_t remote_count;
   size_t remote_bytes;
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
@@ -652,7 +662,7 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls);
 /* free() of a block of a span that another heap owns. */
 /* suspect: the block's free hint was set, and the caller cannot see whether it
  * is free already: its owner checks. */
-void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, unsigned cls, bool suspect);
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool suspect);
 void brisk__tcache_flush(brisk_tcache_t *tc); /* everything back to the spans and owners */
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);
 void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],

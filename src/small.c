@@ -587,74 +587,21 @@ void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n) {
   return head;
 }
 
-/* The remote list is sorted into one message per span, through a small table
- * of open messages (a full table sends its oldest): the blocks are the ones
- * this thread has just freed, warm in its cache, so relinking them is cheap. */
-#define OPEN_MSGS 8
-
-typedef struct open_msg_s {
-  brisk_span_t *span;
-  void *head, *tail;
-  uint32_t n;
-  bool suspect;
-} open_msg_t;
-
-static void msg_send(brisk_sheap_t *me, unsigned my_slot, open_msg_t *m, uint64_t *orphans_hit) {
-  brisk_sheap_t *o = owner_of(m->span, m->head);
+void brisk__small_send(brisk_sheap_t *me, unsigned my_slot, brisk_span_t *s, void *head, void *tail, uint32_t n,
+                       bool suspect) {
+  if (brisk_unlikely(s->state != BRISK_SPAN_SMALL)) brisk__fatal("free()", "double free", head); /* gone back */
+  brisk_sheap_t *o = owner_of(s, head);
+  brisk__block_set_next(tail, NULL);
   if (o == me) { /* adopted since its blocks were freed */
-    if (m->suspect && brisk__small_is_free(me, m->span, m->head)) brisk__fatal("free()", "double free", m->head);
-    brisk__block_set_next(m->tail, NULL);
-    brisk__small_release(me, m->head, m->n);
+    if (suspect && brisk__small_is_free(me, s, head)) brisk__fatal("free()", "double free", head);
+    brisk__small_release(me, head, n);
     return;
   }
-  if (is_orphan(o)) *orphans_hit |= (uint64_t)1 << o->slot;
-  if (m->span->node != my_slot) brisk__numa_note_remote(m->span->node, m->n);
-  msg_deliver(o, m->head, m->tail, m->n, m->suspect);
-}
-
-void brisk__small_free_remote(brisk_sheap_t *me, unsigned my_slot, void *head) {
-  open_msg_t open[OPEN_MSGS];
-  unsigned nopen = 0, oldest = 0;
-  uint64_t orphans_hit = 0;
-  span_cursor_t c = {0, 0, NULL, NULL};
-  open_msg_t *last = NULL;
-  while (head != NULL) {
-    void *b = head;
-    head = brisk__block_next(b, "free()");
-    brisk_span_t *s = cursor_span(&c, b, "free()");
-    if (brisk_unlikely(brisk__block_suspect(b))) { /* alone, marked, and the hint back */
-      open_msg_t one = {s, b, b, 1, true};
-      ((uint64_t *)b)[1] = brisk__free_key;
-      brisk__block_set_next(b, NULL);
-      msg_send(me, my_slot, &one, &orphans_hit);
-      c.hi = c.lo;
-      continue;
-    }
-    if (last == NULL || last->span != s) {
-      last = NULL;
-      for (unsigned i = 0; i < nopen; i++)
-        if (open[i].span == s) last = &open[i];
-      if (last == NULL) {
-        if (nopen < OPEN_MSGS) {
-          last = &open[nopen++];
-        } else {
-          last = &open[oldest];
-          oldest = (oldest + 1) % OPEN_MSGS;
-          msg_send(me, my_slot, last, &orphans_hit);
-          c.hi = c.lo; /* the send may have emptied a span of ours */
-        }
-        *last = (open_msg_t){s, NULL, b, 0, false};
-      }
-    }
-    brisk__block_set_next(b, last->head);
-    last->head = b;
-    last->n++;
-  }
-  for (unsigned i = 0; i < nopen; i++) msg_send(me, my_slot, &open[i], &orphans_hit);
+  if (s->node != my_slot) brisk__numa_note_remote(s->node, n);
+  msg_deliver(o, head, tail, n, suspect);
   /* Nobody waits on an orphan's inbox: blocks of exited threads' spans go back
    * now, so that their spans empty while the program runs. */
-  for (unsigned i = 0; i < BRISK_MAX_NODES && orphans_hit != 0; i++, orphans_hit >>= 1)
-    if (orphans_hit & 1) orphan_drain(orphan_of(i));
+  if (is_orphan(o)) orphan_drain(orphan_of(o->slot));
 }
 
 /* One object for a thread without a small heap (its cache is being set up, is

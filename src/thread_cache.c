@@ -130,32 +130,60 @@ static void list_release(brisk_tcache_t *tc, brisk_tlist_t *l, uint32_t n) {
   l->room += (int32_t)n;
 }
 
-/* Blocks of other heaps' spans freed by this thread wait on one list and go to
- * their owners this many (or bytes) at a time: one compare-and-swap per run of
- * blocks of one owner instead of one per free. */
+/* Blocks of other heaps' spans freed by this thread wait in open messages, one
+ * per span (small.c sends a message with one compare-and-swap), and go once
+ * REMOTE_BATCH blocks or REMOTE_BYTES wait, or when a block of another span
+ * needs the slot. free() knows the block's span already, so a block joins its
+ * message in a few instructions, and no list is walked to sort it. */
 #define REMOTE_BATCH 128
 #define REMOTE_BYTES ((size_t)256 * 1024)
 
-static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
-  void *head = tc->remote;
-  tc->remote = NULL;
-  tc->remote_count = 0;
-  tc->remote_bytes = 0;
-  brisk__small_free_remote(tc->heap, tc->node, head);
+static inline unsigned remote_slot(const brisk_span_t *s) {
+  uintptr_t a = (uintptr_t)s >> 6; /* descriptors are cache-line aligned */
+  return (unsigned)(a ^ (a >> 4)) % BRISK_REMOTE_SLOTS;
 }
 
-void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, unsigned cls, bool suspect) {
+static void remote_send(brisk_tcache_t *tc, unsigned i) {
+  brisk_span_t *s = tc->remote[i].span;
+  void *head = tc->remote[i].head, *tail = tc->remote[i].tail;
+  uint32_t n = tc->remote[i].n;
+  tc->remote[i].span = NULL;
+  tc->remote[i].n = 0;
+  tc->remote_count -= n;
+  brisk__small_send(tc->heap, tc->node, s, head, tail, n, false);
+}
+
+static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
+  for (unsigned i = 0; i < BRISK_REMOTE_SLOTS; i++)
+    if (tc->remote[i].n > 0) remote_send(tc, i);
+  tc->remote_bytes = 0;
+}
+
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool suspect) {
   if (brisk_unlikely(tc->state == BRISK_TC_NEW)) tcache_init(tc); /* a thread that frees first */
-  brisk__block_push(p, tc->remote);
-  if (brisk_unlikely(suspect)) brisk__block_mark_suspect(p);
-  tc->remote = p;
-  tc->remote_bytes += brisk__classes[cls].size;
+  brisk_span_t *s = brisk__pm_span(e);
+  if (brisk_unlikely(suspect)) { /* alone, marked, so that its owner checks it */
+    brisk__block_push(p, NULL);
+    brisk__small_send(tc->heap, tc->node, s, p, p, 1, true);
+    return;
+  }
+  unsigned i = remote_slot(s);
+  if (tc->remote[i].span != s) {
+    if (tc->remote[i].n > 0) remote_send(tc, i);
+    tc->remote[i].span = s;
+    tc->remote[i].head = NULL;
+    tc->remote[i].tail = p;
+  }
+  brisk__block_push(p, tc->remote[i].head);
+  tc->remote[i].head = p;
+  tc->remote[i].n++;
+  tc->remote_bytes += brisk__classes[brisk__pm_class(e)].size;
   if (++tc->remote_count >= REMOTE_BATCH || tc->remote_bytes >= REMOTE_BYTES || tc->state != BRISK_TC_LIVE)
     remote_flush(tc);
 }
 
 void brisk__tcache_flush(brisk_tcache_t *tc) {
-  if (tc->remote != NULL) remote_flush(tc);
+  if (tc->remote_count != 0) remote_flush(tc);
   if (tc->large_spare != NULL) brisk__large_spare_release(tc);
   if (tc->heap == NULL) return;
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) list_release(tc, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
@@ -195,7 +223,7 @@ static void tcache_on_thread_exit(void *arg) {
  * through the fast path alone loses at most one refill to this. */
 static void tcache_scavenge(brisk_tcache_t *tc, uint64_t now) {
   tc->last_scavenge_ms = now;
-  if (tc->remote != NULL) remote_flush(tc);
+  if (tc->remote_count != 0) remote_flush(tc);
   brisk__small_scavenge(tc->heap, tc->active); /* before the lists, which may empty spans */
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     brisk_tlist_t *l = &tc->list[cls];
@@ -340,8 +368,11 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
 }
 
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj) {
-  for (void *o = tc->remote; o != NULL; o = brisk__block_next(o, "free()"))
-    if (o == obj) return true;
+  for (unsigned i = 0; i < BRISK_REMOTE_SLOTS; i++) {
+    void *o = tc->remote[i].head;
+    for (uint32_t k = 0; k < tc->remote[i].n; k++, o = brisk__block_next(o, "free()"))
+      if (o == obj) return true;
+  }
   uint32_t n = 0;
   uint32_t count = brisk__tl_count(&tc->list[cls]);
   for (void *o = tc->list[cls].head; o != NULL && n <= count; o = brisk__block_next(o, "free()"), n++)
