@@ -561,10 +561,11 @@ brisk_sheap_t *brisk__small_heap_acquire(unsigned slot);
 void brisk__small_heap_retire(brisk_sheap_t *h); /* its thread exits */
 /* Every span of h goes to its slot's orphan (the thread moves to another node). */
 void brisk__small_abandon(brisk_sheap_t *h);
-/* A NULL-terminated list of up to want objects of cls from h's spans (an orphan
+/* A NULL-terminated list of up to want objects of cls from h's spans (or a
+ * span's whole free list, up to cap; an orphan
  * span adopted or a new one when h has none with free objects); 0 when memory is
  * exhausted. */
-uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, void **head);
+uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, uint32_t cap, void **head);
 brisk_span_t *brisk__small_adopt(brisk_sheap_t *h, unsigned cls);
 /* The first n blocks of a list, all of spans that h owns, go back to their
  * spans; returns the rest of the list. */

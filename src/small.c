@@ -165,14 +165,16 @@ static brisk_span_t *span_new(brisk_sheap_t *h, unsigned cls) {
 }
 
 /* Up to want objects of s, appended to (*head, *tail): the free list first (the
- * whole of it in O(1) when it fits), then never-used ones in address order. */
-static uint32_t span_take(brisk_sheap_t *h, brisk_span_t *s, uint32_t want, void **head, void **tail) {
+ * whole of it in O(1) when it fits in cap, which may exceed want), then
+ * never-used ones in address order. */
+static uint32_t span_take(brisk_sheap_t *h, brisk_span_t *s, uint32_t want, uint32_t cap, void **head,
+                          void **tail) {
   uint32_t n = 0;
   if (s->kept) {
     s->kept = 0;
     h->kept[s->cls]--;
   }
-  if (s->freelist != NULL && s->nfree <= want) {
+  if (s->freelist != NULL && s->nfree <= cap) {
     /* Every link was written by brisk__small_release; the cache's pops check them. */
     if (*tail) brisk__block_set_next(*tail, s->freelist);
     else *head = s->freelist;
@@ -218,16 +220,18 @@ static uint32_t span_take(brisk_sheap_t *h, brisk_span_t *s, uint32_t want, void
   return n;
 }
 
-/* Block b of span s (owned by h) is free again. Returns s when it must go back to
- * the page heap (the caller frees it, after dropping any lock). */
-static brisk_span_t *span_put(brisk_sheap_t *h, brisk_span_t *s, void *b) {
+/* Blocks first..last (k of them, linked in that order, each with its free hint)
+ * of span s, owned by h, are free again: the run joins the span's free list with
+ * one link written. Returns s when it must go back to the page heap (the caller
+ * frees it, after dropping any lock). */
+static brisk_span_t *span_put_run(brisk_sheap_t *h, brisk_span_t *s, void *first, void *last, uint32_t k) {
   brisk_assert(atomic_load_explicit(&s->owner, memory_order_relaxed) == h);
-  if (brisk_unlikely(s->used == 0)) brisk__fatal("free()", "double free", b);
-  brisk__block_push(b, s->freelist);
-  s->freelist = b;
-  s->nfree++;
-  s->used--;
-  h->out[s->cls]--;
+  if (brisk_unlikely(k > s->used)) brisk__fatal("free()", "double free", first);
+  brisk__block_set_next(last, s->freelist);
+  s->freelist = first;
+  s->nfree += k;
+  s->used -= k;
+  h->out[s->cls] -= k;
   if (s->list == BRISK_SLIST_FULL) {
     list_del(&h->full[s->cls], s);
     s->list = BRISK_SLIST_PARTIAL;
@@ -235,14 +239,18 @@ static brisk_span_t *span_put(brisk_sheap_t *h, brisk_span_t *s, void *b) {
   }
   span_check(s);
   if (s->used > 0) return NULL;
-  if (!is_orphan(h) && h->kept[s->cls] < KEEP_EMPTY) {
-    /* kept for the next refill */
+  if (!is_orphan(h) && h->kept[s->cls] < KEEP_EMPTY) { /* kept for the next refill */
     s->kept = 1;
     h->kept[s->cls]++;
     return NULL;
   }
   heap_del(h, s);
   return s;
+}
+
+static brisk_span_t *span_put(brisk_sheap_t *h, brisk_span_t *s, void *b) {
+  ((uint64_t *)b)[1] = brisk__free_key;
+  return span_put_run(h, s, b, b, 1);
 }
 
 /* ------------------------------------------------------------------------------
@@ -534,7 +542,7 @@ static void orphan_drain(orphan_t *o) {
    The thread caches' interface
 ------------------------------------------------------------------------------ */
 
-uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, void **head) {
+uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, uint32_t cap, void **head) {
   void *tail = NULL;
   uint32_t n = 0;
   *head = NULL;
@@ -546,7 +554,7 @@ uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, void
       if (s == NULL) s = span_new(h, cls);
       if (s == NULL) break;
     }
-    n += span_take(h, s, want - n, head, &tail);
+    n += span_take(h, s, want - n, cap - n, head, &tail);
     if (tail == NULL) break; /* a whole free list joined: its end is not known */
   }
   return n;
@@ -572,17 +580,31 @@ brisk_span_t *brisk__small_adopt(brisk_sheap_t *h, unsigned cls) {
 
 void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n) {
   span_cursor_t c = {0, 0, NULL, NULL};
+  brisk_span_t *run = NULL;
+  void *first = NULL, *last = NULL;
+  uint32_t k = 0;
+  /* Blocks of one span that follow each other go back as one run. */
   for (uint32_t i = 0; i < n; i++) {
     void *b = head;
     head = brisk__block_next(b, "free()");
     brisk_span_t *s = cursor_span(&c, b, "free()");
-    if (brisk_unlikely(atomic_load_explicit(&s->owner, memory_order_relaxed) != h))
-      brisk__fatal("free()", "corrupted free list", b);
-    brisk_span_t *gone = span_put(h, s, b);
-    if (gone) {
-      span_free(gone);
-      c.hi = c.lo; /* the cursor's span is gone */
+    if (s != run) {
+      if (run != NULL) {
+        brisk_span_t *gone = span_put_run(h, run, first, last, k);
+        if (gone) span_free(gone); /* not the cursor's: that is s now */
+      }
+      if (brisk_unlikely(atomic_load_explicit(&s->owner, memory_order_relaxed) != h))
+        brisk__fatal("free()", "corrupted free list", b);
+      run = s;
+      first = b;
+      k = 0;
     }
+    last = b;
+    k++;
+  }
+  if (run != NULL) {
+    brisk_span_t *gone = span_put_run(h, run, first, last, k);
+    if (gone) span_free(gone);
   }
   return head;
 }
@@ -614,7 +636,7 @@ uint32_t brisk__small_take_one(unsigned slot, unsigned cls, void **out) {
     brisk__lock(&o->lock[cls]);
     brisk_span_t *s = o->heap.partial[cls];
     uint32_t n = 0;
-    if (s != NULL) n = span_take(&o->heap, s, 1, out, &tail);
+    if (s != NULL) n = span_take(&o->heap, s, 1, 1, out, &tail);
     brisk__unlock(&o->lock[cls]);
     if (n > 0) {
       brisk__block_set_next(*out, NULL);

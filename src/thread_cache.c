@@ -323,7 +323,7 @@ void *brisk__tcache_alloc_slow(size_t size) {
     const brisk_class_info_t *ci = &brisk__classes[cls];
     if (brisk__numa_count() > 1) numa_refresh(tc);
     if (l->max == 0) class_start(tc, cls);
-    uint32_t n = brisk__small_refill(tc->heap, cls, l->max < ci->batch ? l->max : ci->batch, &p);
+    uint32_t n = brisk__small_refill(tc->heap, cls, l->max < ci->batch ? l->max : ci->batch, l->max, &p);
     if (n == 0) {
       errno = ENOMEM;
       return NULL;
