@@ -530,7 +530,9 @@ typedef enum { BRISK_SHEAP_LIVE = 0, BRISK_SHEAP_RETIRED } brisk_sheap_state_t;
 /* A small heap: the spans one owner holds, by class. The inbox is the only field
  * other threads write (remote frees push blocks onto it); everything else is the
  * owner's. Never freed (see small.c). */
-#define BRISK_RING 256 /* message descriptors in a heap's ring */
+/* Message descriptors in a heap's ring: 4 KiB per thread, written when the heap
+ * is made; a full ring falls back to the linked inbox. */
+#define BRISK_RING 128
 typedef struct brisk_ring_cell_s {
   _Atomic uint64_t seq;   /* the ring position it is free for, or that + 1 when filled */
   void *head, *tail;
