@@ -61,7 +61,8 @@ BRISK_API BRISK_MALLOC_ATTR void *brisk_pvalloc(size_t size);
 BRISK_API size_t brisk_usable_size(const void *p);
 
 /* Return every free page brisk can give back to the OS now (the calling thread's
- * cache, central lists, idle page-heap spans, cached large spans). Returns 1 if
+ * cache and the empty spans it keeps, orphaned spans that emptied, idle
+ * page-heap spans, cached large spans). Returns 1 if
  * memory was released, 0 otherwise, like glibc's malloc_trim. */
 BRISK_API int brisk_trim(void);
 
@@ -71,7 +72,7 @@ typedef struct brisk_stats_s {
   uint64_t peak_mapped;   /* high-water mark of mapped */
   uint64_t in_use;        /* bytes in blocks handed to the program (rounded to class size) */
   uint64_t tcache;        /* bytes free in thread caches */
-  uint64_t central;       /* bytes free in central lists and partly used spans */
+  uint64_t central;       /* bytes free in the spans of the size classes (not in caches) */
   uint64_t heap_free;     /* free page-heap pages still backed by memory */
   uint64_t returned;      /* free page-heap pages given back with madvise */
   uint64_t large_in_use;  /* bytes in large blocks (above 64 KiB) in use */

@@ -174,7 +174,7 @@ static int run_signal(void) {
       usleep(200);
     }
   }
-  /* Bursts that go past the thread cache to the central lists and the page
+  /* Bursts that go past the thread cache to the spans and the page
    * heap, large blocks, and malloc_trim, which holds the heap lock across its
    * madvise calls: the handler often lands with a lock held. */
   static const size_t sizes[] = {16, 48, 200, 1000, 5000, 30000, 70000, 300000};
