@@ -45,9 +45,9 @@ static void fork_prepare(void) {
   fork_locked = &__libc_single_threaded == NULL || !__libc_single_threaded;
   if (!fork_locked) return;
   if (_IO_list_lock != NULL) _IO_list_lock();
-  brisk__lock(&brisk__registry_lock);
+  brisk__lock_fork(&brisk__registry_lock);
   brisk__small_fork_lock();
-  brisk__lock(&brisk__heap_lock);
+  brisk__lock_fork(&brisk__heap_lock);
   brisk__numa_fork_lock();
   brisk__meta_fork_lock();
   brisk__pagemap_fork_lock();
@@ -57,9 +57,9 @@ static void fork_unlock_all(void) {
   brisk__pagemap_fork_unlock();
   brisk__meta_fork_unlock();
   brisk__numa_fork_unlock();
-  brisk__unlock(&brisk__heap_lock);
+  brisk__unlock_fork(&brisk__heap_lock);
   brisk__small_fork_unlock();
-  brisk__unlock(&brisk__registry_lock);
+  brisk__unlock_fork(&brisk__registry_lock);
 }
 
 static void fork_parent(void) {

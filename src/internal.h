@@ -44,6 +44,7 @@
 #define brisk_cold __attribute__((cold, noinline))
 #define BRISK_CACHE_LINE 64
 
+__attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const char *file, int line);
 #ifdef BRISK_DEBUG
 #define brisk_assert(c) ((c) ? (void)0 : brisk__assert_fail(#c, __FILE__, __LINE__))
 #else
@@ -262,9 +263,30 @@ void brisk__pagemap_fork_unlock(void);
    Locks: pthread mutexes, statically initialised, so they need no allocation and
    sleep under contention instead of spinning on a 2-core machine. Every lock is
    registered with the fork handler in init.c.
+
+   The lock order, written once: a thread takes a lock only while it holds none
+   of the same or a later rank (so never two orphan class locks at once), and
+   BRISK_DEBUG builds check it at every acquisition. The fork handler takes all
+   of them in this order, through brisk__lock_all_fork, outside the check.
 ------------------------------------------------------------------------------ */
-typedef pthread_mutex_t brisk_lock_t;
-#define BRISK_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+typedef enum brisk_lock_rank_e {
+  BRISK_RANK_REGISTRY = 0, /* thread registry and heap records (thread_cache.c, small.c) */
+  BRISK_RANK_ORPHAN,       /* an orphan heap's class lock (small.c) */
+  BRISK_RANK_HEAP,         /* the page heap (page_heap.c) */
+  BRISK_RANK_BOOT,         /* the bootstrap area (numa.c) */
+  BRISK_RANK_META,         /* metadata (meta.c) */
+  BRISK_RANK_PAGEMAP,      /* page-map leaves (pagemap.c) */
+} brisk_lock_rank_t;
+
+typedef struct brisk_lock_s {
+  pthread_mutex_t mutex;
+  uint8_t rank; /* brisk_lock_rank_t */
+} brisk_lock_t;
+#define BRISK_LOCK_INIT(rank) {PTHREAD_MUTEX_INITIALIZER, (rank)}
+
+#ifdef BRISK_DEBUG
+extern __thread uint32_t brisk__locks_held; /* bit r: a lock of rank r is held */
+#endif
 
 /* Every acquisition is counted, and so is every one that found the lock taken
  * (a failed trylock before the wait): figures that do not depend on the core
@@ -276,13 +298,25 @@ typedef struct brisk_lock_counts_s {
 extern __thread brisk_lock_counts_t brisk__lock_counts;
 
 static inline void brisk__lock(brisk_lock_t *l) {
-  if (brisk_unlikely(pthread_mutex_trylock(l) != 0)) {
+#ifdef BRISK_DEBUG
+  brisk_assert((brisk__locks_held >> l->rank) == 0 && "lock order");
+  brisk__locks_held |= 1u << l->rank;
+#endif
+  if (brisk_unlikely(pthread_mutex_trylock(&l->mutex) != 0)) {
     brisk__lock_counts.contended++;
-    pthread_mutex_lock(l);
+    pthread_mutex_lock(&l->mutex);
   }
   brisk__lock_counts.acquired++;
 }
-static inline void brisk__unlock(brisk_lock_t *l) { pthread_mutex_unlock(l); }
+static inline void brisk__unlock(brisk_lock_t *l) {
+#ifdef BRISK_DEBUG
+  brisk__locks_held &= ~(1u << l->rank);
+#endif
+  pthread_mutex_unlock(&l->mutex);
+}
+/* The fork handler's: every lock, in rank order, several of one rank. */
+static inline void brisk__lock_fork(brisk_lock_t *l) { pthread_mutex_lock(&l->mutex); }
+static inline void brisk__unlock_fork(brisk_lock_t *l) { pthread_mutex_unlock(&l->mutex); }
 
 /* ------------------------------------------------------------------------------
    OS layer (os.c): the only file that makes system calls; none is a
@@ -539,6 +573,8 @@ typedef struct brisk_ring_cell_s {
   uint64_t n;
 } brisk_ring_cell_t;
 
+#define BRISK_REMOTE_SLOTS 16
+
 typedef struct brisk_sheap_s {
   /* Written by other threads: the linked inbox and the ring's claim counter. */
   _Atomic(void *) inbox;
@@ -554,6 +590,17 @@ typedef struct brisk_sheap_s {
   uint32_t kept[BRISK_CLASSES];   /* empty spans kept, per class */
   uint64_t spans[BRISK_CLASSES];  /* spans owned */
   uint64_t out[BRISK_CLASSES];    /* objects out of them: sum of span->used */
+  /* Blocks of other heaps' spans that this heap's thread freed, waiting to be
+   * sent to their owners (thread_cache.c): one open message per slot, a slot
+   * per span (direct-mapped). Here rather than in the thread cache, whose TLS
+   * must stay small enough for dlopen's static TLS. */
+  struct {
+    brisk_span_t *span;
+    void *head, *tail;
+    uint32_t n;
+  } remote[BRISK_REMOTE_SLOTS];
+  uint32_t remote_count;
+  size_t remote_bytes;
   struct brisk_sheap_s *next_all, *next_retired; /* registry lock */
 } __attribute__((aligned(BRISK_CACHE_LINE))) brisk_sheap_t;
 
@@ -619,8 +666,6 @@ static inline uint32_t brisk__tl_count(const brisk_tlist_t *l) { return (uint32_
  * has a small heap. */
 typedef enum { BRISK_TC_NEW = 0, BRISK_TC_LIVE, BRISK_TC_INIT, BRISK_TC_UNPLACED, BRISK_TC_DEAD } brisk_tc_state_t;
 
-#define BRISK_REMOTE_SLOTS 16
-
 typedef struct brisk_tcache_s {
   union {
     brisk_tlist_t list[BRISK_CLASSES];
@@ -641,15 +686,6 @@ typedef struct brisk_tcache_s {
   uint64_t last_scavenge_ms;
   size_t budget_used; /* sum over classes of max * size */
   struct brisk_span_s *large_spare; /* the last freed large run (large.c) */
-  /* Blocks of other heaps' spans freed here, waiting to be sent to their owners:
-   * one open message per slot, a slot per span (direct-mapped). */
-  struct {
-    struct brisk_span_s *span;
-    void *head, *tail;
-    uint32_t n;
-  } remote[BRISK_REMOTE_SLOTS];
-  uint32_t remote_count;
-  size_t remote_bytes;
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tcache_s *next, *prev; /* registry, under the registry lock */

@@ -7,7 +7,7 @@
 
 #define META_CHUNK ((size_t)256 * 1024)
 
-static brisk_lock_t meta_lock = BRISK_LOCK_INIT;
+static brisk_lock_t meta_lock = BRISK_LOCK_INIT(BRISK_RANK_META);
 static char *meta_cur, *meta_end;
 static brisk_span_t *span_free;
 
@@ -55,5 +55,5 @@ void brisk__span_delete(brisk_span_t *s) {
   brisk__unlock(&meta_lock);
 }
 
-void brisk__meta_fork_lock(void) { brisk__lock(&meta_lock); }
-void brisk__meta_fork_unlock(void) { brisk__unlock(&meta_lock); }
+void brisk__meta_fork_lock(void) { brisk__lock_fork(&meta_lock); }
+void brisk__meta_fork_unlock(void) { brisk__unlock_fork(&meta_lock); }

@@ -184,7 +184,7 @@ brisk_numa_os_t brisk__numa_os = {os_online_nodes, os_topology_setup, os_current
 #define BOOT_CHUNK ((size_t)1 << 20)
 #define BOOT_HEADER 16
 
-static brisk_lock_t boot_lock = BRISK_LOCK_INIT;
+static brisk_lock_t boot_lock = BRISK_LOCK_INIT(BRISK_RANK_BOOT);
 static uintptr_t boot_cur, boot_end;
 static uint64_t boot_count;
 
@@ -687,8 +687,8 @@ void brisk__numa_after_fork_child(void) {
 
 bool brisk__numa_settled(void) { return atomic_load_explicit(&discovery, memory_order_acquire) == DISCOVERY_SETTLED; }
 
-void brisk__numa_fork_lock(void) { brisk__lock(&boot_lock); }
-void brisk__numa_fork_unlock(void) { brisk__unlock(&boot_lock); }
+void brisk__numa_fork_lock(void) { brisk__lock_fork(&boot_lock); }
+void brisk__numa_fork_unlock(void) { brisk__unlock_fork(&boot_lock); }
 
 /* ------------------------------------------------------------------------------
    Queries, binding, statistics

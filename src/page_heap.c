@@ -52,7 +52,7 @@
 #define DECAY_MIN_AGE_MS 100
 #define DEMAND_SAMPLES 4
 
-brisk_lock_t brisk__heap_lock = BRISK_LOCK_INIT;
+brisk_lock_t brisk__heap_lock = BRISK_LOCK_INIT(BRISK_RANK_HEAP);
 
 typedef struct heap_slot_s {
   brisk_span_t *list[HEAP_LISTS];      /* free spans by list_index of their length */

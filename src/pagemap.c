@@ -7,7 +7,7 @@
 #include "internal.h"
 
 _Atomic(brisk_pm_leaf_t *) brisk__pagemap_root[(size_t)1 << BRISK_PM_ROOT_BITS];
-static brisk_lock_t pm_lock = BRISK_LOCK_INIT;
+static brisk_lock_t pm_lock = BRISK_LOCK_INIT(BRISK_RANK_PAGEMAP);
 
 #define LEAF_MASK (((uintptr_t)1 << BRISK_PM_LEAF_BITS) - 1)
 
@@ -58,5 +58,5 @@ void brisk__pagemap_set_small(uintptr_t first_page, size_t n, brisk_span_t *span
   }
 }
 
-void brisk__pagemap_fork_lock(void) { brisk__lock(&pm_lock); }
-void brisk__pagemap_fork_unlock(void) { brisk__unlock(&pm_lock); }
+void brisk__pagemap_fork_lock(void) { brisk__lock_fork(&pm_lock); }
+void brisk__pagemap_fork_unlock(void) { brisk__unlock_fork(&pm_lock); }

@@ -34,8 +34,8 @@
  * orphan span of its slot and class before it takes a new one, and the purge
  * tick drains the orphans' inboxes, so spans of exited threads empty and return.
  *
- * Lock order: registry lock (thread_cache.c) > orphan class locks > heap lock >
- * metadata lock. No orphan lock is held while another is taken. */
+ * Lock order: see "Locks" in internal.h (registry, orphan class, heap, boot,
+ * metadata, page map), checked in debug builds. */
 #include "internal.h"
 
 /* Spans of one class whose objects have all come back that a thread heap keeps
@@ -62,7 +62,10 @@ static inline bool is_orphan(const brisk_sheap_t *h) { return h->kind == BRISK_S
 static void orphan_init(orphan_t *o, unsigned slot) {
   o->heap.kind = BRISK_SHEAP_ORPHAN;
   o->heap.slot = slot;
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) pthread_mutex_init(&o->lock[cls], NULL);
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    pthread_mutex_init(&o->lock[cls].mutex, NULL);
+    o->lock[cls].rank = BRISK_RANK_ORPHAN;
+  }
 }
 
 void brisk__small_init(void) { orphan_init(&orphan0, 0); }
@@ -841,11 +844,11 @@ void brisk__small_node_stats(unsigned slot, uint64_t *out_bytes, uint64_t *free_
  * so the count cannot change between lock and unlock. */
 void brisk__small_fork_lock(void) {
   for (unsigned slot = 0; slot < brisk__numa_count(); slot++)
-    for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__lock(&orphan_of(slot)->lock[cls]);
+    for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__lock_fork(&orphan_of(slot)->lock[cls]);
 }
 void brisk__small_fork_unlock(void) {
   for (unsigned slot = 0; slot < brisk__numa_count(); slot++)
-    for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__unlock(&orphan_of(slot)->lock[cls]);
+    for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) brisk__unlock_fork(&orphan_of(slot)->lock[cls]);
 }
 
 /* In a forked child only the forking thread exists. The other threads' heaps

@@ -45,7 +45,10 @@
 __thread brisk_tcache_t brisk__tc;
 uint64_t brisk__free_key;
 uintptr_t brisk__list_key;
-brisk_lock_t brisk__registry_lock = BRISK_LOCK_INIT;
+brisk_lock_t brisk__registry_lock = BRISK_LOCK_INIT(BRISK_RANK_REGISTRY);
+#ifdef BRISK_DEBUG
+__thread uint32_t brisk__locks_held;
+#endif
 
 __thread brisk_lock_counts_t brisk__lock_counts;
 /* The lock counts of threads that have exited. */
@@ -144,46 +147,51 @@ static inline unsigned remote_slot(const brisk_span_t *s) {
 }
 
 static void remote_send(brisk_tcache_t *tc, unsigned i) {
-  brisk_span_t *s = tc->remote[i].span;
-  void *head = tc->remote[i].head, *tail = tc->remote[i].tail;
-  uint32_t n = tc->remote[i].n;
-  tc->remote[i].span = NULL;
-  tc->remote[i].n = 0;
-  tc->remote_count -= n;
-  brisk__small_send(tc->heap, tc->node, s, head, tail, n, false);
+  brisk_sheap_t *h = tc->heap;
+  brisk_span_t *s = h->remote[i].span;
+  void *head = h->remote[i].head, *tail = h->remote[i].tail;
+  uint32_t n = h->remote[i].n;
+  h->remote[i].span = NULL;
+  h->remote[i].n = 0;
+  h->remote_count -= n;
+  brisk__small_send(h, tc->node, s, head, tail, n, false);
 }
 
 static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
   for (unsigned i = 0; i < BRISK_REMOTE_SLOTS; i++)
-    if (tc->remote[i].n > 0) remote_send(tc, i);
-  tc->remote_bytes = 0;
+    if (tc->heap->remote[i].n > 0) remote_send(tc, i);
+  tc->heap->remote_bytes = 0;
 }
 
 void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool suspect) {
   if (brisk_unlikely(tc->state == BRISK_TC_NEW)) tcache_init(tc); /* a thread that frees first */
   brisk_span_t *s = brisk__pm_span(e);
-  if (brisk_unlikely(suspect)) { /* alone, marked, so that its owner checks it */
+  brisk_sheap_t *h = tc->heap;
+  if (brisk_unlikely(suspect || h == NULL)) {
+    /* Alone: marked, so that its owner checks it; or the thread has no heap
+     * (not LIVE), and nothing waits here. */
     brisk__block_push(p, NULL);
-    brisk__small_send(tc->heap, tc->node, s, p, p, 1, true);
+    brisk__small_send(h, tc->node, s, p, p, 1, suspect);
     return;
   }
   unsigned i = remote_slot(s);
-  if (tc->remote[i].span != s) {
-    if (tc->remote[i].n > 0) remote_send(tc, i);
-    tc->remote[i].span = s;
-    tc->remote[i].head = NULL;
-    tc->remote[i].tail = p;
+  if (h->remote[i].span != s) {
+    if (h->remote[i].n > 0) remote_send(tc, i);
+    h->remote[i].span = s;
+    h->remote[i].head = NULL;
+    h->remote[i].tail = p;
   }
-  brisk__block_push(p, tc->remote[i].head);
-  tc->remote[i].head = p;
-  tc->remote[i].n++;
-  tc->remote_bytes += brisk__classes[brisk__pm_class(e)].size;
-  if (++tc->remote_count >= REMOTE_BATCH || tc->remote_bytes >= REMOTE_BYTES || tc->state != BRISK_TC_LIVE)
-    remote_flush(tc);
+  brisk__block_push(p, h->remote[i].head);
+  h->remote[i].head = p;
+  h->remote[i].n++;
+  h->remote_bytes += brisk__classes[brisk__pm_class(e)].size;
+  if (++h->remote_count >= REMOTE_BATCH || h->remote_bytes >= REMOTE_BYTES) remote_flush(tc);
 }
 
+static inline bool remote_waiting(const brisk_tcache_t *tc) { return tc->heap != NULL && tc->heap->remote_count != 0; }
+
 void brisk__tcache_flush(brisk_tcache_t *tc) {
-  if (tc->remote_count != 0) remote_flush(tc);
+  if (remote_waiting(tc)) remote_flush(tc);
   if (tc->large_spare != NULL) brisk__large_spare_release(tc);
   if (tc->heap == NULL) return;
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) list_release(tc, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
@@ -223,7 +231,7 @@ static void tcache_on_thread_exit(void *arg) {
  * through the fast path alone loses at most one refill to this. */
 static void tcache_scavenge(brisk_tcache_t *tc, uint64_t now) {
   tc->last_scavenge_ms = now;
-  if (tc->remote_count != 0) remote_flush(tc);
+  if (remote_waiting(tc)) remote_flush(tc);
   brisk__small_scavenge(tc->heap, tc->active); /* before the lists, which may empty spans */
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     brisk_tlist_t *l = &tc->list[cls];
@@ -368,9 +376,9 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
 }
 
 bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj) {
-  for (unsigned i = 0; i < BRISK_REMOTE_SLOTS; i++) {
-    void *o = tc->remote[i].head;
-    for (uint32_t k = 0; k < tc->remote[i].n; k++, o = brisk__block_next(o, "free()"))
+  for (unsigned i = 0; tc->heap != NULL && i < BRISK_REMOTE_SLOTS; i++) {
+    void *o = tc->heap->remote[i].head;
+    for (uint32_t k = 0; k < tc->heap->remote[i].n; k++, o = brisk__block_next(o, "free()"))
       if (o == obj) return true;
   }
   uint32_t n = 0;
