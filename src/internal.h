@@ -559,7 +559,8 @@ unsigned brisk__heap_take_early(brisk_range_t *out);
    Small spans (small.c)
 ------------------------------------------------------------------------------ */
 typedef enum { BRISK_SHEAP_THREAD = 0, BRISK_SHEAP_ORPHAN } brisk_sheap_kind_t;
-typedef enum { BRISK_SHEAP_LIVE = 0, BRISK_SHEAP_RETIRED } brisk_sheap_state_t;
+/* LOST: a heap whose thread did not come through fork (small.c). */
+typedef enum { BRISK_SHEAP_LIVE = 0, BRISK_SHEAP_RETIRED, BRISK_SHEAP_LOST } brisk_sheap_state_t;
 
 /* A small heap: the spans one owner holds, by class. The inbox is the only field
  * other threads write (remote frees push blocks onto it); everything else is the

@@ -852,16 +852,14 @@ void brisk__small_fork_unlock(void) {
 }
 
 /* In a forked child only the forking thread exists. The other threads' heaps
- * give their spans to the orphans (the blocks their caches held are lost, as
- * with every thread-caching allocator) and retire, so that their free objects
- * still serve the child. Runs single-threaded, locks released. */
+ * are left alone and never reused: their owners change spans without a lock,
+ * so the fork may have caught one halfway through a refill or a spill, and
+ * nothing in the child may read those spans' lists or counts. Their memory is
+ * lost to the child (as every thread cache's is, with any thread-caching
+ * allocator); blocks of theirs that the child frees wait in their inboxes.
+ * Retired heaps and orphans changed only under locks the fork held, so they
+ * serve the child. Runs single-threaded, locks released. */
 void brisk__small_after_fork_child(brisk_sheap_t *mine) {
-  retired = NULL;
-  for (brisk_sheap_t *h = all_heaps; h != NULL; h = h->next_all) {
-    if (h == mine) continue;
-    if (h->state == BRISK_SHEAP_LIVE) heap_orphan_all(h);
-    h->state = BRISK_SHEAP_RETIRED;
-    h->next_retired = retired;
-    retired = h;
-  }
+  for (brisk_sheap_t *h = all_heaps; h != NULL; h = h->next_all)
+    if (h != mine && h->state == BRISK_SHEAP_LIVE) h->state = BRISK_SHEAP_LOST;
 }
