@@ -28,7 +28,7 @@ usage: tools/compare.sh [--full | --quick] [options]
                    min time 0.1 s (about 2 minutes on 2 cores)
   --full           every benchmark (scal/ and micro/; not micro/empty, the bare loop),
                    threads up to max(16, 2 x cores), 5 repetitions, min time 0.2 s
-                   (about 20 minutes on 2 cores)
+                   (about 35 minutes on 2 cores)
   --quick          a smoke run of seconds: scal/ at 1 and 2 threads, 1 repetition,
                    min time 0.01 s
   -r REPS          repetitions (median of them in the table)
