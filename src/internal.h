@@ -562,9 +562,10 @@ typedef enum { BRISK_SHEAP_THREAD = 0, BRISK_SHEAP_ORPHAN } brisk_sheap_kind_t;
 /* LOST: a heap whose thread did not come through fork (small.c). */
 typedef enum { BRISK_SHEAP_LIVE = 0, BRISK_SHEAP_RETIRED, BRISK_SHEAP_LOST } brisk_sheap_state_t;
 
-/* A small heap: the spans one owner holds, by class. The inbox is the only field
- * other threads write (remote frees push blocks onto it); everything else is the
- * owner's. Never freed (see small.c). */
+/* A small heap: the spans one owner holds, by class. The inbox, the ring's claim
+ * counter and the ring's cells are the only fields other threads write (remote
+ * frees send messages there); everything else is the owner's. Never freed (see
+ * small.c). */
 /* Message descriptors in a heap's ring: 4 KiB per thread, written when the heap
  * is made; a full ring falls back to the linked inbox. */
 #define BRISK_RING 128
@@ -616,7 +617,6 @@ void brisk__small_abandon(brisk_sheap_t *h);
  * span adopted or a new one when h has none with free objects); 0 when memory is
  * exhausted. */
 uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, uint32_t cap, void **head);
-brisk_span_t *brisk__small_adopt(brisk_sheap_t *h, unsigned cls);
 /* The first n blocks of a list, all of spans that h owns, go back to their
  * spans; returns the rest of the list. */
 void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n);
@@ -625,8 +625,6 @@ void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n);
  * one block that free() suspected of a double free (the owner checks). */
 void brisk__small_send(brisk_sheap_t *me, unsigned my_slot, brisk_span_t *s, void *head, void *tail, uint32_t n,
                        bool suspect);
-/* Blocks that other threads pushed to h's inbox go back to their spans. */
-void brisk__small_collect(brisk_sheap_t *h);
 /* h's inbox, taken whole (NULL if empty); then, message by message, the ones
  * for h: a chain head..tail of n blocks of class cls, the last block's link
  * free for the caller (others are forwarded to their spans' owners). */

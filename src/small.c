@@ -12,19 +12,19 @@
  *
  * Frees. A thread frees a block of a span it owns into its own cache; when the
  * cache overflows, the blocks go back to their spans without a lock or an
- * atomic (brisk__small_release). A block of a span owned by another heap goes to
- * that heap's inbox, an atomic stack of blocks linked through their word 0:
- * the freeing thread collects such blocks in its cache's remote list and pushes
- * them in chains, one compare-and-swap per run of blocks of one owner
- * (brisk__small_free_remote). The owner takes its whole inbox with one exchange
- * on its next refill and puts every block back into its span. A block whose
- * span has changed owner since it was pushed is forwarded to the new owner; so
- * every block reaches the heap that owns its span, wherever it was pushed.
+ * atomic (brisk__small_release). A block of a span owned by another heap joins
+ * the freeing thread's open message for that span (thread_cache.c), and a full
+ * message goes to the owner (brisk__small_send, "Messages" below): a descriptor
+ * in the owner's ring, or when that is full a chain on its linked inbox, one
+ * compare-and-swap either way. The owner takes its messages on its next refill
+ * and puts each chain on its cache list whole, without reading the blocks. A
+ * message whose span has changed owner since it was sent is forwarded to the
+ * new owner; so every block reaches the heap that owns its span.
  *
- * Why an inbox per heap rather than a list per span (mimalloc's thread_free):
+ * Why messages to a heap rather than a list per span (mimalloc's thread_free):
  * the owner learns of remote frees with one load on its refill path, without
- * scanning its full spans or tracking which of them received some, and a block
- * is its own link, so no span sits on two lists at once.
+ * scanning its full spans or tracking which of them received some, and taking
+ * a message costs no read of the blocks, which are cold in the owner's cache.
  *
  * Lifecycle of a span (its `list`): PARTIAL (free objects on its list or above
  * bump) or FULL in its owner's lists; a span whose objects have all come back is
@@ -505,7 +505,8 @@ static void thread_inbox_drain(brisk_sheap_t *h) {
   }
 }
 
-void brisk__small_collect(brisk_sheap_t *h) {
+/* h's waiting messages back into their spans (a cheap peek first). */
+static void collect(brisk_sheap_t *h) {
   if (brisk__small_inbox_ready(h)) thread_inbox_drain(h);
 }
 
@@ -545,6 +546,8 @@ static void orphan_drain(orphan_t *o) {
    The thread caches' interface
 ------------------------------------------------------------------------------ */
 
+static brisk_span_t *adopt(brisk_sheap_t *h, unsigned cls);
+
 uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, uint32_t cap, void **head) {
   void *tail = NULL;
   uint32_t n = 0;
@@ -553,7 +556,7 @@ uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, uint
     brisk_span_t *s = h->partial[cls];
     if (s == NULL) {
       if (n > 0) break;
-      s = brisk__small_adopt(h, cls);
+      s = adopt(h, cls);
       if (s == NULL) s = span_new(h, cls);
       if (s == NULL) break;
     }
@@ -564,7 +567,7 @@ uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, uint
 }
 
 /* An orphan span of h's slot and class with free objects, now h's. */
-brisk_span_t *brisk__small_adopt(brisk_sheap_t *h, unsigned cls) {
+static brisk_span_t *adopt(brisk_sheap_t *h, unsigned cls) {
   orphan_t *o = orphan_of(h->slot);
   orphan_drain(o);
   if (o->heap.partial[cls] == NULL) return NULL; /* racy peek: a miss costs a new span */
@@ -714,7 +717,7 @@ void brisk__small_heap_retire(brisk_sheap_t *h) {
 
 /* Idle classes give back the empty spans their heap kept. */
 void brisk__small_scavenge(brisk_sheap_t *h, const uint8_t *active) {
-  brisk__small_collect(h);
+  collect(h);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     if ((active && active[cls]) || h->kept[cls] == 0) continue;
     for (brisk_span_t *s = h->partial[cls], *next; s != NULL; s = next) {

@@ -24,10 +24,11 @@
  * budget allows. Lists with no slow-path activity for a purge delay give half
  * their objects back, and an emptied one returns its whole charge.
  *
- * Remote frees: free() puts a block of a span another heap owns on a separate
- * list (`remote`), which goes to the owners' inboxes in chains (small.c) once
- * it holds REMOTE_BATCH blocks or REMOTE_BYTES, at the next scavenge, or at
- * thread exit; so the thread never reuses another thread's blocks.
+ * Remote frees: free() puts a block of a span another heap owns in an open
+ * message for that span (kept in the thread's heap record, see remote_send),
+ * which goes to the span's owner (small.c) once REMOTE_BATCH blocks or
+ * REMOTE_BYTES wait, when another span needs its slot, at the next scavenge, or
+ * at thread exit; so the thread never reuses another thread's blocks.
  *
  * NUMA: a thread's small heap owns spans of one node, `node`. Each refill looks
  * up the CPU the thread runs on (a few ns, multi-node machines only); a thread
