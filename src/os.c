@@ -135,7 +135,8 @@ uint64_t brisk__os_now_ms(void) {
 uint64_t brisk__os_random(void) {
   uint64_t r = 0;
   int saved = errno;
-  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+  /* libc's getrandom is a cancellation point; the system call is not */
+  if (syscall(SYS_getrandom, &r, sizeof r, GRND_NONBLOCK) != (long)sizeof r) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32 ^ (uintptr_t)&r;
