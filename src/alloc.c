@@ -34,16 +34,85 @@ brisk_noinline void *brisk__malloc_slow(size_t size) {
   return brisk__large_alloc(size, 0, false);
 }
 
-void *brisk_malloc(size_t size) {
+/* A small block of class cls, never sampled (aligned requests come here: a
+ * guarded block is only 16-byte aligned). */
+static inline void *malloc_small(size_t size, unsigned cls) {
+  void *p = tc_pop(cls);
+  if (brisk_likely(p != NULL)) return p;
+  return brisk__malloc_slow(size);
+}
+
+/* ------------------------------------------------------------------------------
+   Sampling. malloc subtracts every small request from the thread's countdown;
+   below zero, the request is sampled. The gaps between samples are drawn from an
+   exponential distribution of mean BRISK_GUARD_SAMPLE bytes, so that every byte
+   allocated has the same chance to be picked, whatever the sizes and their
+   order, and a program cannot keep its blocks out of reach by its rhythm. A
+   sampled block is guarded (guard.c) when a slot is free, else served as usual.
+------------------------------------------------------------------------------ */
+
+/* -ln(u) for u uniform in (0, 1], from 53 random bits: u = m / 2^53 and
+ * ln m = e ln 2 + ln f with f in [1, 2), where ln f = 2 atanh((f-1)/(f+1)) by its
+ * series (|s| <= 1/3: five terms are good to 1e-6). */
+static double neg_log_uniform(uint64_t r) {
+  uint64_t m = (r >> 11) + 1;
+  int e = 63 - __builtin_clzll(m);
+  double f = (double)m / (double)((uint64_t)1 << e);
+  double s = (f - 1) / (f + 1), s2 = s * s;
+  double ln_f = 2 * s * (1 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 / 9))));
+  return (53 - e) * 0.69314718055994531 - ln_f;
+}
+
+static int64_t sample_gap(brisk_tcache_t *tc) {
+  size_t mean = brisk__opt.guard_sample;
+  if (mean == 0) return INT64_MAX;
+  uint64_t x = tc->sample_rng;
+  if (x == 0) x = brisk__os_random() ^ (uintptr_t)tc; /* per thread; the key's generator never gives 0 */
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  tc->sample_rng = x;
+  double gap = neg_log_uniform(x) * (double)mean;
+  return gap >= 9e18 ? INT64_MAX : (int64_t)gap;
+}
+
+/* The countdown went below zero: maybe guard this block, and draw the next gap.
+ * Before brisk has started (its options unread) and while the topology loads,
+ * the countdown stays at zero and the block is a plain one. site NULL: malloc's
+ * caller is this function's return address, as malloc() reaches it by a jump
+ * (it has no frame), and malloc does not pay for reading it. */
+static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
+  brisk_tcache_t *tc = &brisk__tc;
+  if (site == NULL) site = __builtin_return_address(0);
+  unsigned cls = brisk__size_to_class(size);
+  if (atomic_load_explicit(&brisk__init_state, memory_order_acquire) != 2 || brisk__boot_active()) {
+    tc->sample_left = 0;
+    return malloc_small(size, cls);
+  }
+  if (tc->sample_rng == 0) { /* the thread's first gap starts with this request */
+    int64_t gap = sample_gap(tc);
+    if (gap >= (int64_t)size) {
+      tc->sample_left = gap - (int64_t)size;
+      return malloc_small(size, cls);
+    }
+  }
+  tc->sample_left = sample_gap(tc);
+  void *p = brisk__opt.guard_sample != 0 ? brisk__guard_alloc(size, site) : NULL;
+  return p != NULL ? p : malloc_small(size, cls);
+}
+
+/* malloc for the caller at site (NULL: see malloc_sampled). */
+static brisk_always_inline void *malloc_at(size_t size, const void *site) {
   unsigned cls;
   /* The table's range first: one compare for the commonest sizes. */
   if (brisk_likely(size <= BRISK_CLASS_TABLE_MAX)) cls = brisk__class_table[(size + 15) >> 4];
   else if (brisk_likely(size <= BRISK_SMALL_MAX)) cls = brisk__size_to_class(size);
   else return brisk__malloc_slow(size);
-  void *p = tc_pop(cls);
-  if (brisk_likely(p != NULL)) return p;
-  return brisk__malloc_slow(size);
+  if (brisk_unlikely((brisk__tc.sample_left -= (int64_t)size) < 0)) return malloc_sampled(size, site);
+  return malloc_small(size, cls);
 }
+
+void *brisk_malloc(size_t size) { return malloc_at(size, NULL); }
 
 /* ------------------------------------------------------------------------------
    free
@@ -120,6 +189,8 @@ static bool large_freed(const brisk_span_t *s, const void *p) {
          (s->state == BRISK_SPAN_FREE || s->state == BRISK_SPAN_SPARE || s->state == BRISK_SPAN_FREEING);
 }
 
+/* Reached by a jump from free() (no frame), so that the return address here is
+ * free()'s caller: the freeing call that a guarded block's report names. */
 brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call) {
   if (s == NULL) {
     if (p == NULL) return;
@@ -127,6 +198,10 @@ brisk_noinline void brisk__free_slow(void *p, brisk_span_t *s, const char *call)
   }
   if (s->state == BRISK_SPAN_LARGE) {
     brisk__large_free(s, p, call);
+    return;
+  }
+  if (s->state == BRISK_SPAN_GUARD) {
+    brisk__guard_free(p, call, __builtin_return_address(0));
     return;
   }
   if (s->state == BRISK_SPAN_BOOT) return; /* served while loading the topology; never reused */
@@ -156,6 +231,7 @@ static size_t usable_of(const void *p, uint64_t e, const char *call) {
   }
   brisk_span_t *s = brisk__pm_span(e);
   if (s != NULL && s->state == BRISK_SPAN_BOOT) return brisk__boot_usable(p);
+  if (s != NULL && s->state == BRISK_SPAN_GUARD) return brisk__guard_usable(p, call);
   if (s == NULL || (s->state != BRISK_SPAN_LARGE && !large_freed(s, p)))
     brisk__fatal(call, "invalid pointer", p);
   if ((uintptr_t)p != s->start) brisk__fatal(call, "invalid pointer", p);
@@ -168,6 +244,7 @@ static size_t usable_of(const void *p, uint64_t e, const char *call) {
 static bool large_size_wrong(const void *p, uint64_t e, size_t size) {
   brisk_span_t *s = brisk__pm_span(e);
   if (s->state == BRISK_SPAN_BOOT) return size > brisk__boot_usable(p);
+  if (s->state == BRISK_SPAN_GUARD) return size > brisk__guard_usable(p, "free_sized()");
   return !brisk__large_same_size(size, s->req_size);
 }
 
@@ -216,8 +293,11 @@ void *brisk_calloc(size_t n, size_t size) {
   if (total <= BRISK_SMALL_MAX) {
     /* Zero the whole block, as malloc_usable_size reports it: a reused block's
      * tail past the request is the previous owner's data. */
-    void *p = brisk_malloc(total); /* after it, brisk has started: the class table is there */
-    if (p != NULL) memset(p, 0, brisk__classes[brisk__size_to_class(total)].size);
+    void *p = malloc_at(total, __builtin_return_address(0)); /* after it, brisk has started */
+    /* A guarded block (page-map class 0) is fresh pages, zero already, and
+     * shorter than its class: the class's size would run into its guard page. */
+    if (p != NULL && brisk_likely(brisk__pm_class(brisk__pagemap_entry(p)) != 0))
+      memset(p, 0, brisk__classes[brisk__size_to_class(total)].size);
     return p;
   }
   brisk__ensure_init();
@@ -241,15 +321,19 @@ void *brisk_realloc(void *p, size_t size) {
     if (size <= old && size >= old / 2) return p;
   } else if (s->state == BRISK_SPAN_BOOT) {
     old = brisk__boot_usable(p); /* copied out below, never grown in place */
+  } else if (s->state == BRISK_SPAN_GUARD) {
+    old = brisk__guard_usable(p, "realloc()"); /* moves, so that its slot is freed */
   } else {
     /* Large blocks stay large: in place, moved within the heap, or mremap. */
     if (s->state != BRISK_SPAN_LARGE) brisk__fatal("realloc()", large_freed(s, p) ? "double free" : "invalid pointer", p);
     return brisk__large_realloc(s, p, size);
   }
-  void *q = brisk_malloc(size);
+  const void *site = __builtin_return_address(0);
+  void *q = malloc_at(size, site);
   if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
   memcpy(q, p, size < old ? size : old);
-  brisk_free(p);
+  if (s->state == BRISK_SPAN_GUARD) brisk__guard_free(p, "realloc()", site);
+  else brisk_free(p);
   return q;
 }
 
@@ -276,7 +360,7 @@ void *brisk__alloc_aligned(size_t align, size_t size) {
   }
   brisk__ensure_init();
   unsigned cls = brisk__size_to_class_aligned(size ? size : 1, align);
-  if (cls != 0) return brisk_malloc(brisk__classes[cls].size);
+  if (cls != 0) return malloc_small(brisk__classes[cls].size, cls);
   return brisk__large_alloc(size, align, false);
 }
 

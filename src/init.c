@@ -49,6 +49,7 @@ static void fork_prepare(void) {
   brisk__small_fork_lock();
   brisk__lock_fork(&brisk__heap_lock);
   brisk__numa_fork_lock();
+  brisk__guard_fork_lock();
   brisk__meta_fork_lock();
   brisk__pagemap_fork_lock();
 }
@@ -56,6 +57,7 @@ static void fork_prepare(void) {
 static void fork_unlock_all(void) {
   brisk__pagemap_fork_unlock();
   brisk__meta_fork_unlock();
+  brisk__guard_fork_unlock();
   brisk__numa_fork_unlock();
   brisk__unlock_fork(&brisk__heap_lock);
   brisk__small_fork_unlock();

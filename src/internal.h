@@ -33,6 +33,7 @@
 #define brisk_likely(x) __builtin_expect(!!(x), 1)
 #define brisk_unlikely(x) __builtin_expect(!!(x), 0)
 #define brisk_noinline __attribute__((noinline))
+#define brisk_always_inline inline __attribute__((always_inline))
 /* Out of line, and opaque to the caller's optimiser: a cold path that only
  * aborts stays a plain jump (GCC would otherwise see it never returns and give
  * the hot caller a stack frame for the call). */
@@ -129,6 +130,7 @@ typedef enum brisk_span_state_e {
                            brisk itself loads the NUMA topology (numa.c) */
   BRISK_SPAN_FREEING,   /* a large block whose free has claimed it and is on its way
                            to the heap (not FREE yet: no neighbour may coalesce it) */
+  BRISK_SPAN_GUARD,     /* the pool of guarded blocks (guard.c); never a free run */
 } brisk_span_state_t;
 
 struct brisk_sheap_s;
@@ -274,6 +276,7 @@ typedef enum brisk_lock_rank_e {
   BRISK_RANK_ORPHAN,       /* an orphan heap's class lock (small.c) */
   BRISK_RANK_HEAP,         /* the page heap (page_heap.c) */
   BRISK_RANK_BOOT,         /* the bootstrap area (numa.c) */
+  BRISK_RANK_GUARD,        /* the guarded blocks' slots (guard.c) */
   BRISK_RANK_META,         /* metadata (meta.c) */
   BRISK_RANK_PAGEMAP,      /* page-map leaves (pagemap.c) */
 } brisk_lock_rank_t;
@@ -345,6 +348,15 @@ void brisk__os_sleep_ms(uint64_t ms);
 void brisk__os_wait_while(atomic_int *addr, int val, uint64_t ms); /* futex wait, bounded */
 void brisk__os_wake_all(atomic_int *addr);
 int brisk__os_pid(void);
+/* Guard pages (guard.c). */
+void *brisk__os_reserve(size_t size, size_t align);      /* PROT_NONE; NULL on failure */
+bool brisk__os_open_pages(void *p, size_t size);         /* read-write */
+void brisk__os_close_pages(void *p, size_t size);        /* PROT_NONE, contents dropped */
+/* Called from the SIGSEGV handler with the fault address and the access (1
+ * write, 0 read, -1 unknown); returns only if the fault is not brisk's. */
+typedef void (*brisk_fault_fn)(uintptr_t addr, int access);
+bool brisk__os_catch_faults(brisk_fault_fn fn);
+void brisk__os_describe_code(const void *pc, char *buf, size_t n); /* for reports */
 __attribute__((noreturn, cold)) void brisk__fatal(const char *call, const char *what, const void *p);
 __attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const char *file, int line);
 /* Format into buf without malloc: %s %zu %llu %p %d, width for numbers. Returns length. */
@@ -428,6 +440,7 @@ typedef struct brisk_options_s {
   size_t large_mmap_bytes;   /* BRISK_LARGE_MMAP: large blocks from this size up are mapped alone */
   size_t heap_grow;          /* BRISK_HEAP_GROW: bytes the page heap grows by at once */
   uint8_t numa;              /* BRISK_NUMA: brisk_numa_mode_t */
+  size_t guard_sample;       /* BRISK_GUARD_SAMPLE: mean bytes between guarded blocks; 0 off */
 } brisk_options_t;
 
 extern brisk_options_t brisk__opt;
@@ -678,7 +691,12 @@ typedef struct brisk_tcache_s {
       brisk_sheap_t *heap; /* the spans this thread owns; NULL unless LIVE */
     };
   };
+  /* Bytes left before the next sampled allocation (alloc.c): malloc subtracts
+   * each small request and takes the sampling path below zero. Zero at first,
+   * so that a thread's first malloc arms it. */
+  int64_t sample_left;
   /* below: slow path only */
+  uint64_t sample_rng; /* the sampler's generator (xorshift) */
   int state;
   unsigned node;      /* NUMA slot of the memory in this cache (refreshed on refill) */
   uint32_t slow_events;
@@ -724,6 +742,21 @@ void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count);
 void brisk__large_spare_release(brisk_tcache_t *tc);
 /* A slot's bytes in large blocks in use, and the part of it mapped alone. */
 void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone);
+
+/* ------------------------------------------------------------------------------
+   Guarded blocks (guard.c): a sampled small allocation ends at a PROT_NONE page
+   and its pages stay PROT_NONE for a while after its free, so that an overflow
+   or a use after free faults and is reported.
+------------------------------------------------------------------------------ */
+#define BRISK_GUARD_MAX ((size_t)16 * 1024) /* the largest block that may be guarded */
+/* A guarded block of size bytes (at most BRISK_GUARD_MAX), 16-byte aligned;
+ * NULL when every slot holds a live block or the pool cannot be made. site: the
+ * caller of malloc. */
+void *brisk__guard_alloc(size_t size, const void *site);
+void brisk__guard_free(void *p, const char *call, const void *site);
+size_t brisk__guard_usable(const void *p, const char *call); /* validates like free */
+void brisk__guard_fork_lock(void);
+void brisk__guard_fork_unlock(void);
 
 /* ------------------------------------------------------------------------------
    Start-up, fork, purging (init.c), statistics (stats.c)

@@ -130,6 +130,7 @@ static const opt_row_t opt_table[] = {
   OPT("HEAP_GROW", OPT_SIZE, heap_grow, "4M", "how much the page heap asks the OS for at a time"),
   OPT("NUMA", OPT_NUMA, numa, "auto", "NUMA policy: pools per node, or off, or interleaved large blocks"),
   OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source, "auto", "where the NUMA topology comes from: hwloc, else sysfs"),
+  OPT("GUARD_SAMPLE", OPT_SIZE, guard_sample, "16M", "mean bytes allocated between blocks put before a guard page; 0: none"),
 };
 #undef OPT
 #define OPT_COUNT (sizeof opt_table / sizeof opt_table[0])

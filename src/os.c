@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 size_t brisk__os_page = 4096;
@@ -225,6 +227,116 @@ void brisk__os_wake_all(atomic_int *addr) {
 }
 
 int brisk__os_pid(void) { return (int)getpid(); }
+
+/* ------------------------------------------------------------------------------
+   Guard pages (guard.c): address space reserved inaccessible, opened and closed
+   page by page, and the SIGSEGV handler that tells brisk's faults from others.
+------------------------------------------------------------------------------ */
+
+/* PROT_NONE, not counted against the commit limit until opened; aligned as asked
+ * (a power of two, at least the OS page). */
+void *brisk__os_reserve(size_t size, size_t align) {
+  size_t total = size + align;
+  if (total < size) return NULL;
+  int saved = errno;
+  char *p = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;
+  if (p == MAP_FAILED) return NULL;
+  uintptr_t start = brisk__align_up((uintptr_t)p, align);
+  size_t head = start - (uintptr_t)p, tail = total - head - size;
+  if (head) brisk__os_munmap(p, head);
+  if (tail) brisk__os_munmap((char *)start + size, tail);
+  return (void *)start;
+}
+
+bool brisk__os_open_pages(void *p, size_t size) {
+  int saved = errno;
+  int r = mprotect(p, size, PROT_READ | PROT_WRITE);
+  errno = saved;
+  return r == 0;
+}
+
+/* Back to inaccessible, and the pages' contents dropped: a new mapping over the
+ * range gives both in one call, and zero pages when it is opened again. */
+void brisk__os_close_pages(void *p, size_t size) {
+  int saved = errno;
+  void *q = mmap(p, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (q == MAP_FAILED) { /* out of mappings: the same effect in two calls */
+    mprotect(p, size, PROT_NONE);
+    madvise(p, size, MADV_DONTNEED);
+  }
+  errno = saved;
+}
+
+/* "0xADDR (object+0xOFFSET)", the object being the executable or library that
+ * holds the code, so that addr2line can name the line; the address alone where
+ * the loader knows no object. dladdr takes the loader's lock, which no brisk lock
+ * is ever held under. */
+void brisk__os_describe_code(const void *pc, char *buf, size_t n) {
+  Dl_info info;
+  if (pc != NULL && dladdr(pc, &info) != 0 && info.dli_fname != NULL && info.dli_fname[0] != 0)
+    brisk__snprintf(buf, n, "%p (%s+0x%zx)", pc, info.dli_fname, (size_t)((uintptr_t)pc - (uintptr_t)info.dli_fbase));
+  else
+    brisk__snprintf(buf, n, "%p", pc);
+}
+
+static brisk_fault_fn fault_fn;
+static struct sigaction fault_prev;
+
+/* 1 for a write, 0 for a read, -1 where the architecture does not say. */
+static int fault_access(const void *uc) {
+#if defined(__x86_64__)
+  return (((const ucontext_t *)uc)->uc_mcontext.gregs[REG_ERR] & 2) ? 1 : 0;
+#else
+  (void)uc;
+  return -1;
+#endif
+}
+
+/* A fault brisk does not claim goes where it would have gone without brisk: to
+ * the handler installed before, or to the default action (the faulting
+ * instruction runs again with it in place; a signal sent by kill is raised
+ * again). */
+static void fault_handler(int sig, siginfo_t *si, void *uc) {
+  int saved = errno;
+  fault_fn((uintptr_t)si->si_addr, fault_access(uc)); /* returns only if not brisk's */
+  errno = saved;
+  if (fault_prev.sa_flags & SA_SIGINFO) {
+    fault_prev.sa_sigaction(sig, si, uc);
+    return;
+  }
+  if (fault_prev.sa_handler == SIG_DFL || fault_prev.sa_handler == SIG_IGN) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, NULL);
+    if (si->si_code <= 0) raise(sig);
+    return;
+  }
+  fault_prev.sa_handler(sig);
+}
+
+/* fn sees every SIGSEGV first. Called at each guarded allocation: a handler the
+ * program installed since (or a reset to the default) is put behind brisk's, so
+ * that brisk's faults are reported and every other fault still reaches it. A
+ * fault between the program's sigaction and brisk's next call goes to the
+ * program's handler alone. */
+bool brisk__os_catch_faults(brisk_fault_fn fn) {
+  struct sigaction cur;
+  int saved = errno;
+  int r = sigaction(SIGSEGV, NULL, &cur);
+  if (r == 0 && !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == fault_handler)) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = fault_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    fault_fn = fn;
+    r = sigaction(SIGSEGV, &sa, &fault_prev);
+  }
+  errno = saved;
+  return r == 0;
+}
 
 /* ------------------------------------------------------------------------------
    A formatter that needs no heap: %s %c %d %u %zu %llu %p %x and a field width.

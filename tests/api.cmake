@@ -2,6 +2,7 @@
 #   test_api        the brisk_* API, malloc stays glibc's (brisk_api)
 #   test_override   the libc names when libbrisk.a is linked in (brisk_static)
 #   test_bad_usage  double frees and foreign pointers abort with one "brisk: " line
+#   test_guard      sampled guard pages: placement and reports (BRISK_GUARD_SAMPLE)
 #   stress          randomized multithreaded stress, 3 s; stress_long runs it 60 s
 # The stress run is reproducible with STRESS_SEED (printed at start);
 # STRESS_SECONDS sets its length.
@@ -13,6 +14,11 @@ brisk_add_test(test_override LABEL api SOURCES test_override.c LIBS brisk_static
 target_compile_options(test_override PRIVATE -fno-builtin)
 
 brisk_add_test(test_bad_usage LABEL api SOURCES test_bad_usage.c LIBS brisk_api)
+
+# Guarded blocks: every small block sampled, then (test_guard_rate) the default rate.
+brisk_add_test(test_guard LABEL api SOURCES test_guard.c LIBS brisk_api ENV "BRISK_GUARD_SAMPLE=1")
+add_test(NAME test_guard_rate COMMAND test_guard rate)
+set_tests_properties(test_guard_rate PROPERTIES LABELS api TIMEOUT 120)
 
 brisk_add_test(stress LABEL stress SOURCES test_stress.c LIBS brisk_static)
 target_compile_options(stress PRIVATE -fno-builtin)
