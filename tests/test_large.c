@@ -8,7 +8,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -299,21 +298,6 @@ static void test_impossible_sizes_fail_with_enomem(void **state) {
   assert_null(brisk_realloc(p, huge));
   assert_int_equal(errno, ENOMEM);
   brisk_free(p); /* still intact */
-}
-
-/* The address space in use now, read without malloc (the harness runs on glibc's,
- * and a limit set from this figure must not be eaten by a stdio buffer). */
-static size_t vm_now(void) {
-  char buf[64] = {0};
-  int fd = open("/proc/self/statm", O_RDONLY);
-  if (fd < 0 || read(fd, buf, sizeof buf - 1) <= 0) _exit(40);
-  close(fd);
-  return strtoul(buf, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static void set_as_limit(size_t bytes) {
-  struct rlimit rl = {bytes, RLIM_INFINITY};
-  if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(41);
 }
 
 /* Near an address-space limit, a free run at the top of the heap serves a larger
