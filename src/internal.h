@@ -333,6 +333,8 @@ void *brisk__os_mmap_guarded(size_t size);              /* PROT_NONE page on eac
 void brisk__os_munmap(void *p, size_t size);
 void *brisk__os_mremap(void *p, size_t old_size, size_t new_size); /* NULL on failure */
 void *brisk__os_sbrk(size_t size);                     /* NULL on failure */
+bool brisk__os_sbrk_release(size_t size);             /* lower the break; false on failure */
+bool brisk__os_move_to(void *from, size_t len, void *to); /* mremap onto a free place only; false if none */
 void brisk__os_purge(void *p, size_t size);            /* madvise(DONTNEED), rounded inwards */
 uint64_t brisk__os_now_ms(void);                       /* a cheap monotonic clock */
 bool brisk__os_thread_start(void *(*fn)(void *), size_t stack, const char *name);

@@ -174,6 +174,28 @@ void brisk__large_spare_release(brisk_tcache_t *tc) {
   if (s != NULL) brisk__heap_free_large(s);
 }
 
+/* mremap has moved a block from p to q, where the page map has no leaf yet and
+ * the address space (RLIMIT_AS) no room for one: the block goes back, so that
+ * realloc fails with it in place and unchanged. The growth is dropped first; the
+ * block then moves back piece by piece, each piece into a reservation at its old
+ * place (a mapping another thread made there meanwhile is never overwritten),
+ * halved while the address space has no room for it. False if a piece of one
+ * granule cannot go back either. */
+static bool alone_move_back(char *q, size_t map, char *p, size_t old) {
+  brisk__os_munmap(q + old, map - old);
+  size_t granule = large_granule(), piece = old;
+  for (size_t done = 0; done < old;) {
+    size_t n = old - done < piece ? old - done : piece;
+    if (brisk__os_move_to(q + done, n, p + done)) {
+      done += n;
+      continue;
+    }
+    if (piece == granule) return false;
+    piece = brisk__align_up(piece / 2, granule);
+  }
+  return true;
+}
+
 /* A block mapped alone: mremap to grow, an unmapped tail to shrink. */
 static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
   size_t map = brisk__align_up(size ? size : 1, large_granule());
@@ -194,6 +216,12 @@ static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
   uintptr_t page = s->start >> BRISK_PAGE_SHIFT;
   brisk__pagemap_set(page, 1, NULL);
   void *q = brisk__os_mremap(p, old, map);
+  if (q != NULL && !brisk__pagemap_set((uintptr_t)q >> BRISK_PAGE_SHIFT, 1, s)) {
+    /* Only a move to where no block has been yet can need a leaf. */
+    if (!alone_move_back(q, map, p, old))
+      brisk__fatal("realloc()", "out of address space to put back the block moved by mremap from", p);
+    q = NULL;
+  }
   if (q == NULL) {
     brisk__pagemap_set(page, 1, s);
     errno = ENOMEM;
@@ -203,8 +231,6 @@ static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
   s->map_size = map;
   s->req_size = size;
   s->npages = pages_for(map);
-  if (!brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, s))
-    brisk__fatal("realloc()", "out of memory for the page map after mremap of", q);
   brisk__stat_mapped((int64_t)(map - old));
   count_in_use(s, (int64_t)(map - old));
   return q;

@@ -98,6 +98,39 @@ void *brisk__os_sbrk(size_t size) {
   return p == (void *)-1 ? NULL : p;
 }
 
+/* ------------------------------------------------------------------------------
+   Undoing a growth: the page heap hands sbrk'd memory back when it finds no
+   metadata for it, and large.c puts a block moved by mremap back in its place.
+------------------------------------------------------------------------------ */
+
+/* Lower the break by size bytes; false if the kernel refused. */
+bool brisk__os_sbrk_release(size_t size) {
+  if (size > (size_t)INTPTR_MAX) return false;
+  int saved = errno;
+  void *p = sbrk(-(intptr_t)size);
+  errno = saved;
+  return p != (void *)-1;
+}
+
+/* Move the pages of [from, from + len) to `to` without copying, only if nothing
+ * is mapped at [to, to + len): a reservation there first (MAP_FIXED_NOREPLACE
+ * fails on any mapping; a kernel before 4.17 takes the address as a hint, and
+ * another answer means the place is taken), which mremap then replaces. False,
+ * nothing moved, if the place is taken or the address space has no room for
+ * the reservation. */
+bool brisk__os_move_to(void *from, size_t len, void *to) {
+  int saved = errno;
+  void *r = mmap(to, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  bool ok = r == to;
+  if (!ok && r != MAP_FAILED) munmap(r, len);
+  if (ok && mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED) {
+    munmap(to, len);
+    ok = false;
+  }
+  errno = saved;
+  return ok;
+}
+
 void brisk__os_purge(void *p, size_t size) {
   uintptr_t start = brisk__align_up((uintptr_t)p, brisk__os_page);
   uintptr_t end = ((uintptr_t)p + size) & ~(uintptr_t)(brisk__os_page - 1);

@@ -3,10 +3,14 @@
  *
  * Memory comes from sbrk in chunks of BRISK_HEAP_GROW bytes, so the small heap is
  * one contiguous range for as long as the program break can grow; when it cannot
- * (another mapping in the way, RLIMIT_DATA, BRISK_SBRK=0) regions are mmap'd
- * instead and nothing else changes. Heap memory is never unmapped: freed pages are
- * given back with madvise(MADV_DONTNEED) once idle, which keeps their addresses
- * valid for the page map and for coalescing.
+ * (another mapping in the way, RLIMIT_DATA) regions are mmap'd instead and nothing
+ * else changes, until the break has moved (its other user freed memory or took it
+ * past the obstacle) or mmap fails too: then sbrk is tried again. BRISK_SBRK=0
+ * uses mmap only. Another user's sbrk between brisk's costs the padding to a
+ * brisk page at most, and a chunk that finds no metadata goes back to the break.
+ * Heap memory is never unmapped: freed pages are given back with
+ * madvise(MADV_DONTNEED) once idle, which keeps their addresses valid for the
+ * page map and for coalescing.
  *
  * Free spans sit in lists by length (exact up to HEAP_EXACT pages, then four bins
  * per doubling) and coalesce with free neighbours on free; a request takes the
@@ -67,7 +71,8 @@ static size_t free_pages;     /* over all slots */
 static size_t returned_pages; /* over all slots */
 static size_t sbrk_bytes;
 static uintptr_t first_address;
-static bool sbrk_failed;
+static uintptr_t sbrk_failed_at; /* the break when sbrk last failed; 0 while it works */
+static brisk_range_t kept;       /* sbrk'd, without metadata yet, below a moved break */
 static brisk_range_t early[BRISK_EARLY_RANGES];
 static unsigned early_count;
 static uintptr_t brk_end; /* where the heap's last sbrk chunk ends (0: none yet) */
@@ -207,20 +212,27 @@ static void insert_coalesced(brisk_span_t *s, uint64_t now) {
   list_push(s);
 }
 
-/* sbrk first; the break is padded to a brisk page once so every later chunk that
- * follows on contiguously is aligned too. */
-static void *grow_sbrk(size_t bytes) {
-  void *cur = brisk__os_sbrk(0);
+/* sbrk first; the break is padded to a brisk page, so that every later chunk
+ * that follows on contiguously is aligned too. *bytes: asked for on entry, got
+ * on return. Another thread's sbrk between the two calls leaves the chunk off a
+ * brisk page: it is lengthened by the missing piece while the break still ends
+ * there, or else cut to its whole pages; what the break gave is never dropped,
+ * but for less than a page that another user's bytes have made useless. */
+static void *grow_sbrk(size_t *bytes) {
+  char *cur = brisk__os_sbrk(0);
   if (cur == NULL) return NULL;
-  size_t pad = brisk__align_up((uintptr_t)cur, BRISK_PAGE_SIZE) - (uintptr_t)cur;
-  char *p = brisk__os_sbrk(pad + bytes);
+  size_t want = *bytes, pad = brisk__align_up((uintptr_t)cur, BRISK_PAGE_SIZE) - (uintptr_t)cur;
+  char *p = brisk__os_sbrk(pad + want);
   if (p == NULL) return NULL;
-  if (p != cur) { /* someone else moved the break between the two calls */
-    uintptr_t a = brisk__align_up((uintptr_t)p, BRISK_PAGE_SIZE);
-    if (a + bytes > (uintptr_t)p + pad + bytes) return NULL; /* leave the odd piece */
-    return (void *)a;
-  }
-  return p + pad;
+  char *end = p + pad + want, *a = (char *)brisk__align_up((uintptr_t)p, BRISK_PAGE_SIZE);
+  if (a + want <= end) return a; /* the break was where it was looked at, or moved less than the pad */
+  if (brisk__os_sbrk(0) == end && brisk__os_sbrk((size_t)(a + want - end)) == end) return a;
+  size_t whole = (size_t)(end - a) & ~(BRISK_PAGE_SIZE - 1);
+  char *keep = whole > 0 ? a + whole : p;
+  if (brisk__os_sbrk(0) == end) brisk__os_sbrk_release((size_t)(end - keep));
+  if (whole == 0) return NULL;
+  *bytes = whole;
+  return a;
 }
 
 /* Pages of the slot's free run that ends where the break is, if the break is
@@ -232,42 +244,84 @@ static size_t top_free_pages(unsigned slot) {
   return top->npages;
 }
 
+/* Whether this growth asks the break first. After a failure (a mapping above
+ * the break, a limit) sbrk is not tried again until the break has moved: its
+ * other user has freed memory below a limit or taken the break past what was
+ * in the way. grow_locked also tries it when mmap has failed too. */
+static bool sbrk_worth_trying(void) {
+  return brisk__opt.sbrk && (sbrk_failed_at == 0 || (uintptr_t)brisk__os_sbrk(0) != sbrk_failed_at);
+}
+
+/* A chunk from the break for npages: only what the slot's free run at the top
+ * lacks (its resident pages serve first, and the break grows less), a whole
+ * heap chunk unless the break is near a limit. */
+static void *sbrk_chunk(unsigned slot, size_t npages, size_t chunk, size_t *bytes) {
+  size_t top = top_free_pages(slot);
+  size_t need = (npages > top ? npages - top : 1) * BRISK_PAGE_SIZE;
+  *bytes = need > chunk ? need : chunk;
+  void *p = grow_sbrk(bytes);
+  if (p == NULL && need < *bytes) { /* near a limit */
+    *bytes = need;
+    p = grow_sbrk(bytes);
+  }
+  if (p != NULL) {
+    sbrk_failed_at = 0;
+    return p;
+  }
+  if (sbrk_failed_at == 0 && brisk__opt.verbose) brisk__printf_err("brisk: sbrk failed, using mmap for the heap\n");
+  uintptr_t now = (uintptr_t)brisk__os_sbrk(0);
+  sbrk_failed_at = now != 0 ? now : 1;
+  return NULL;
+}
+
+static void *mmap_chunk(size_t want, size_t chunk, size_t *bytes) {
+  *bytes = want > chunk ? want : chunk;
+  void *p = brisk__os_mmap_aligned(*bytes, BRISK_PAGE_SIZE);
+  if (p == NULL && *bytes > want) { /* near the limit */
+    *bytes = want;
+    p = brisk__os_mmap_aligned(want, BRISK_PAGE_SIZE);
+  }
+  return p;
+}
+
+/* A chunk from the break that no metadata could be had for goes back while the
+ * break still ends there (the address space it took may be what the metadata
+ * lacks); where another user has moved the break past it, it is kept, and the
+ * next growth takes it before anything else. */
+static void sbrk_undo(void *p, size_t bytes) {
+  if (brisk__os_sbrk(0) == (char *)p + bytes && brisk__os_sbrk_release(bytes)) return;
+  kept = (brisk_range_t){(uintptr_t)p, bytes};
+}
+
 static bool grow_locked(unsigned slot, size_t npages) {
   size_t chunk = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE), want = npages * BRISK_PAGE_SIZE;
-  size_t bytes = 0;
-  void *p = NULL;
-  bool from_sbrk = false;
-  if (brisk__opt.sbrk && !sbrk_failed) {
-    /* Only what the free run at the top lacks: its resident pages serve first,
-     * and the break grows less. */
-    size_t top = top_free_pages(slot);
-    size_t need = (npages > top ? npages - top : 1) * BRISK_PAGE_SIZE;
-    bytes = need > chunk ? need : chunk;
-    p = grow_sbrk(bytes);
-    if (p == NULL && need < bytes) p = grow_sbrk(bytes = need); /* near a limit */
-    if (p != NULL) from_sbrk = true;
-    else {
-      /* Sticky: a break that could not grow once (a mapping above it, a limit)
-       * rarely can later, and each failed try is a system call. */
-      sbrk_failed = true;
-      if (brisk__opt.verbose) brisk__printf_err("brisk: sbrk failed, using mmap for the heap\n");
-    }
-  }
+  size_t bytes = kept.len;
+  void *p = (void *)kept.start;
+  bool from_sbrk = p != NULL;
   if (p == NULL) {
-    bytes = want > chunk ? want : chunk;
-    p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
-    if (p == NULL && bytes > want) p = brisk__os_mmap_aligned(bytes = want, BRISK_PAGE_SIZE); /* near the limit */
+    bool asked = sbrk_worth_trying();
+    if (asked) p = sbrk_chunk(slot, npages, chunk, &bytes);
+    from_sbrk = p != NULL;
+    if (p == NULL) p = mmap_chunk(want, chunk, &bytes);
+    if (p == NULL && !asked && brisk__opt.sbrk) {
+      /* The last resort: what was in the way may be gone, and the break needs
+       * less than mmap where a free run ends at it. */
+      p = sbrk_chunk(slot, npages, chunk, &bytes);
+      from_sbrk = p != NULL;
+    }
   }
   if (p == NULL) return false;
   brisk_span_t *s = brisk__span_new();
   if (s == NULL || !brisk__pagemap_ensure((uintptr_t)p >> BRISK_PAGE_SHIFT, bytes / BRISK_PAGE_SIZE)) {
-    /* Out of memory for metadata: sbrk'd memory is kept for the next try, mmap'd
-     * memory goes back. */
+    /* Out of memory for metadata: mmap'd memory goes back, sbrk'd memory to the
+     * break or into kept. */
     if (s) brisk__span_delete(s);
-    if (!from_sbrk) brisk__os_munmap(p, bytes);
+    if (from_sbrk) sbrk_undo(p, bytes);
+    else brisk__os_munmap(p, bytes);
     return false;
   }
   if (from_sbrk) {
+    kept = (brisk_range_t){0, 0};
     sbrk_bytes += bytes;
     brk_end = (uintptr_t)p + bytes;
   }

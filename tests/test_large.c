@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -299,19 +300,10 @@ static void test_impossible_sizes_fail_with_enomem(void **state) {
   brisk_free(p); /* still intact */
 }
 
-static size_t vm_size_bytes(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  unsigned long pages = 0;
-  if (f == NULL || fscanf(f, "%lu", &pages) != 1) _exit(20);
-  fclose(f);
-  return pages * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /* Near an address-space limit, a free run at the top of the heap serves a larger
  * request with only the missing part grown, before brisk answers ENOMEM. */
 static int free_run_gives_way(void) {
-  struct rlimit rl = {vm_size_bytes() + 48 * MiB, RLIM_INFINITY};
-  if (setrlimit(RLIMIT_AS, &rl) != 0) return 21;
+  set_as_limit(vm_now() + 48 * MiB);
   void *p = brisk_malloc(30 * MiB);
   if (p == NULL) return 22;
   memset(p, 1, 30 * MiB);
@@ -326,6 +318,122 @@ static int free_run_gives_way(void) {
 static void test_free_run_gives_way_before_enomem(void **state) {
   (void)state;
   assert_int_equal(run_in_child(free_run_gives_way, "free_run_gives_way"), 0);
+}
+
+/* One byte per 64 KiB of [p, p + n), from seed: enough to see a block lost or moved. */
+static void stamp(unsigned char *p, size_t n, unsigned seed) {
+  for (size_t i = 0; i < n; i += 64 * KiB) p[i] = (unsigned char)(seed + i / (64 * KiB));
+  p[n - 1] = (unsigned char)~seed;
+}
+/* Whether the first n bytes of a block stamped with n_stamped bytes are as stamped. */
+static bool kept_stamp(const unsigned char *p, size_t n, size_t n_stamped, unsigned seed) {
+  for (size_t i = 0; i < n; i += 64 * KiB)
+    if (p[i] != (unsigned char)(seed + i / (64 * KiB))) return false;
+  return n < n_stamped || p[n_stamped - 1] == (unsigned char)~seed;
+}
+static bool stamped(const unsigned char *p, size_t n, unsigned seed) { return kept_stamp(p, n, n, seed); }
+
+/* realloc of a block mapped alone, where mremap can only move it into a part of
+ * the address space that the page map has no leaf for, and the address-space
+ * limit leaves room for the growth but not for the leaf (the hardening issue's
+ * C1: it aborted "out of memory for the page map after mremap"). It must fail
+ * with ENOMEM, the block where it was and unchanged, every time; without the
+ * limit the same realloc lands in that part and succeeds. */
+static int realloc_where_the_page_map_has_no_leaf(void) {
+  const size_t os = (size_t)sysconf(_SC_PAGESIZE), window = (size_t)1 << (BRISK_PM_LEAF_BITS + BRISK_PAGE_SHIFT);
+  const size_t old = brisk__opt.large_mmap_bytes, grown = old + 64 * MiB + 2 * BRISK_PAGE_SIZE; /* not a THP multiple */
+  unsigned char *p = brisk_malloc(old);
+  if (p == NULL) return 1;
+  if (brisk_usable_size(p) != old) return 2; /* mapped alone */
+  stamp(p, old, 7);
+  /* Nothing may follow it: mremap cannot grow it in place. */
+  if (mmap(p + old, os, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED &&
+      errno != EEXIST)
+    return 3;
+  /* A reservation spanning a whole leaf's window that brisk never used, with one
+   * hole of exactly the grown size in it ... */
+  char *r = mmap(NULL, 3 * window, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r == MAP_FAILED) return 4;
+  uintptr_t w = brisk__align_up((uintptr_t)r, window);
+  if (atomic_load(&brisk__pagemap_root[w / window]) != NULL) return 5;
+  char *hole = (char *)w + window / 2;
+  if (munmap(hole, grown) != 0) return 6;
+  /* ... made the highest gap of that size: every gap above it is filled. */
+  enum { FILLERS = 4096 };
+  static void *filler[FILLERS];
+  int n = 0;
+  for (; n < FILLERS; n++) {
+    filler[n] = mmap(NULL, grown, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (filler[n] == MAP_FAILED) return 7;
+    if (filler[n] == hole) break;
+  }
+  if (n == FILLERS) return 8;
+  munmap(hole, grown);
+  /* Room for the growth, not for a 2 MiB leaf. */
+  set_as_limit(vm_now() + (grown - old) + 1 * MiB);
+  for (int i = 0; i < 50; i++) {
+    errno = 0;
+    void *q = brisk_realloc(p, grown);
+    if (q != NULL) return 9;
+    if (errno != ENOMEM) return 10;
+    if (!stamped(p, old, 7)) return 11;
+    if (brisk_usable_size(p) != old) return 12;
+  }
+  set_as_limit(RLIM_INFINITY);
+  unsigned char *q = brisk_realloc(p, grown);
+  if ((void *)q != hole) return 13; /* the limited tries went there too */
+  if (!stamped(q, old, 7)) return 14;
+  brisk_free(q);
+  return 0;
+}
+
+static void test_realloc_into_a_window_without_page_map_leaf_fails_with_enomem(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(realloc_where_the_page_map_has_no_leaf, "realloc_no_leaf"), 0);
+}
+
+/* Large reallocs of every kind (heap runs, blocks mapped alone, growing and
+ * shrinking) under an address-space limit: a failure is NULL with ENOMEM and the
+ * block as it was; nothing aborts. */
+static int large_reallocs_under_a_limit(void) {
+  enum { BLOCKS = 8, ROUNDS = 3000 };
+  unsigned char *b[BLOCKS] = {0};
+  size_t size[BLOCKS] = {0};
+  unsigned seed[BLOCKS] = {0};
+  unsigned long long x = 88172645463325252ull;
+  int failures = 0;
+  set_as_limit(vm_now() + 600 * MiB);
+  for (int r = 0; r < ROUNDS; r++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    unsigned i = (unsigned)(x % BLOCKS);
+    /* 40 KiB to 320 MiB, weighted to the small end */
+    size_t want = (size_t)40 * KiB << (x >> 8) % 14;
+    want += (size_t)(x >> 20) % want;
+    errno = 0;
+    unsigned char *q = brisk_realloc(b[i], want);
+    if (q == NULL) {
+      if (errno != ENOMEM) return 1;
+      if (b[i] != NULL && !stamped(b[i], size[i], seed[i])) return 2;
+      failures++;
+      if (b[i] != NULL && (x >> 40) % 4 == 0) { /* make some room */
+        brisk_free(b[i]);
+        b[i] = NULL;
+      }
+      continue;
+    }
+    if (b[i] != NULL && !kept_stamp(q, want < size[i] ? want : size[i], size[i], seed[i])) return 3;
+    b[i] = q;
+    size[i] = want;
+    seed[i] = (unsigned)r;
+    stamp(q, want, seed[i]);
+  }
+  for (unsigned i = 0; i < BLOCKS; i++) brisk_free(b[i]);
+  return failures > 0 ? 0 : 4; /* the limit was reached */
+}
+
+static void test_large_reallocs_under_an_address_space_limit_fail_cleanly(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(large_reallocs_under_a_limit, "large_reallocs_under_a_limit"), 0);
 }
 
 int main(void) {
@@ -345,6 +453,8 @@ int main(void) {
     cmocka_unit_test(test_huge_alignments),
     cmocka_unit_test(test_impossible_sizes_fail_with_enomem),
     cmocka_unit_test(test_free_run_gives_way_before_enomem),
+    cmocka_unit_test(test_realloc_into_a_window_without_page_map_leaf_fails_with_enomem),
+    cmocka_unit_test(test_large_reallocs_under_an_address_space_limit_fail_cleanly),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

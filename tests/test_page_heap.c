@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -226,6 +228,242 @@ static void test_sbrk_option_off_uses_mmap_only(void **state) {
   assert_int_equal(run_in_child(sbrk_off, "sbrk_off"), 0);
 }
 
+/* ------------------------------------------------------------------------------
+   Other users of the program break. brisk's os.c calls sbrk, and this file's
+   definition takes the place of libc's (glibc's __sbrk does the work), so that
+   a test can move the break between two of brisk's calls as another thread's
+   sbrk would. The harness's own malloc calls glibc's internal sbrk, not this.
+------------------------------------------------------------------------------ */
+extern void *__sbrk(intptr_t increment);
+static bool cut_in;    /* take a byte just before brisk's next growing sbrk */
+static bool cut_after; /* take a byte just after it */
+
+void *sbrk(intptr_t increment) {
+  if (increment > 0 && cut_in) {
+    cut_in = false;
+    if (__sbrk(1) == (void *)-1) return (void *)-1;
+  }
+  void *p = __sbrk(increment);
+  if (increment > 0 && cut_after && p != (void *)-1) {
+    cut_after = false;
+    __sbrk(1);
+  }
+  return p;
+}
+
+static uintptr_t brk_now(void) { return (uintptr_t)__sbrk(0); }
+
+static uint64_t sbrk_total(void) {
+  uint64_t free_bytes, returned, sb;
+  brisk__heap_stats(&free_bytes, &returned, &sb);
+  return sb;
+}
+
+/* A request longer than every free run, so that the heap must grow for it. */
+static size_t beyond_free_runs(void) {
+  uint64_t free_bytes, returned, sb;
+  brisk__heap_stats(&free_bytes, &returned, &sb);
+  return (size_t)((free_bytes + returned) / BRISK_PAGE_SIZE) + 2 * brisk__opt.heap_grow / BRISK_PAGE_SIZE;
+}
+
+/* The program takes the break to a brisk page plus extra bytes: brisk's last
+ * chunk does not end at the break any more. */
+static void program_moves_break(size_t extra) {
+  uintptr_t b = brk_now();
+  if (__sbrk((intptr_t)(brisk__align_up(b + 1, BRISK_PAGE_SIZE) - b + extra)) == (void *)-1) _exit(50);
+}
+
+/* Memory that the break gave and brisk does not count as its own (the other
+ * users' bytes aside): padding below a chunk only, less than a page a chunk. */
+static bool nothing_lost(uintptr_t brk0, uint64_t sb0, size_t others, unsigned chunks) {
+  uint64_t moved = brk_now() - brk0 - others, counted = sbrk_total() - sb0;
+  return moved >= counted && moved - counted < chunks * BRISK_PAGE_SIZE;
+}
+
+/* Another thread's sbrk between brisk's look at the break and its growth leaves
+ * the chunk off a brisk page: brisk must take the missing piece (or cut the
+ * chunk) rather than drop the chunk, and go on growing with sbrk (the hardening
+ * issue's L3: the chunk was lost and the heap went to mmap for good). */
+static int break_taken_between_brisk_calls(void) {
+  program_moves_break(0); /* brisk pads nothing: a byte taken is a misaligned chunk */
+  size_t n = beyond_free_runs();
+  uintptr_t b0 = brk_now();
+  uint64_t sb0 = sbrk_total();
+  cut_in = true;
+  brisk_span_t *s = brisk__heap_alloc(0, n);
+  if (s == NULL) return 1;
+  if (cut_in) return 2; /* brisk did not call sbrk */
+  if (s->start % BRISK_PAGE_SIZE != 0) return 3;
+  if (!nothing_lost(b0, sb0, 1, 1)) return 4;
+  if (sbrk_total() < sb0 + n * BRISK_PAGE_SIZE) return 5;
+  uint64_t sb1 = sbrk_total();
+  brisk_span_t *t = brisk__heap_alloc(0, beyond_free_runs());
+  if (t == NULL) return 6;
+  if (sbrk_total() == sb1) return 7; /* the heap went on with mmap */
+  memset((void *)s->start, 1, BRISK_PAGE_SIZE);
+  memset((void *)t->start, 2, BRISK_PAGE_SIZE);
+  brisk__heap_free(s);
+  brisk__heap_free(t);
+  return 0;
+}
+
+static void test_break_moved_between_brisk_calls_loses_nothing_and_sbrk_goes_on(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(break_taken_between_brisk_calls, "break_taken_between_brisk_calls"), 0);
+}
+
+/* Span descriptors held so that the metadata chunk is used up. */
+static brisk_span_t *held[1 << 16];
+static size_t held_count;
+
+/* Use up the metadata: descriptors until a fresh chunk is mapped, then the rest
+ * of that chunk, so that the next descriptor needs a new mapping. */
+static void use_up_metadata(void) {
+  uint64_t m0 = atomic_load(&brisk__counters.meta);
+  do {
+    if (held_count == sizeof held / sizeof *held) _exit(51);
+    held[held_count++] = brisk__span_new();
+  } while (atomic_load(&brisk__counters.meta) == m0);
+  size_t per = (size_t)(atomic_load(&brisk__counters.meta) - m0) / brisk__align_up(sizeof(brisk_span_t), BRISK_CACHE_LINE);
+  for (size_t i = 1; i < per; i++) {
+    if (held_count == sizeof held / sizeof *held) _exit(52);
+    held[held_count++] = brisk__span_new();
+  }
+}
+
+static void give_back_metadata(void) {
+  while (held_count > 0) brisk__span_delete(held[--held_count]);
+}
+
+/* The break grows but no metadata can be had for the chunk (the address-space
+ * limit leaves room for the chunk, not for a metadata mapping): the chunk must
+ * go back to the break, or, where another user has moved the break past it, be
+ * kept and taken by the next growth. The hardening issue's L3: it was "kept for
+ * the next try" and forgotten, and the failed retry made the fallback sticky. */
+static int metadata_fails_after_sbrk(bool break_moves_on) {
+  use_up_metadata();
+  program_moves_break(1); /* no free run at the break: the chunk is all new */
+  size_t n = beyond_free_runs();
+  uintptr_t b0 = brk_now();
+  uint64_t sb0 = sbrk_total();
+  set_as_limit(vm_now() + (n + 1) * BRISK_PAGE_SIZE + 64 * 1024);
+  cut_after = break_moves_on;
+  if (brisk__heap_alloc(0, n) != NULL) return 1; /* no descriptor for the chunk */
+  if (cut_after) return 2;                       /* brisk did not call sbrk */
+  set_as_limit(RLIM_INFINITY);
+  give_back_metadata();
+  size_t others = break_moves_on ? 1 : 0;
+  if (!break_moves_on && !nothing_lost(b0, sb0, others, 1)) return 3; /* given back */
+  brisk_span_t *s = brisk__heap_alloc(0, n);
+  if (s == NULL) return 4;
+  if (sbrk_total() < sb0 + n * BRISK_PAGE_SIZE) return 5; /* by sbrk again */
+  if (!nothing_lost(b0, sb0, others, 2)) return 6;        /* the kept chunk is in use */
+  memset((void *)s->start, 3, BRISK_PAGE_SIZE);
+  brisk__heap_free(s);
+  return 0;
+}
+
+static int metadata_fails_after_sbrk_at_the_break(void) { return metadata_fails_after_sbrk(false); }
+static int metadata_fails_after_sbrk_below_the_break(void) { return metadata_fails_after_sbrk(true); }
+
+static void test_sbrk_chunk_without_metadata_goes_back_to_the_break(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(metadata_fails_after_sbrk_at_the_break, "metadata_fails_at_the_break"), 0);
+}
+
+static void test_sbrk_chunk_without_metadata_below_a_moved_break_is_kept(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(metadata_fails_after_sbrk_below_the_break, "metadata_fails_below_the_break"), 0);
+}
+
+/* The program's own use of the break fills an address-space limit, so brisk's
+ * sbrk fails; once the program lowers the break again, the heap grows with sbrk
+ * again instead of staying on mmap for good (the hardening issue's L3). */
+static int break_freed_by_its_other_user(void) {
+  size_t n = beyond_free_runs(), mine = 36u << 20;
+  set_as_limit(vm_now() + (40u << 20));
+  if (__sbrk((intptr_t)mine) == (void *)-1) return 1;
+  if (brisk__heap_alloc(0, n) != NULL) return 2; /* neither the break nor mmap has room */
+  if (__sbrk(-(intptr_t)mine) == (void *)-1) return 3;
+  set_as_limit(RLIM_INFINITY);
+  uint64_t sb0 = sbrk_total();
+  brisk_span_t *s = brisk__heap_alloc(0, n);
+  if (s == NULL) return 4;
+  if (sbrk_total() == sb0) return 5; /* less than n pages where a free run ends at the break */
+  brisk__heap_free(s);
+  return 0;
+}
+
+static void test_sbrk_is_tried_again_once_the_break_has_moved(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(break_freed_by_its_other_user, "break_freed_by_its_other_user"), 0);
+}
+
+/* sbrk failed once (a mapping above the break), so the heap grows with mmap.
+ * When mmap fails too, sbrk is tried again before the heap gives up: the mapping
+ * may be gone, and the break needs less when a free run ends at it. */
+static int sbrk_as_last_resort(void) {
+  size_t os = (size_t)sysconf(_SC_PAGESIZE);
+  program_moves_break(os); /* the new chunk joins no free run below it */
+  size_t n = beyond_free_runs(), k = 2 * brisk__opt.heap_grow / BRISK_PAGE_SIZE;
+  uint64_t sb0 = sbrk_total();
+  brisk_span_t *s1 = brisk__heap_alloc(0, n);
+  if (s1 == NULL) return 1;
+  if (sbrk_total() != sb0 + n * BRISK_PAGE_SIZE) return 2;
+  uintptr_t top = s1->start;
+  brisk__heap_free(s1); /* a free run of n pages that ends at the break */
+  void *wall = (void *)brk_now();
+  if (mmap(wall, os, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != wall) return 3;
+  brisk_span_t *s2 = brisk__heap_alloc(0, n + k); /* sbrk fails: mmap */
+  if (s2 == NULL) return 4;
+  if (sbrk_total() != sb0 + n * BRISK_PAGE_SIZE) return 5;
+  munmap(wall, os);
+  set_as_limit(vm_now() + k * BRISK_PAGE_SIZE + (1u << 20)); /* the k pages, not n + k */
+  brisk_span_t *s3 = brisk__heap_alloc(0, n + k);
+  if (s3 == NULL) return 6;
+  if (s3->start != top) return 7; /* the free run, grown at the break */
+  set_as_limit(RLIM_INFINITY);
+  brisk__heap_free(s2);
+  brisk__heap_free(s3);
+  return 0;
+}
+
+static void test_sbrk_is_tried_again_when_mmap_fails(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(sbrk_as_last_resort, "sbrk_as_last_resort"), 0);
+}
+
+/* The program moves the break between brisk's growths (its own sbrk, in one
+ * thread): brisk pads to its page, goes on with sbrk, and neither side's memory
+ * overlaps the other's. */
+static int break_shared_with_the_program(void) {
+  enum { ROUNDS = 4 };
+  unsigned char *mine[ROUNDS];
+  brisk_span_t *s[ROUNDS];
+  for (int r = 0; r < ROUNDS; r++) {
+    mine[r] = __sbrk(100);
+    if (mine[r] == (void *)-1) return 1;
+    memset(mine[r], r + 1, 100);
+    uint64_t sb0 = sbrk_total();
+    size_t n = beyond_free_runs();
+    s[r] = brisk__heap_alloc(0, n);
+    if (s[r] == NULL) return 2;
+    if (sbrk_total() < sb0 + n * BRISK_PAGE_SIZE) return 3;
+    memset((void *)s[r]->start, 0xee, n * BRISK_PAGE_SIZE);
+  }
+  for (int r = 0; r < ROUNDS; r++) {
+    for (int i = 0; i < 100; i++)
+      if (mine[r][i] != r + 1) return 4;
+    brisk__heap_free(s[r]);
+  }
+  return 0;
+}
+
+static void test_break_shared_with_the_program_keeps_both_apart(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(break_shared_with_the_program, "break_shared_with_the_program"), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_alloc_splits_and_maps_every_page),
@@ -235,6 +473,12 @@ int main(void) {
     cmocka_unit_test(test_idle_memory_goes_back_without_further_calls),
     cmocka_unit_test(test_blocked_break_falls_back_to_mmap),
     cmocka_unit_test(test_sbrk_option_off_uses_mmap_only),
+    cmocka_unit_test(test_break_moved_between_brisk_calls_loses_nothing_and_sbrk_goes_on),
+    cmocka_unit_test(test_sbrk_chunk_without_metadata_goes_back_to_the_break),
+    cmocka_unit_test(test_sbrk_chunk_without_metadata_below_a_moved_break_is_kept),
+    cmocka_unit_test(test_sbrk_is_tried_again_once_the_break_has_moved),
+    cmocka_unit_test(test_sbrk_is_tried_again_when_mmap_fails),
+    cmocka_unit_test(test_break_shared_with_the_program_keeps_both_apart),
     cmocka_unit_test(test_verbose_warning_in_thread_with_cancel_pending_leaves_heap_usable),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
