@@ -190,5 +190,19 @@ static void on_fault(uintptr_t addr, int access) {
   abort();
 }
 
+void brisk__guard_stats(uint64_t *in_use, uint64_t *blocks) {
+  uint64_t bytes = 0, n = 0;
+  brisk__lock(&guard_lock);
+  if (atomic_load_explicit(&pool.state, memory_order_relaxed) == POOL_READY)
+    for (uint32_t i = 0; i < pool.fresh; i++)
+      if (pool.slots[i].state == SLOT_LIVE) {
+        bytes += pool.slots[i].usable;
+        n++;
+      }
+  brisk__unlock(&guard_lock);
+  *in_use = bytes;
+  *blocks = n;
+}
+
 void brisk__guard_fork_lock(void) { brisk__lock_fork(&guard_lock); }
 void brisk__guard_fork_unlock(void) { brisk__unlock_fork(&guard_lock); }

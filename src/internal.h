@@ -410,14 +410,6 @@ static inline void brisk__block_push(void *b, const void *next) {
 /* b leaves the free lists: the hint goes, the program owns both words. */
 static inline void brisk__block_clear_hint(void *b) { ((uint64_t *)b)[1] = 0; }
 static inline bool brisk__block_hinted(const void *b) { return ((const uint64_t *)b)[1] == brisk__free_key; }
-/* A block that free() suspected of being freed twice and could not check itself
- * (its span is another thread's) travels to its owner marked, on its own, so
- * that the owner makes the check (small.c). */
-#define BRISK_SUSPECT_MARK ((uint64_t)2)
-static inline void brisk__block_mark_suspect(void *b) { ((uint64_t *)b)[1] = brisk__free_key ^ BRISK_SUSPECT_MARK; }
-static inline bool brisk__block_suspect(const void *b) {
-  return ((const uint64_t *)b)[1] == (brisk__free_key ^ BRISK_SUSPECT_MARK);
-}
 
 /* ------------------------------------------------------------------------------
    Options (options.c): read once from the environment at start.
@@ -636,10 +628,11 @@ uint32_t brisk__small_refill(brisk_sheap_t *h, unsigned cls, uint32_t want, uint
  * spans; returns the rest of the list. */
 void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n);
 /* Send the chain head..tail of n blocks of span s, freed by this thread (heap
- * me, NULL when it has none; NUMA slot my_slot), to the span's owner. suspect:
- * one block that free() suspected of a double free (the owner checks). */
-void brisk__small_send(brisk_sheap_t *me, unsigned my_slot, brisk_span_t *s, void *head, void *tail, uint32_t n,
-                       bool suspect);
+ * me, NULL when it has none; NUMA slot my_slot), to the span's owner. */
+void brisk__small_send(brisk_sheap_t *me, unsigned my_slot, brisk_span_t *s, void *head, void *tail, uint32_t n);
+/* One block of span s that free() suspected of a double free, not written: its
+ * owner checks it, and withholds it where it cannot see a first copy. */
+void brisk__small_send_suspect(brisk_sheap_t *me, brisk_span_t *s, void *p);
 /* h's inbox, taken whole (NULL if empty); then, message by message, the ones
  * for h: a chain head..tail of n blocks of class cls, the last block's link
  * free for the caller (others are forwarded to their spans' owners). */
@@ -757,6 +750,8 @@ void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone);
 void *brisk__guard_alloc(size_t size, const void *site);
 void brisk__guard_free(void *p, const char *call, const void *site);
 size_t brisk__guard_usable(const void *p, const char *call); /* validates like free */
+/* The live guarded blocks: their usable bytes and their number. */
+void brisk__guard_stats(uint64_t *in_use, uint64_t *blocks);
 void brisk__guard_fork_lock(void);
 void brisk__guard_fork_unlock(void);
 

@@ -309,14 +309,12 @@ static inline brisk_span_t *cursor_span(span_cursor_t *c, void *b, const char *c
 #define MSG_LEN_SHIFT 48
 #define MSG_PTR_MASK (((uint64_t)1 << MSG_LEN_SHIFT) - 1)
 #define MSG_LEN_MASK 0x7fffu
-/* A message of one block that free() suspected of a double free (BRISK_SUSPECT_MARK):
- * the seal's top bit, the ring cell's bit 32. */
-#define MSG_SUSPECT_SEAL ((uint64_t)1 << 63)
+/* A ring cell's bit 32: its one block is suspected of a double free
+ * (brisk__small_send_suspect). Such a block never travels linked. */
 #define MSG_SUSPECT_CELL ((uint64_t)1 << 32)
 
-static inline void msg_seal(void *head, const void *tail, uint32_t n, bool suspect) {
-  ((uint64_t *)head)[1] = (((uint64_t)n << MSG_LEN_SHIFT) | (uintptr_t)tail | (suspect ? MSG_SUSPECT_SEAL : 0)) ^
-                          brisk__free_key;
+static inline void msg_seal(void *head, const void *tail, uint32_t n) {
+  ((uint64_t *)head)[1] = (((uint64_t)n << MSG_LEN_SHIFT) | (uintptr_t)tail) ^ brisk__free_key;
 }
 
 /* The ring: a bounded queue of message descriptors in h's record (metadata,
@@ -402,7 +400,7 @@ static msg_t msg_open(void *m) {
   g.span = block_span(m, "free()");
   uint64_t w = ((uint64_t *)m)[1] ^ brisk__free_key;
   g.n = (uint32_t)(w >> MSG_LEN_SHIFT) & MSG_LEN_MASK;
-  g.suspect = (w & MSG_SUSPECT_SEAL) != 0;
+  g.suspect = false;
   g.tail = (void *)(uintptr_t)(w & MSG_PTR_MASK);
   uintptr_t t = (uintptr_t)g.tail, end = span_end(g.span);
   if (brisk_unlikely(g.n == 0 || g.n > g.span->capacity || t < g.span->start || t >= end ||
@@ -426,20 +424,41 @@ static msg_t msg_from_ring(void *head, void *tail, uint64_t cell_n) {
 
 /* Send message head..tail (n blocks of span s) to heap o: its ring, or when that
  * is full (or o is an orphan, whose inbox any thread drains) its linked inbox. */
-static void msg_deliver(brisk_sheap_t *o, void *head, void *tail, uint32_t n, bool suspect) {
-  if (o->kind != BRISK_SHEAP_ORPHAN && ring_push(o, head, tail, n | (suspect ? MSG_SUSPECT_CELL : 0))) return;
-  msg_seal(head, tail, n, suspect);
+static void msg_deliver(brisk_sheap_t *o, void *head, void *tail, uint32_t n) {
+  if (o->kind != BRISK_SHEAP_ORPHAN && ring_push(o, head, tail, n)) return;
+  msg_seal(head, tail, n);
   inbox_push(o, head, tail);
+}
+
+/* A block free() suspected of a double free (its hint was set) reaches its
+ * span's owner o alone and unwritten: if it is a double free, its first copy may
+ * still be on its way, linked through the block's words in another thread's
+ * remote list, and that chain must stay whole. Where the block is seen free
+ * (o's span list, never handed out, or o's inbox; an orphan's here, under its
+ * class lock; a thread's when it takes the ring cell), it is a double free.
+ * Where it is not, it is withheld: never put back on a list or span, so that
+ * only the first copy, arriving later, is handed out again. A full ring
+ * withholds it at once. A withheld block counts as out of its span for good
+ * (it is a program's double free, or the program's data equalled the free key). */
+static void suspect_deliver(brisk_sheap_t *me, brisk_sheap_t *o, brisk_span_t *s, void *p) {
+  if (o == me || is_orphan(o)) {
+    if (brisk__small_is_free(me, s, p)) brisk__fatal("free()", "double free", p);
+    return; /* withheld */
+  }
+  (void)ring_push(o, p, p, 1 | MSG_SUSPECT_CELL); /* or withheld */
 }
 
 /* A message to whoever owns its span now. */
 static void msg_forward(const msg_t *g) {
-  msg_deliver(owner_of(g->span, g->head), g->head, g->tail, g->n, g->suspect);
+  brisk_sheap_t *o = owner_of(g->span, g->head);
+  if (g->suspect) suspect_deliver(NULL, o, g->span, g->head);
+  else msg_deliver(o, g->head, g->tail, g->n);
 }
 
-/* A suspected block reached its span's owner h: free already, as far as h sees? */
+/* A suspected block reached its span's owner h: a double free if h sees it
+ * free, else withheld (see suspect_deliver). */
 static void msg_check_suspect(brisk_sheap_t *h, const msg_t *g) {
-  if (g->suspect && brisk__small_is_free(h, g->span, g->head)) brisk__fatal("free()", "double free", g->head);
+  if (brisk__small_is_free(h, g->span, g->head)) brisk__fatal("free()", "double free", g->head);
 }
 
 /* A message's blocks back into their span (h owns it). */
@@ -497,8 +516,8 @@ static void thread_inbox_drain(brisk_sheap_t *h) {
   msg_t g;
   while (msg_take(h, &m, &g)) {
     if (atomic_load_explicit(&g.span->owner, memory_order_acquire) == h) {
-      msg_check_suspect(h, &g);
-      msg_release(h, &g);
+      if (g.suspect) msg_check_suspect(h, &g); /* and withheld */
+      else msg_release(h, &g);
     } else {
       msg_forward(&g);
     }
@@ -522,9 +541,6 @@ static void orphan_drain(orphan_t *o) {
     brisk_span_t *gone = NULL;
     brisk__lock(&o->lock[cls]);
     bool ours = atomic_load_explicit(&g.span->owner, memory_order_relaxed) == &o->heap;
-    if (ours && g.suspect &&
-        ((uintptr_t)g.head >= g.span->bump || chain_has(g.span->freelist, g.head, g.span)))
-      brisk__fatal("free()", "double free", g.head);
     if (ours) {
       brisk__block_set_next(g.tail, NULL);
       void *b = g.head;
@@ -615,18 +631,21 @@ void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n) {
   return head;
 }
 
-void brisk__small_send(brisk_sheap_t *me, unsigned my_slot, brisk_span_t *s, void *head, void *tail, uint32_t n,
-                       bool suspect) {
+void brisk__small_send_suspect(brisk_sheap_t *me, brisk_span_t *s, void *p) {
+  if (brisk_unlikely(s->state != BRISK_SPAN_SMALL)) brisk__fatal("free()", "double free", p); /* gone back */
+  suspect_deliver(me, owner_of(s, p), s, p);
+}
+
+void brisk__small_send(brisk_sheap_t *me, unsigned my_slot, brisk_span_t *s, void *head, void *tail, uint32_t n) {
   if (brisk_unlikely(s->state != BRISK_SPAN_SMALL)) brisk__fatal("free()", "double free", head); /* gone back */
   brisk_sheap_t *o = owner_of(s, head);
   brisk__block_set_next(tail, NULL);
   if (o == me) { /* adopted since its blocks were freed */
-    if (suspect && brisk__small_is_free(me, s, head)) brisk__fatal("free()", "double free", head);
     brisk__small_release(me, head, n);
     return;
   }
   if (s->node != my_slot) brisk__numa_note_remote(s->node, n);
-  msg_deliver(o, head, tail, n, suspect);
+  msg_deliver(o, head, tail, n);
   /* Nobody waits on an orphan's inbox: blocks of exited threads' spans go back
    * now, so that their spans empty while the program runs. */
   if (is_orphan(o)) orphan_drain(orphan_of(o->slot));

@@ -30,6 +30,9 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
   brisk__heap_stats(&st->heap_free, &st->returned, &st->sbrk_bytes);
   brisk__large_stats(&st->large_in_use, &st->large_cached, &st->large_blocks);
   st->in_use += st->large_in_use;
+  uint64_t guarded, guarded_blocks;
+  brisk__guard_stats(&guarded, &guarded_blocks); /* small blocks all the same, outside the classes */
+  st->in_use += guarded;
   st->metadata = atomic_load_explicit(&brisk__counters.meta, memory_order_relaxed);
   st->mapped = atomic_load_explicit(&brisk__counters.mapped, memory_order_relaxed) + st->metadata;
   st->peak_mapped = atomic_load_explicit(&brisk__counters.peak_mapped, memory_order_relaxed) + st->metadata;

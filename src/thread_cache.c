@@ -155,7 +155,7 @@ static void remote_send(brisk_tcache_t *tc, unsigned i) {
   h->remote[i].span = NULL;
   h->remote[i].n = 0;
   h->remote_count -= n;
-  brisk__small_send(h, tc->node, s, head, tail, n, false);
+  brisk__small_send(h, tc->node, s, head, tail, n);
 }
 
 static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
@@ -168,11 +168,13 @@ void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool sus
   if (brisk_unlikely(tc->state == BRISK_TC_NEW)) tcache_init(tc); /* a thread that frees first */
   brisk_span_t *s = brisk__pm_span(e);
   brisk_sheap_t *h = tc->heap;
-  if (brisk_unlikely(suspect || h == NULL)) {
-    /* Alone: marked, so that its owner checks it; or the thread has no heap
-     * (not LIVE), and nothing waits here. */
+  if (brisk_unlikely(suspect)) {
+    brisk__small_send_suspect(h, s, p);
+    return;
+  }
+  if (brisk_unlikely(h == NULL)) { /* no heap (not LIVE): nothing waits here */
     brisk__block_push(p, NULL);
-    brisk__small_send(h, tc->node, s, p, p, 1, suspect);
+    brisk__small_send(h, tc->node, s, p, p, 1);
     return;
   }
   unsigned i = remote_slot(s);
@@ -286,10 +288,13 @@ static brisk_noinline void absorb_inbox(brisk_tcache_t *tc) {
   while (brisk__small_msg_next(tc->heap, &in, &cls, &head, &tail, &n, &suspect)) {
     brisk_tlist_t *l = &tc->list[cls];
     /* Another thread freed it while its hint said free: the first copy may be
-     * here, in this thread's lists, span or inbox. */
-    if (brisk_unlikely(suspect) && (brisk__tcache_contains(tc, cls, head) ||
-                                    brisk__small_is_free(tc->heap, brisk__pagemap_get(head), head)))
-      brisk__fatal("free()", "double free", head);
+     * here, in this thread's lists, span or inbox; if not, it is on its way,
+     * and this copy is withheld (small.c, suspect_deliver). */
+    if (brisk_unlikely(suspect)) {
+      if (brisk__tcache_contains(tc, cls, head) || brisk__small_is_free(tc->heap, brisk__pagemap_get(head), head))
+        brisk__fatal("free()", "double free", head);
+      continue;
+    }
     if (l->max != 0 && l->room >= (int32_t)n) {
       brisk__block_set_next(tail, l->head);
       l->head = head;

@@ -340,6 +340,62 @@ static void test_local_frees_take_no_lock(void **state) {
   assert_true((uintptr_t)run_in_thread(free_own_blocks, NULL));
 }
 
+/* A block freed twice by two threads that do not own it, the first copy still
+ * waiting in the first thread's open remote message when the second arrives at
+ * the owner: the owner cannot see that copy, and must not take the second one
+ * in (it withholds it); the first, sent when its thread exits, is then the
+ * block's only way back. On the design before this test, the owner took both
+ * copies, and two of its mallocs returned the same block. */
+enum { TRANSIT_SIZE = 3000, TRANSIT_N = 600 };
+static void *transit_block;
+static pthread_mutex_t transit_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t transit_cv = PTHREAD_COND_INITIALIZER;
+static int transit_stage; /* 1: the first free is done; 2: its thread may exit */
+
+static void *first_free_then_wait(void *arg) {
+  (void)arg;
+  brisk_free(transit_block); /* one block: it stays in this thread's open message */
+  pthread_mutex_lock(&transit_mu);
+  transit_stage = 1;
+  pthread_cond_broadcast(&transit_cv);
+  while (transit_stage < 2) pthread_cond_wait(&transit_cv, &transit_mu);
+  pthread_mutex_unlock(&transit_mu);
+  return NULL; /* exit: the message goes to the owner */
+}
+
+static void *second_free(void *arg) {
+  (void)arg;
+  brisk_free(transit_block);
+  return NULL;
+}
+
+static int double_free_in_transit_is_handed_out_once(void) {
+  static void *live[TRANSIT_N];
+  transit_block = brisk_malloc(TRANSIT_SIZE);
+  pthread_t a;
+  if (pthread_create(&a, NULL, first_free_then_wait, NULL) != 0) return 10;
+  pthread_mutex_lock(&transit_mu);
+  while (transit_stage < 1) pthread_cond_wait(&transit_cv, &transit_mu);
+  pthread_mutex_unlock(&transit_mu);
+  run_in_thread(second_free, NULL);
+  int n = 0, seen = 0;
+  for (; n < TRANSIT_N / 3; n++) seen += (live[n] = brisk_malloc(TRANSIT_SIZE)) == transit_block;
+  pthread_mutex_lock(&transit_mu);
+  transit_stage = 2;
+  pthread_cond_broadcast(&transit_cv);
+  pthread_mutex_unlock(&transit_mu);
+  pthread_join(a, NULL);
+  for (; n < TRANSIT_N; n++) seen += (live[n] = brisk_malloc(TRANSIT_SIZE)) == transit_block;
+  if (seen > 1) fprintf(stderr, "the block was handed out %d times\n", seen);
+  for (int i = 0; i < n; i++) brisk_free(live[i] == transit_block && seen > 1 ? NULL : live[i]);
+  return seen <= 1 ? 0 : 1;
+}
+
+static void test_double_free_in_transit_is_handed_out_once(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(double_free_in_transit_is_handed_out_once, "double free in transit"), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_first_malloc_refills_one_batch),
@@ -354,6 +410,7 @@ int main(void) {
     cmocka_unit_test(test_remote_frees_go_to_the_owner_without_a_lock),
     cmocka_unit_test(test_spans_of_an_exited_thread_empty_and_return),
     cmocka_unit_test(test_local_frees_take_no_lock),
+    cmocka_unit_test(test_double_free_in_transit_is_handed_out_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
