@@ -8,24 +8,30 @@
  *
  * Owns: the pool (one reservation, one span descriptor of state GUARD in the page
  * map, so that free() and realloc() find it) and its slot table. guard_lock
- * (rank GUARD) guards the slot table and the queue of freed slots. The fault
- * handler reads the table without the lock: it runs on a thread that has just
- * touched the block, and only reports. */
+ * (rank GUARD) guards the queue of freed slots and the choice of a slot; a
+ * slot's state moves by atomic stores and one compare-and-swap (free's, so that
+ * of two racing frees one aborts), and its fields are written by the one thread
+ * that moved it to TAKEN. No system call is made under the lock but the
+ * check of the SIGSEGV handler. The fault handler reads the table without the
+ * lock: it runs on a thread that has just touched the block, and only reports. */
 #include "internal.h"
 
 #include <stdlib.h>
 
 #define GUARD_SLOTS 256u
 
-typedef enum { SLOT_UNUSED = 0, SLOT_LIVE, SLOT_FREED } slot_state_t;
+/* UNUSED -> TAKEN (a malloc opens its pages) -> LIVE -> CLOSING (a free closes
+ * them) -> FREED (queued) -> TAKEN ...; TAKEN -> UNUSED (queued) when the pages
+ * would not open. */
+typedef enum { SLOT_UNUSED = 0, SLOT_TAKEN, SLOT_LIVE, SLOT_CLOSING, SLOT_FREED } slot_state_t;
 
 typedef struct guard_slot_s {
-  uintptr_t block;       /* the block's address (LIVE or FREED) */
-  size_t size;           /* the size asked for */
-  size_t usable;         /* the block's bytes: up to the guard page */
+  _Atomic uintptr_t block; /* the block's address (LIVE and after) */
+  size_t size;             /* the size asked for */
+  size_t usable;           /* the block's bytes: up to the guard page */
   const void *alloc_site, *free_site;
-  uint32_t next;         /* the next freed slot in the queue */
-  uint8_t state;         /* slot_state_t */
+  uint32_t next;           /* the next freed slot in the queue */
+  _Atomic uint8_t state;   /* slot_state_t */
 } guard_slot_t;
 
 typedef enum { POOL_NONE = 0, POOL_READY, POOL_FAILED } pool_state_t;
@@ -94,7 +100,7 @@ static void slot_queue(uint32_t i) {
 void *brisk__guard_alloc(size_t size, const void *site) {
   if (size > BRISK_GUARD_MAX || atomic_load_explicit(&pool.state, memory_order_relaxed) == POOL_FAILED) return NULL;
   size_t usable = brisk__align_up(size ? size : 1, BRISK_ALIGN);
-  void *p = NULL;
+  uint32_t i = GUARD_SLOTS;
   brisk__lock(&guard_lock);
   int st = atomic_load_explicit(&pool.state, memory_order_relaxed);
   if (st == POOL_NONE && !pool_make()) {
@@ -102,30 +108,32 @@ void *brisk__guard_alloc(size_t size, const void *site) {
     atomic_store_explicit(&pool.state, POOL_FAILED, memory_order_relaxed);
   }
   if (st != POOL_FAILED) {
-    uint32_t i = slot_take();
+    i = slot_take();
+    if (i < GUARD_SLOTS) atomic_store_explicit(&pool.slots[i].state, SLOT_TAKEN, memory_order_relaxed);
+    /* Under the lock: two threads putting the handler back at once would
+     * each take the other's for the program's. */
     brisk__os_catch_faults(on_fault); /* in front of any handler installed since */
-    if (i < GUARD_SLOTS) {
-      uintptr_t end = slot_start(i) + pool.data_bytes;
-      uintptr_t block = end - usable;
-      uintptr_t first = block & ~(uintptr_t)(brisk__os_page - 1);
-      if (brisk__os_open_pages((void *)first, end - first)) {
-        guard_slot_t *g = &pool.slots[i];
-        g->block = block;
-        g->size = size;
-        g->usable = usable;
-        g->alloc_site = site;
-        g->free_site = NULL;
-        g->state = SLOT_LIVE;
-        p = (void *)block;
-      } else if (pool.slots[i].state == SLOT_UNUSED) {
-        pool.fresh--; /* out of mappings: the slot waits for a later try */
-      } else {
-        slot_queue(i);
-      }
-    }
   }
   brisk__unlock(&guard_lock);
-  return p;
+  if (i == GUARD_SLOTS) return NULL;
+  guard_slot_t *g = &pool.slots[i];
+  uintptr_t end = slot_start(i) + pool.data_bytes;
+  uintptr_t block = end - usable;
+  uintptr_t first = block & ~(uintptr_t)(brisk__os_page - 1);
+  if (!brisk__os_open_pages((void *)first, end - first)) { /* out of mappings: a later try may do */
+    brisk__lock(&guard_lock);
+    atomic_store_explicit(&g->state, SLOT_UNUSED, memory_order_relaxed);
+    slot_queue(i);
+    brisk__unlock(&guard_lock);
+    return NULL;
+  }
+  atomic_store_explicit(&g->block, block, memory_order_relaxed);
+  g->size = size;
+  g->usable = usable;
+  g->alloc_site = site;
+  g->free_site = NULL;
+  atomic_store_explicit(&g->state, SLOT_LIVE, memory_order_release);
+  return (void *)block;
 }
 
 /* The slot holding p, which lies in the pool (its page-map entry says so). */
@@ -133,31 +141,35 @@ static guard_slot_t *slot_of(const void *p) {
   return &pool.slots[((uintptr_t)p - pool.base) / pool.slot_bytes];
 }
 
+/* Not the start of a live guarded block: the second free of one, or no block. */
+static brisk_cold __attribute__((noreturn)) void not_live(const guard_slot_t *g, uint8_t state, const void *p, const char *call) {
+  bool twice = atomic_load_explicit(&g->block, memory_order_relaxed) == (uintptr_t)p &&
+               (state == SLOT_CLOSING || state == SLOT_FREED);
+  brisk__fatal(call, twice ? "double free" : "invalid pointer", p);
+}
+
 void brisk__guard_free(void *p, const char *call, const void *site) {
-  brisk__lock(&guard_lock);
   guard_slot_t *g = slot_of(p);
-  if (g->state != SLOT_LIVE || g->block != (uintptr_t)p) {
-    bool twice = g->state == SLOT_FREED && g->block == (uintptr_t)p;
-    brisk__unlock(&guard_lock);
-    brisk__fatal(call, twice ? "double free" : "invalid pointer", p);
-  }
-  g->state = SLOT_FREED;
+  uint8_t state = SLOT_LIVE;
+  if (atomic_load_explicit(&g->block, memory_order_relaxed) != (uintptr_t)p ||
+      !atomic_compare_exchange_strong_explicit(&g->state, &state, SLOT_CLOSING, memory_order_acq_rel,
+                                               memory_order_acquire))
+    not_live(g, state == SLOT_LIVE ? atomic_load_explicit(&g->state, memory_order_acquire) : state, p, call);
   g->free_site = site;
   uint32_t i = (uint32_t)(g - pool.slots);
   brisk__os_close_pages((void *)slot_start(i), pool.data_bytes);
+  brisk__lock(&guard_lock);
+  atomic_store_explicit(&g->state, SLOT_FREED, memory_order_relaxed);
   slot_queue(i);
   brisk__unlock(&guard_lock);
 }
 
 size_t brisk__guard_usable(const void *p, const char *call) {
-  brisk__lock(&guard_lock);
   const guard_slot_t *g = slot_of(p);
-  bool live = g->state == SLOT_LIVE && g->block == (uintptr_t)p;
-  bool twice = g->state == SLOT_FREED && g->block == (uintptr_t)p;
-  size_t usable = g->usable;
-  brisk__unlock(&guard_lock);
-  if (!live) brisk__fatal(call, twice ? "double free" : "invalid pointer", p);
-  return usable;
+  uint8_t state = atomic_load_explicit(&g->state, memory_order_acquire);
+  if (state != SLOT_LIVE || atomic_load_explicit(&g->block, memory_order_relaxed) != (uintptr_t)p)
+    not_live(g, state, p, call);
+  return g->usable;
 }
 
 /* The report: one line, then abort. It takes no lock: the faulting thread may
@@ -170,22 +182,24 @@ static void on_fault(uintptr_t addr, int access) {
   if (addr < pool.base || addr >= pool.base + pool_bytes()) return;
   const guard_slot_t *g = slot_of((const void *)addr);
   const char *how = access == 1 ? "write" : access == 0 ? "read" : "access";
-  if (g->state == SLOT_UNUSED) {
+  uint8_t state = atomic_load_explicit(&g->state, memory_order_relaxed);
+  uintptr_t block = atomic_load_explicit(&g->block, memory_order_relaxed);
+  if (state == SLOT_UNUSED || state == SLOT_TAKEN) {
     brisk__printf_err("brisk: wild %s at %p, in brisk's guard pages but in no block\n", how, (void *)addr);
     abort();
   }
-  bool freed = g->state == SLOT_FREED;
-  const char *what = freed ? "use after free" : addr < g->block ? "heap underflow" : "heap overflow";
-  long long off = addr >= g->block ? (long long)(addr - g->block) : -(long long)(g->block - addr);
+  bool freed = state == SLOT_CLOSING || state == SLOT_FREED;
+  const char *what = freed ? "use after free" : addr < block ? "heap underflow" : "heap overflow";
+  long long off = addr >= block ? (long long)(addr - block) : -(long long)(block - addr);
   char at[160], by[160];
   brisk__os_describe_code(g->alloc_site, at, sizeof at);
   if (!freed) {
     brisk__printf_err("brisk: %s: %s at %p, offset %lld of the %zu-byte block %p allocated by %s\n", what, how,
-                      (void *)addr, off, g->size, (void *)g->block, at);
+                      (void *)addr, off, g->size, (void *)block, at);
   } else {
     brisk__os_describe_code(g->free_site, by, sizeof by);
     brisk__printf_err("brisk: %s: %s at %p, offset %lld of the %zu-byte block %p allocated by %s, freed by %s\n",
-                      what, how, (void *)addr, off, g->size, (void *)g->block, at, by);
+                      what, how, (void *)addr, off, g->size, (void *)block, at, by);
   }
   abort();
 }
@@ -195,7 +209,7 @@ void brisk__guard_stats(uint64_t *in_use, uint64_t *blocks) {
   brisk__lock(&guard_lock);
   if (atomic_load_explicit(&pool.state, memory_order_relaxed) == POOL_READY)
     for (uint32_t i = 0; i < pool.fresh; i++)
-      if (pool.slots[i].state == SLOT_LIVE) {
+      if (atomic_load_explicit(&pool.slots[i].state, memory_order_relaxed) == SLOT_LIVE) {
         bytes += pool.slots[i].usable;
         n++;
       }
