@@ -28,8 +28,22 @@ static inline void *tc_pop(unsigned cls) {
   return p;
 }
 
+/* Out of memory for a small block: a free slot of the guard pool is memory as
+ * well (its address space is reserved already), so that a guarded block freed
+ * under a hard limit still makes room for a block of its size. */
+static brisk_noinline void *small_out_of_memory(size_t size, const void *site) {
+  if (brisk__opt.guard_sample == 0) return NULL;
+  void *p = brisk__guard_alloc(size, site);
+  if (p == NULL) errno = ENOMEM;
+  return p;
+}
+
+/* Reached by a jump from malloc() (no frame): the return address is its caller. */
 brisk_noinline void *brisk__malloc_slow(size_t size) {
-  if (size <= BRISK_SMALL_MAX) return brisk__tcache_alloc_slow(size);
+  if (size <= BRISK_SMALL_MAX) {
+    void *p = brisk__tcache_alloc_slow(size);
+    return brisk_likely(p != NULL) ? p : small_out_of_memory(size, __builtin_return_address(0));
+  }
   brisk__ensure_init();
   return brisk__large_alloc(size, 0, false);
 }
