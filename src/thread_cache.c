@@ -587,7 +587,7 @@ void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended) {
  * node is remade and held again, under the child's thread id. */
 void brisk__tcache_after_fork_child(void) {
   brisk_tcache_t *tc = &brisk__tc;
-  brisk_tnode_t *mine = tc->state == BRISK_TC_LIVE || tc->state == BRISK_TC_UNPLACED ? tc->reg : NULL;
+  brisk_tnode_t *mine = (tc->state == BRISK_TC_LIVE || tc->state == BRISK_TC_UNPLACED) ? tc->reg : NULL;
   for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
     next = n->next;
     if (n != mine) node_put_locked(n);
