@@ -296,9 +296,10 @@ static void tcache_unregister(brisk_tcache_t *tc) {
    open remote messages (kept in the heap record), retires the small heap (its
    spans to the orphans, its inbox forwarded; safe from another thread, since
    the owner can never run again) and counts the thread out. The thread's TLS
-   is never read: what its cache lists held (at most one cache's budget, and a
-   spare large block) stays counted as in use, and its spans never empty; its
-   lock counts are kept as the last report read them.
+   is never read (glibc may have reused it for a new thread by now, or
+   unmapped it): what its cache lists held (at most one cache's budget, and a
+   spare large block, for each such thread) stays counted as in use, and those
+   spans never empty; its lock counts are kept as the last report read them.
 ------------------------------------------------------------------------------ */
 
 /* Under the registry lock: whether n's thread has died; if so n is unlinked and
