@@ -117,7 +117,8 @@ void brisk__stat_mapped(int64_t delta) {
 /* ------------------------------------------------------------------------------
    Purging: free memory goes back to the OS on the page heap's decay (free pages
    beyond the swing of its recent use, once PURGE_TICK_MS old) and at the latest
-   after BRISK_PURGE_DELAY_MS; each tick also drains the orphan heaps' inboxes
+   after BRISK_PURGE_DELAY_MS; each tick also reaps threads that ended without
+   brisk's TLS destructor (thread_cache.c) and drains the orphan heaps' inboxes
    (small.c), so spans of exited threads empty and return.
 
    Slow paths call the tick, and one caller at a time (the one that wins the
@@ -161,6 +162,7 @@ void brisk__purge_tick(void) {
   if (!atomic_compare_exchange_strong_explicit(&last_purge_ms, &last, now, memory_order_relaxed,
                                                memory_order_relaxed))
     return;
+  brisk__tcache_reap(); /* threads that ended without brisk's TLS destructor */
   brisk__small_drain();
   brisk__heap_decay(now, delay);
 }
@@ -173,6 +175,7 @@ void brisk__purge_note_idle(uint64_t idle_bytes) {
 
 size_t brisk__purge_all(void) {
   if (brisk__tc.state == BRISK_TC_LIVE) brisk__tcache_flush(&brisk__tc);
+  brisk__tcache_reap();
   brisk__small_drain();
   uint64_t now = brisk__os_now_ms();
   size_t bytes = brisk__heap_purge(now, 0);

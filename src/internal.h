@@ -365,6 +365,16 @@ __attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const cha
 int brisk__snprintf(char *buf, size_t n, const char *fmt, ...);
 int brisk__vsnprintf(char *buf, size_t n, const char *fmt, va_list ap);
 void brisk__printf_err(const char *fmt, ...);
+/* Robust mutexes (os.c, its last block): the thread registry's sign of life. */
+typedef enum {
+  BRISK_ROBUST_HELD = 0,   /* its owner lives (or the caller is the owner) */
+  BRISK_ROBUST_OWNER_DIED, /* its owner ended holding it; now unlocked and consistent */
+  BRISK_ROBUST_FREE,       /* nobody held it */
+} brisk_robust_t;
+bool brisk__os_robust_init(pthread_mutex_t *m); /* false: a plain mutex, death goes unseen */
+void brisk__os_robust_hold(pthread_mutex_t *m);
+void brisk__os_robust_release(pthread_mutex_t *m);
+brisk_robust_t brisk__os_robust_probe(pthread_mutex_t *m); /* a trylock, never waits */
 
 /* ------------------------------------------------------------------------------
    Free blocks: the one place that reads and writes a free block's words.
@@ -700,8 +710,7 @@ typedef struct brisk_tcache_s {
   struct brisk_span_s *large_spare; /* the last freed large run (large.c) */
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
-  struct brisk_tcache_s *next, *prev; /* registry, under the registry lock */
-  brisk_lock_counts_t *locks; /* this thread's lock counts, for the statistics */
+  struct brisk_tnode_s *reg; /* the thread's registry node (thread_cache.c); NULL until registered */
 } brisk_tcache_t;
 
 extern __thread brisk_tcache_t brisk__tc;
@@ -720,6 +729,10 @@ void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK
                                   uint64_t *live, uint64_t *seen);
 /* Lock acquisitions and contended ones: the exited threads' plus the live ones'. */
 void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended);
+/* Threads that ended without brisk's TLS destructor (see "Registry" in
+ * thread_cache.c) are counted out and their small heaps retired: the purge tick's
+ * and brisk_trim's part. */
+void brisk__tcache_reap(void);
 extern brisk_lock_t brisk__registry_lock;
 
 /* ------------------------------------------------------------------------------

@@ -466,3 +466,54 @@ void brisk__assert_fail(const char *c, const char *file, int line) {
   brisk__printf_err("brisk: assertion failed: %s (%s:%d)\n", c, file, line);
   abort();
 }
+
+/* ------------------------------------------------------------------------------
+   Robust mutexes: a thread's registration (thread_cache.c) holds one for the
+   thread's whole life, and the kernel marks it owner-died when the thread ends,
+   whether or not the thread's TLS destructors ran. None of these calls blocks.
+------------------------------------------------------------------------------ */
+
+/* False where the kernel or libc has no robust futexes: the caller then never
+ * learns of a thread's death. */
+bool brisk__os_robust_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t attr;
+  int saved = errno;
+  bool ok = pthread_mutexattr_init(&attr) == 0;
+  ok = ok && pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) == 0;
+  ok = ok && pthread_mutex_init(m, &attr) == 0;
+  pthread_mutexattr_destroy(&attr);
+  if (!ok) pthread_mutex_init(m, NULL); /* a plain mutex, still lockable */
+  errno = saved;
+  return ok;
+}
+
+/* The mutex is fresh and the caller its first and only owner: it never waits. */
+void brisk__os_robust_hold(pthread_mutex_t *m) {
+  int saved = errno;
+  pthread_mutex_lock(m);
+  errno = saved;
+}
+
+void brisk__os_robust_release(pthread_mutex_t *m) {
+  int saved = errno;
+  pthread_mutex_unlock(m);
+  errno = saved;
+}
+
+/* Whether m's owner lives, without waiting: a trylock. An owner that died
+ * leaves the mutex to the caller, which makes it consistent and unlocks it. */
+brisk_robust_t brisk__os_robust_probe(pthread_mutex_t *m) {
+  int saved = errno;
+  int r = pthread_mutex_trylock(m);
+  brisk_robust_t st = BRISK_ROBUST_HELD;
+  if (r == EOWNERDEAD) {
+    pthread_mutex_consistent(m);
+    pthread_mutex_unlock(m);
+    st = BRISK_ROBUST_OWNER_DIED;
+  } else if (r == 0) {
+    pthread_mutex_unlock(m);
+    st = BRISK_ROBUST_FREE;
+  }
+  errno = saved;
+  return st;
+}

@@ -11,7 +11,8 @@ typedef struct class_row_s {
   uint64_t out, free, spans, tc;
 } class_row_t;
 
-static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
+/* guarded (NULL: not wanted): the live guarded blocks' bytes and number. */
+static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES], uint64_t guarded[2]) {
   memset(st, 0, sizeof *st);
   uint64_t tc_objs[BRISK_CLASSES] = {0};
   uint64_t tc_bytes;
@@ -30,9 +31,10 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
   brisk__heap_stats(&st->heap_free, &st->returned, &st->sbrk_bytes);
   brisk__large_stats(&st->large_in_use, &st->large_cached, &st->large_blocks);
   st->in_use += st->large_in_use;
-  uint64_t guarded, guarded_blocks;
-  brisk__guard_stats(&guarded, &guarded_blocks); /* small blocks all the same, outside the classes */
-  st->in_use += guarded;
+  uint64_t g[2];
+  brisk__guard_stats(&g[0], &g[1]); /* small blocks all the same, outside the classes */
+  st->in_use += g[0];
+  if (guarded) guarded[0] = g[0], guarded[1] = g[1];
   st->metadata = atomic_load_explicit(&brisk__counters.meta, memory_order_relaxed);
   st->mapped = atomic_load_explicit(&brisk__counters.mapped, memory_order_relaxed) + st->metadata;
   st->peak_mapped = atomic_load_explicit(&brisk__counters.peak_mapped, memory_order_relaxed) + st->metadata;
@@ -44,7 +46,7 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES]) {
 void brisk_get_stats(brisk_stats_t *out) {
   brisk__ensure_init();
   brisk_lock_counts_t mine = brisk__lock_counts;
-  collect(out, NULL);
+  collect(out, NULL, NULL);
   brisk__lock_counts = mine;
 }
 
@@ -125,12 +127,13 @@ typedef struct snapshot_s {
   class_row_t rows[BRISK_CLASSES];
   brisk_node_stats_t nodes[BRISK_MAX_NODES];
   size_t nnodes;
+  uint64_t guarded[2]; /* the live guarded blocks: bytes, number */
 } snapshot_t;
 
 static void snapshot(snapshot_t *s) {
   brisk__ensure_init();
   brisk_lock_counts_t mine = brisk__lock_counts; /* as in brisk_get_stats */
-  collect(&s->st, s->rows);
+  collect(&s->st, s->rows, s->guarded);
   s->nnodes = brisk_get_node_stats(s->nodes, BRISK_MAX_NODES);
   if (s->nnodes > BRISK_MAX_NODES) s->nnodes = BRISK_MAX_NODES;
   brisk__lock_counts = mine;
@@ -164,8 +167,8 @@ static void report_text(report_t *r, const snapshot_t *s) {
   rep_printf(r, "brisk:   mapped         %s (peak %s; from sbrk %s; metadata %s)\n",
              human(a, 32, st->mapped), human(b, 32, st->peak_mapped), human(c, 32, st->sbrk_bytes),
              human(d, 32, st->metadata));
-  rep_printf(r, "brisk:   in use         %s (large blocks %s)\n", human(a, 32, st->in_use),
-             human(b, 32, st->large_in_use));
+  rep_printf(r, "brisk:   in use         %s (large blocks %s; %llu guarded, %s)\n", human(a, 32, st->in_use),
+             human(b, 32, st->large_in_use), (unsigned long long)s->guarded[1], human(c, 32, s->guarded[0]));
   rep_printf(r, "brisk:   thread caches  %s in %llu threads (%llu seen)\n", human(a, 32, st->tcache),
              (unsigned long long)st->threads, (unsigned long long)st->threads_seen);
   rep_printf(r, "brisk:   free in spans  %s\n", human(a, 32, st->central));
@@ -231,12 +234,14 @@ static void report_json(report_t *r, const snapshot_t *s) {
              (unsigned long long)st->returned);
   rep_printf(r, "  \"large_in_use\": %llu, \"large_cached\": %llu, \"large_blocks\": %llu, \"metadata\": %llu, "
                 "\"sbrk\": %llu, \"threads\": %llu, \"threads_seen\": %llu,\n"
-                "  \"lock_acquired\": %llu, \"lock_contended\": %llu},\n",
+                "  \"lock_acquired\": %llu, \"lock_contended\": %llu, \"guarded_in_use\": %llu, "
+                "\"guarded_blocks\": %llu},\n",
              (unsigned long long)st->large_in_use, (unsigned long long)st->large_cached,
              (unsigned long long)st->large_blocks, (unsigned long long)st->metadata,
              (unsigned long long)st->sbrk_bytes, (unsigned long long)st->threads,
              (unsigned long long)st->threads_seen, (unsigned long long)st->lock_acquired,
-             (unsigned long long)st->lock_contended);
+             (unsigned long long)st->lock_contended, (unsigned long long)s->guarded[0],
+             (unsigned long long)s->guarded[1]);
   rep_printf(r, " \"nodes\": [");
   for (size_t i = 0; i < s->nnodes; i++) {
     const brisk_node_stats_t *n = &s->nodes[i];

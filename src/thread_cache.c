@@ -34,7 +34,16 @@
  * up the CPU the thread runs on (a few ns, multi-node machines only); a thread
  * that has moved to another node gives its whole cache back, hands its spans to
  * their node's orphan heap and refills from the new node. A block of another
- * node is never its spans' block, so it goes home through its owner. */
+ * node is never its spans' block, so it goes home through its owner.
+ *
+ * Registry: every registered thread has a node, metadata that lives on after
+ * the thread, on a list under the registry lock. The node holds a robust mutex
+ * that its thread locks at registration and unlocks in brisk's TLS destructor,
+ * so that a thread that ends without that destructor (glibc drops a key set
+ * in the last round of destructors: a thread whose first allocation comes
+ * there) still shows: the kernel marks the mutex owner-died. The purge tick and
+ * the statistics walk probe each node and reap such a thread from outside (see
+ * "Threads that ended unseen"). The TLS cache itself is never linked anywhere. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -55,8 +64,26 @@ __thread brisk_lock_counts_t brisk__lock_counts;
 /* The lock counts of threads that have exited. */
 static _Atomic uint64_t gone_acquired, gone_contended;
 
+/* A registered thread. Written by its thread at registration (and heap when it
+ * goes LIVE); the links, the free list and the seen counts under the registry
+ * lock. tc and locks point into the thread's TLS: read only while the thread is
+ * known to live (alive held, and its TLS destructor, which unlinks the node
+ * under the registry lock, not run), never once it has died: glibc reuses or
+ * unmaps a dead thread's TLS. */
+typedef struct brisk_tnode_s {
+  pthread_mutex_t alive;             /* robust; held by the thread for its whole life */
+  struct brisk_tnode_s *next, *prev; /* the registry; next: the free list */
+  brisk_tcache_t *tc;
+  brisk_sheap_t *heap;               /* the thread's small heap once LIVE: what a reaper retires */
+  brisk_lock_counts_t *locks;
+  uint64_t seen_acquired, seen_contended; /* its lock counts as the last report read them */
+  bool robust;                       /* alive is robust: without, a death goes unseen */
+} brisk_tnode_t;
+
 static pthread_key_t tc_key;
-static brisk_tcache_t *registry;
+/* Both under the registry lock. Nodes are never freed: a reaped or exited
+ * thread's goes on the free list for the next thread. */
+static brisk_tnode_t *registry, *node_free;
 static _Atomic uint64_t threads_live, threads_seen;
 
 static void tcache_on_thread_exit(void *arg);
@@ -85,20 +112,58 @@ static bool tcache_go_live(brisk_tcache_t *tc) {
     tc->state = BRISK_TC_UNPLACED;
     return false;
   }
+  tc->reg->heap = tc->heap; /* for a reaper, should the thread end unseen */
   tc->state = BRISK_TC_LIVE; /* lists start when their class is first used */
   return true;
 }
 
+static void node_link_locked(brisk_tnode_t *n) {
+  n->prev = NULL;
+  n->next = registry;
+  if (registry) registry->prev = n;
+  registry = n;
+}
+
+static void node_unlink_locked(brisk_tnode_t *n) {
+  if (n->prev) n->prev->next = n->next;
+  else registry = n->next;
+  if (n->next) n->next->prev = n->prev;
+  n->next = n->prev = NULL;
+}
+
+static void node_put_locked(brisk_tnode_t *n) {
+  n->next = node_free;
+  node_free = n;
+}
+
+/* n becomes the calling thread's: alive is (re)made and held until the thread's
+ * TLS destructor, or its death, lets go of it. Neither call waits, so this runs
+ * under the registry lock, and no walker ever sees a linked node unheld. */
+static void node_claim(brisk_tnode_t *n, brisk_tcache_t *tc) {
+  n->robust = brisk__os_robust_init(&n->alive);
+  brisk__os_robust_hold(&n->alive);
+  n->tc = tc;
+  n->heap = NULL;
+  n->locks = &brisk__lock_counts;
+  n->seen_acquired = n->seen_contended = 0;
+  tc->reg = n;
+}
+
+/* Without a node (metadata exhausted) the thread stays NEW: served from the
+ * orphan spans, and it tries again on its next slow path. */
 static void tcache_init(brisk_tcache_t *tc) {
+  brisk__lock(&brisk__registry_lock);
+  brisk_tnode_t *n = node_free;
+  if (n != NULL) node_free = n->next;
+  else n = brisk__meta_alloc(sizeof *n); /* the metadata lock ranks after this one */
+  if (n != NULL) {
+    node_claim(n, tc);
+    node_link_locked(n);
+  }
+  brisk__unlock(&brisk__registry_lock);
+  if (n == NULL) return;
   tc->state = BRISK_TC_INIT; /* allocations from here on until LIVE come from orphan spans */
   tc->last_scavenge_ms = brisk__os_now_ms();
-  brisk__lock(&brisk__registry_lock);
-  tc->locks = &brisk__lock_counts;
-  tc->prev = NULL;
-  tc->next = registry;
-  if (registry) registry->prev = tc;
-  registry = tc;
-  brisk__unlock(&brisk__registry_lock);
   atomic_fetch_add_explicit(&threads_live, 1, memory_order_relaxed);
   uint64_t seen = atomic_fetch_add_explicit(&threads_seen, 1, memory_order_relaxed) + 1;
   pthread_setspecific(tc_key, tc); /* may allocate: we are in state INIT */
@@ -147,21 +212,21 @@ static inline unsigned remote_slot(const brisk_span_t *s) {
   return (unsigned)(a ^ (a >> 4)) % BRISK_REMOTE_SLOTS;
 }
 
-static void remote_send(brisk_tcache_t *tc, unsigned i) {
-  brisk_sheap_t *h = tc->heap;
+/* Open message i of heap h, whose thread's NUMA slot is slot, to its span's owner. */
+static void remote_send(brisk_sheap_t *h, unsigned slot, unsigned i) {
   brisk_span_t *s = h->remote[i].span;
   void *head = h->remote[i].head, *tail = h->remote[i].tail;
   uint32_t n = h->remote[i].n;
   h->remote[i].span = NULL;
   h->remote[i].n = 0;
   h->remote_count -= n;
-  brisk__small_send(h, tc->node, s, head, tail, n);
+  brisk__small_send(h, slot, s, head, tail, n);
 }
 
-static brisk_noinline void remote_flush(brisk_tcache_t *tc) {
+static brisk_noinline void remote_flush(brisk_sheap_t *h, unsigned slot) {
   for (unsigned i = 0; i < BRISK_REMOTE_SLOTS; i++)
-    if (tc->heap->remote[i].n > 0) remote_send(tc, i);
-  tc->heap->remote_bytes = 0;
+    if (h->remote[i].n > 0) remote_send(h, slot, i);
+  h->remote_bytes = 0;
 }
 
 void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool suspect) {
@@ -179,7 +244,7 @@ void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool sus
   }
   unsigned i = remote_slot(s);
   if (h->remote[i].span != s) {
-    if (h->remote[i].n > 0) remote_send(tc, i);
+    if (h->remote[i].n > 0) remote_send(h, tc->node, i);
     h->remote[i].span = s;
     h->remote[i].head = NULL;
     h->remote[i].tail = p;
@@ -188,31 +253,102 @@ void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool sus
   h->remote[i].head = p;
   h->remote[i].n++;
   h->remote_bytes += brisk__classes[brisk__pm_class(e)].size;
-  if (++h->remote_count >= REMOTE_BATCH || h->remote_bytes >= REMOTE_BYTES) remote_flush(tc);
+  if (++h->remote_count >= REMOTE_BATCH || h->remote_bytes >= REMOTE_BYTES) remote_flush(h, tc->node);
 }
 
 static inline bool remote_waiting(const brisk_tcache_t *tc) { return tc->heap != NULL && tc->heap->remote_count != 0; }
 
 void brisk__tcache_flush(brisk_tcache_t *tc) {
-  if (remote_waiting(tc)) remote_flush(tc);
+  if (remote_waiting(tc)) remote_flush(tc->heap, tc->node);
   if (tc->large_spare != NULL) brisk__large_spare_release(tc);
   if (tc->heap == NULL) return;
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) list_release(tc, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
   brisk__small_scavenge(tc->heap, NULL);
 }
 
+/* The thread's TLS destructor: the node goes back, its mutex unlocked by the
+ * thread that holds it. */
 static void tcache_unregister(brisk_tcache_t *tc) {
+  brisk_tnode_t *n = tc->reg;
   brisk__lock(&brisk__registry_lock);
-  if (tc->prev) tc->prev->next = tc->next;
-  else if (registry == tc) registry = tc->next;
-  if (tc->next) tc->next->prev = tc->prev;
-  tc->next = tc->prev = NULL;
+  node_unlink_locked(n);
   /* Under the lock, so that a report sees these counts once, here or there. */
-  atomic_fetch_add_explicit(&gone_acquired, tc->locks->acquired, memory_order_relaxed);
-  atomic_fetch_add_explicit(&gone_contended, tc->locks->contended, memory_order_relaxed);
-  tc->locks->acquired = tc->locks->contended = 0;
+  atomic_fetch_add_explicit(&gone_acquired, brisk__lock_counts.acquired, memory_order_relaxed);
+  atomic_fetch_add_explicit(&gone_contended, brisk__lock_counts.contended, memory_order_relaxed);
+  brisk__lock_counts.acquired = brisk__lock_counts.contended = 0;
+  brisk__os_robust_release(&n->alive);
+  node_put_locked(n);
   brisk__unlock(&brisk__registry_lock);
+  tc->reg = NULL;
   atomic_fetch_sub_explicit(&threads_live, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------------------
+   Threads that ended unseen
+
+   glibc runs the TLS destructors in at most PTHREAD_DESTRUCTOR_ITERATIONS
+   rounds and drops, without calling its destructor, a key set in the last one:
+   a thread whose first allocation comes there (or after brisk's key in the
+   same round) registers and ends without tcache_on_thread_exit, and has no
+   later hook. Its node's robust mutex tells: the kernel marks it owner-died
+   when the thread ends. Whoever probes such a node (the purge tick, a
+   statistics walk) unlinks it under the registry lock, then, having dropped the
+   lock (retiring takes the orphan, heap and registry locks), does what the
+   destructor would have done with what lives outside the thread: sends the
+   open remote messages (kept in the heap record), retires the small heap (its
+   spans to the orphans, its inbox forwarded; safe from another thread, since
+   the owner can never run again) and counts the thread out. The thread's TLS
+   is never read (glibc may have reused it for a new thread by now, or
+   unmapped it): what its cache lists held (at most one cache's budget, and a
+   spare large block, for each such thread) stays counted as in use, and those
+   spans never empty; its lock counts are kept as the last report read them.
+------------------------------------------------------------------------------ */
+
+/* Under the registry lock: whether n's thread has died; if so n is unlinked and
+ * pushed onto *dead. */
+static bool node_reap_locked(brisk_tnode_t *n, brisk_tnode_t **dead) {
+  if (!n->robust) return false;
+  brisk_robust_t st = brisk__os_robust_probe(&n->alive);
+  brisk_assert(st != BRISK_ROBUST_FREE && "a registered thread holds its node");
+  if (st != BRISK_ROBUST_OWNER_DIED) return false;
+  node_unlink_locked(n);
+  atomic_fetch_add_explicit(&gone_acquired, n->seen_acquired, memory_order_relaxed);
+  atomic_fetch_add_explicit(&gone_contended, n->seen_contended, memory_order_relaxed);
+  n->next = *dead;
+  *dead = n;
+  return true;
+}
+
+/* The rest of the reaping, with no lock held. */
+static void reap_finish(brisk_tnode_t *dead) {
+  bool retired = false;
+  while (dead != NULL) {
+    brisk_tnode_t *n = dead;
+    dead = n->next;
+    brisk_sheap_t *h = n->heap;
+    if (h != NULL) {
+      remote_flush(h, h->slot);
+      brisk__small_heap_retire(h);
+      retired = true;
+    }
+    atomic_fetch_sub_explicit(&threads_live, 1, memory_order_relaxed);
+    brisk__lock(&brisk__registry_lock);
+    node_put_locked(n);
+    brisk__unlock(&brisk__registry_lock);
+  }
+  /* The messages its inbox forwarded to the orphans go back into their spans. */
+  if (retired) brisk__small_drain();
+}
+
+void brisk__tcache_reap(void) {
+  brisk_tnode_t *dead = NULL;
+  brisk__lock(&brisk__registry_lock);
+  for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
+    next = n->next;
+    node_reap_locked(n, &dead);
+  }
+  brisk__unlock(&brisk__registry_lock);
+  reap_finish(dead);
 }
 
 static void tcache_on_thread_exit(void *arg) {
@@ -234,7 +370,7 @@ static void tcache_on_thread_exit(void *arg) {
  * through the fast path alone loses at most one refill to this. */
 static void tcache_scavenge(brisk_tcache_t *tc, uint64_t now) {
   tc->last_scavenge_ms = now;
-  if (remote_waiting(tc)) remote_flush(tc);
+  if (remote_waiting(tc)) remote_flush(tc->heap, tc->node);
   brisk__small_scavenge(tc->heap, tc->active); /* before the lists, which may empty spans */
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     brisk_tlist_t *l = &tc->list[cls];
@@ -394,49 +530,79 @@ bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj) {
   return false;
 }
 
+/* The walks below read the TLS of threads whose node is held: a thread that is
+ * ending through its destructor waits for the registry lock to unlink its node,
+ * so its TLS is there. One that ends unseen can die between the probe and the
+ * read: its TLS stays mapped until the kernel has marked the node and glibc has
+ * freed its stack (after a join, or at once when detached), and then goes
+ * only when glibc trims its cache of free stacks to 40 MiB or the program
+ * frees a stack it gave the thread. A read that loses that race faults: a
+ * window of one walk's reads, for such threads only (brisk__tcache_reap, the
+ * purge tick's, probes and never reads). */
 void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],
                                   uint64_t *live, uint64_t *seen) {
   uint64_t total = 0;
+  brisk_tnode_t *dead = NULL;
   brisk__lock(&brisk__registry_lock);
-  for (brisk_tcache_t *tc = registry; tc != NULL; tc = tc->next) {
+  for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
+    next = n->next;
+    if (node_reap_locked(n, &dead)) continue;
+    brisk_tcache_t *tc = n->tc;
     for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
       int32_t room = __atomic_load_n(&tc->list[cls].room, __ATOMIC_RELAXED);
       uint32_t max = __atomic_load_n(&tc->list[cls].max, __ATOMIC_RELAXED);
       int64_t count = (int64_t)max - room;
-      uint32_t n = count > 0 ? (uint32_t)count : 0; /* a torn read may look odd */
-      if (per_class_objs) per_class_objs[cls] += n;
-      total += (uint64_t)n * brisk__classes[cls].size;
+      uint32_t k = count > 0 ? (uint32_t)count : 0; /* a torn read may look odd */
+      if (per_class_objs) per_class_objs[cls] += k;
+      total += (uint64_t)k * brisk__classes[cls].size;
     }
   }
   brisk__unlock(&brisk__registry_lock);
+  reap_finish(dead);
   *bytes = total;
   *live = atomic_load_explicit(&threads_live, memory_order_relaxed);
   *seen = atomic_load_explicit(&threads_seen, memory_order_relaxed);
 }
 
 void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended) {
+  brisk_tnode_t *dead = NULL;
+  uint64_t a = 0, c = 0;
   brisk__lock(&brisk__registry_lock);
-  uint64_t a = atomic_load_explicit(&gone_acquired, memory_order_relaxed);
-  uint64_t c = atomic_load_explicit(&gone_contended, memory_order_relaxed);
-  for (brisk_tcache_t *tc = registry; tc != NULL; tc = tc->next) {
-    a += __atomic_load_n(&tc->locks->acquired, __ATOMIC_RELAXED);
-    c += __atomic_load_n(&tc->locks->contended, __ATOMIC_RELAXED);
+  for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
+    next = n->next;
+    if (node_reap_locked(n, &dead)) continue;
+    n->seen_acquired = __atomic_load_n(&n->locks->acquired, __ATOMIC_RELAXED);
+    n->seen_contended = __atomic_load_n(&n->locks->contended, __ATOMIC_RELAXED);
+    a += n->seen_acquired;
+    c += n->seen_contended;
   }
+  /* After the walk, which may have added reaped threads' counts. */
+  a += atomic_load_explicit(&gone_acquired, memory_order_relaxed);
+  c += atomic_load_explicit(&gone_contended, memory_order_relaxed);
   brisk__unlock(&brisk__registry_lock);
+  reap_finish(dead);
   *acquired = a;
   *contended = c;
 }
 
 /* In a forked child only the forking thread exists: the other caches' objects are
- * lost to it (as with every thread-caching allocator), and must not be counted. */
+ * lost to it (as with every thread-caching allocator), and must not be counted.
+ * Their nodes' mutexes name threads that the child's kernel will never mark, so
+ * the nodes go to the free list (remade when taken), their heaps marked lost by
+ * small.c. glibc has emptied the child's robust list: the forking thread's own
+ * node is remade and held again, under the child's thread id. */
 void brisk__tcache_after_fork_child(void) {
   brisk_tcache_t *tc = &brisk__tc;
-  registry = NULL;
-  uint64_t live = 0;
-  if (tc->state == BRISK_TC_LIVE || tc->state == BRISK_TC_UNPLACED) {
-    tc->next = tc->prev = NULL;
-    registry = tc;
-    live = 1;
+  brisk_tnode_t *mine = (tc->state == BRISK_TC_LIVE || tc->state == BRISK_TC_UNPLACED) ? tc->reg : NULL;
+  for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
+    next = n->next;
+    if (n != mine) node_put_locked(n);
   }
-  atomic_store_explicit(&threads_live, live, memory_order_relaxed);
+  registry = NULL;
+  if (mine != NULL) {
+    mine->robust = brisk__os_robust_init(&mine->alive);
+    brisk__os_robust_hold(&mine->alive);
+    node_link_locked(mine);
+  }
+  atomic_store_explicit(&threads_live, mine != NULL ? 1 : 0, memory_order_relaxed);
 }

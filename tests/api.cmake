@@ -13,7 +13,9 @@ brisk_add_test(test_override LABEL api SOURCES test_override.c LIBS brisk_static
 # Every call must reach the symbol: no folding of strdup, memset+malloc, etc.
 target_compile_options(test_override PRIVATE -fno-builtin)
 
-brisk_add_test(test_bad_usage LABEL api SOURCES test_bad_usage.c LIBS brisk_api)
+# Without guarded blocks: each case needs the small block it corrupts to be a
+# span's (test_guard checks the guarded ones' answers).
+brisk_add_test(test_bad_usage LABEL api SOURCES test_bad_usage.c LIBS brisk_api ENV "BRISK_GUARD_SAMPLE=0")
 
 # Guarded blocks: every small block sampled, then (test_guard_rate) the default rate.
 brisk_add_test(test_guard LABEL api SOURCES test_guard.c LIBS brisk_api ENV "BRISK_GUARD_SAMPLE=1")

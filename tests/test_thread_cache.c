@@ -4,9 +4,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -396,6 +398,161 @@ static void test_double_free_in_transit_is_handed_out_once(void **state) {
   assert_int_equal(run_in_child(double_free_in_transit_is_handed_out_once, "double free in transit"), 0);
 }
 
+/* A thread whose first allocation comes in glibc's last round of TLS
+ * destructors sets brisk's key too late for its destructor to run: brisk must
+ * see that the thread is gone anyway (its cache is lost, bounded by one cache)
+ * and retire its small heap, so that the thread count comes back down and the
+ * blocks other threads free into its spans are reusable. The thread does
+ * nothing with brisk until then (the test harness runs on glibc's malloc). */
+static pthread_key_t round_key;
+static int dtor_round, was_new, live_after;
+static void *last_round_block;
+
+static void register_in_last_round(void *arg) {
+  if (++dtor_round < PTHREAD_DESTRUCTOR_ITERATIONS) {
+    pthread_setspecific(round_key, arg); /* once more, in the next round */
+    return;
+  }
+  was_new = brisk__tc.state == BRISK_TC_NEW;
+  last_round_block = brisk_malloc(48); /* the thread's first allocation */
+  brisk_free(brisk_malloc(48));        /* one more left in its cache */
+  live_after = brisk__tc.state == BRISK_TC_LIVE;
+}
+
+static void *set_round_key(void *arg) {
+  (void)arg;
+  pthread_setspecific(round_key, (void *)1);
+  return NULL;
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Whether the dead thread's span of p went to the orphan heap, with p free in it. */
+static int span_orphaned_with_free(void *p) {
+  brisk_span_t *s = brisk__pagemap_get(p);
+  brisk_sheap_t *o = atomic_load(&s->owner);
+  return o != NULL && o->kind == BRISK_SHEAP_ORPHAN && brisk__small_is_free(NULL, s, p);
+}
+
+enum { UNSEEN_EXIT_WAIT_MS = 5000 };
+
+/* Runs one such thread; returns 0, or why not (printed). */
+static int last_round_thread(void) {
+  dtor_round = was_new = live_after = 0;
+  last_round_block = NULL;
+  pthread_t t;
+  if (pthread_create(&t, NULL, set_round_key, NULL) != 0 || pthread_join(t, NULL) != 0) return 11;
+  if (dtor_round != PTHREAD_DESTRUCTOR_ITERATIONS || !was_new || !live_after || last_round_block == NULL) {
+    fprintf(stderr, "rounds %d, first allocation in the last: %d, live after it: %d\n", dtor_round, was_new,
+            live_after);
+    return 12;
+  }
+  return 0;
+}
+
+/* The key, then one such thread whose block this thread frees. */
+static int run_last_round_thread(brisk_stats_t *before) {
+  brisk_free(brisk_malloc(48)); /* brisk's key exists, and comes before round_key */
+  if (pthread_key_create(&round_key, register_in_last_round) != 0) return 10;
+  brisk_get_stats(before);
+  int r = last_round_thread();
+  if (r != 0) return r;
+  brisk_free(last_round_block); /* a remote free, into the dead thread's span */
+  brisk__tcache_flush(&brisk__tc); /* sends this thread's open message (brisk_trim would reap) */
+  return 0;
+}
+
+/* The thread is counted out (and was counted in once). */
+static int counted_out(const brisk_stats_t *before, const brisk_stats_t *after) {
+  if (after->threads == before->threads && after->threads_seen == before->threads_seen + 1) return 1;
+  fprintf(stderr, "threads %llu before, %llu after; seen %llu, %llu\n", (unsigned long long)before->threads,
+          (unsigned long long)after->threads, (unsigned long long)before->threads_seen,
+          (unsigned long long)after->threads_seen);
+  return 0;
+}
+
+/* Counted out and its heap retired by the purge tick alone. */
+static int unseen_exit_reaped_by_the_purge_tick(void) {
+  brisk_stats_t before, after;
+  int r = run_last_round_thread(&before);
+  if (r != 0) return r;
+  uint64_t start = now_ms();
+  while (!span_orphaned_with_free(last_round_block) && now_ms() - start < UNSEEN_EXIT_WAIT_MS) {
+    brisk__purge_tick();
+    usleep(10 * 1000);
+  }
+  if (!span_orphaned_with_free(last_round_block)) {
+    fprintf(stderr, "the dead thread's span still has its heap after %d ms\n", UNSEEN_EXIT_WAIT_MS);
+    return 13;
+  }
+  brisk_get_stats(&after);
+  return counted_out(&before, &after) ? 0 : 14;
+}
+
+/* Counted out by a statistics report, which retires its heap too. */
+static int unseen_exit_reaped_by_the_statistics(void) {
+  brisk_stats_t before, after;
+  int r = run_last_round_thread(&before);
+  if (r != 0) return r;
+  uint64_t start = now_ms();
+  do {
+    brisk_get_stats(&after);
+    if (after.threads == before.threads) break;
+    usleep(10 * 1000);
+  } while (now_ms() - start < UNSEEN_EXIT_WAIT_MS);
+  if (!counted_out(&before, &after)) return 15;
+  if (!span_orphaned_with_free(last_round_block)) {
+    fprintf(stderr, "the dead thread's span is not the orphan's, or its block is not free\n");
+    return 16;
+  }
+  return 0;
+}
+
+/* Such threads between ordinary ones, whose TLS reuses theirs, and reports
+ * walking the registry meanwhile: every thread is counted in once and out once. */
+static int unseen_exits_among_ordinary_threads(void) {
+  enum { ROUNDS = 100 };
+  brisk_stats_t before, after;
+  int r = run_last_round_thread(&before);
+  if (r != 0) return r;
+  for (int i = 1; i < ROUNDS; i++) {
+    if ((r = last_round_thread()) != 0) return r;
+    brisk_free(last_round_block);
+    pthread_t t;
+    void *q;
+    if (pthread_create(&t, NULL, tiny_thread, NULL) != 0 || pthread_join(t, &q) != 0) return 11;
+    brisk_free(q);
+    if (i % 10 == 0) brisk_get_stats(&after);
+  }
+  uint64_t start = now_ms();
+  do {
+    brisk_get_stats(&after);
+    if (after.threads == before.threads) break;
+    usleep(10 * 1000);
+  } while (now_ms() - start < UNSEEN_EXIT_WAIT_MS);
+  before.threads_seen += 2 * ROUNDS - 2; /* counted_out adds the first one */
+  return counted_out(&before, &after) ? 0 : 17;
+}
+
+static void test_thread_registered_in_the_last_destructor_round_is_reaped_by_the_purge_tick(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(unseen_exit_reaped_by_the_purge_tick, "unseen_exit_reaped_by_the_purge_tick"), 0);
+}
+
+static void test_thread_registered_in_the_last_destructor_round_is_reaped_by_the_statistics(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(unseen_exit_reaped_by_the_statistics, "unseen_exit_reaped_by_the_statistics"), 0);
+}
+
+static void test_threads_registered_in_the_last_destructor_round_among_ordinary_ones(void **state) {
+  (void)state;
+  assert_int_equal(run_in_child(unseen_exits_among_ordinary_threads, "unseen_exits_among_ordinary_threads"), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_first_malloc_refills_one_batch),
@@ -411,6 +568,9 @@ int main(void) {
     cmocka_unit_test(test_spans_of_an_exited_thread_empty_and_return),
     cmocka_unit_test(test_local_frees_take_no_lock),
     cmocka_unit_test(test_double_free_in_transit_is_handed_out_once),
+    cmocka_unit_test(test_thread_registered_in_the_last_destructor_round_is_reaped_by_the_purge_tick),
+    cmocka_unit_test(test_thread_registered_in_the_last_destructor_round_is_reaped_by_the_statistics),
+    cmocka_unit_test(test_threads_registered_in_the_last_destructor_round_among_ordinary_ones),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,14 +107,16 @@ def validate(doc, schema, where, quiet=True):
             raise Invalid(f"{where}: {what}: {got} != {want}")
 
     cls = doc["classes"]
-    same("in_use = classes + large", sum(c["in_use"] for c in cls) + t["large_in_use"], t["in_use"])
+    same("in_use = classes + large + guarded",
+         sum(c["in_use"] for c in cls) + t["large_in_use"] + t["guarded_in_use"], t["in_use"])
     same("tcache = classes", sum(c["tcache"] for c in cls), t["tcache"])
     same("central = classes", sum(c["central"] for c in cls), t["central"])
     if t["peak_mapped"] < t["mapped"] or t["sbrk"] > t["mapped"]:
         raise Invalid(f"{where}: mapped {t['mapped']}, peak {t['peak_mapped']}, sbrk {t['sbrk']}")
     if quiet:
         nodes = doc["nodes"]
-        same("nodes in_use = in_use + tcache", sum(n["in_use"] for n in nodes), t["in_use"] + t["tcache"])
+        same("nodes in_use + guarded = in_use + tcache", sum(n["in_use"] for n in nodes) + t["guarded_in_use"],
+             t["in_use"] + t["tcache"])
         same("nodes free = central + heap_free + large_cached", sum(n["free"] for n in nodes),
              t["central"] + t["heap_free"] + t["large_cached"])
 
