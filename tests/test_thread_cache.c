@@ -493,17 +493,23 @@ static int unseen_exit_reaped_by_the_purge_tick(void) {
   return counted_out(&before, &after) ? 0 : 14;
 }
 
+/* Statistics reports, every 10 ms, until the thread count is back to want (or
+ * UNSEEN_EXIT_WAIT_MS have passed); the last report in *after. */
+static void stats_until_threads(uint64_t want, brisk_stats_t *after) {
+  uint64_t start = now_ms();
+  do {
+    brisk_get_stats(after);
+    if (after->threads == want) break;
+    usleep(10 * 1000);
+  } while (now_ms() - start < UNSEEN_EXIT_WAIT_MS);
+}
+
 /* Counted out by a statistics report, which retires its heap too. */
 static int unseen_exit_reaped_by_the_statistics(void) {
   brisk_stats_t before, after;
   int r = run_last_round_thread(&before);
   if (r != 0) return r;
-  uint64_t start = now_ms();
-  do {
-    brisk_get_stats(&after);
-    if (after.threads == before.threads) break;
-    usleep(10 * 1000);
-  } while (now_ms() - start < UNSEEN_EXIT_WAIT_MS);
+  stats_until_threads(before.threads, &after);
   if (!counted_out(&before, &after)) return 15;
   if (!span_orphaned_with_free(last_round_block)) {
     fprintf(stderr, "the dead thread's span is not the orphan's, or its block is not free\n");
@@ -528,12 +534,7 @@ static int unseen_exits_among_ordinary_threads(void) {
     brisk_free(q);
     if (i % 10 == 0) brisk_get_stats(&after);
   }
-  uint64_t start = now_ms();
-  do {
-    brisk_get_stats(&after);
-    if (after.threads == before.threads) break;
-    usleep(10 * 1000);
-  } while (now_ms() - start < UNSEEN_EXIT_WAIT_MS);
+  stats_until_threads(before.threads, &after);
   before.threads_seen += 2 * ROUNDS - 2; /* counted_out adds the first one */
   return counted_out(&before, &after) ? 0 : 17;
 }
