@@ -24,6 +24,7 @@ typedef struct guard_slot_s {
   size_t size;           /* the size asked for */
   size_t usable;         /* the block's bytes: up to the guard page */
   const void *alloc_site, *free_site;
+  brisk_prof_rec_t *prof; /* LIVE: the heap profile's record of the block, or NULL */
   uint32_t next;         /* the next freed slot in the queue */
   uint8_t state;         /* slot_state_t */
 } guard_slot_t;
@@ -115,6 +116,7 @@ void *brisk__guard_alloc(size_t size, const void *site) {
         g->usable = usable;
         g->alloc_site = site;
         g->free_site = NULL;
+        g->prof = NULL;
         g->state = SLOT_LIVE;
         p = (void *)block;
       } else if (pool.slots[i].state == SLOT_UNUSED) {
@@ -143,9 +145,18 @@ void brisk__guard_free(void *p, const char *call, const void *site) {
   }
   g->state = SLOT_FREED;
   g->free_site = site;
+  brisk_prof_rec_t *rec = g->prof;
+  g->prof = NULL;
   uint32_t i = (uint32_t)(g - pool.slots);
   brisk__os_close_pages((void *)slot_start(i), pool.data_bytes);
   slot_queue(i);
+  brisk__unlock(&guard_lock);
+  brisk__prof_forget(rec); /* its lock ranks after this one, but none is needed together */
+}
+
+void brisk__guard_set_prof(void *p, brisk_prof_rec_t *rec) {
+  brisk__lock(&guard_lock);
+  slot_of(p)->prof = rec;
   brisk__unlock(&guard_lock);
 }
 
