@@ -186,7 +186,7 @@ static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
 /* A request that does not pass malloc_at's countdown (large or aligned) counts
  * down here while profiling: whether it is profiled. */
 static bool prof_counts_down(size_t size) {
-  if (!brisk__opt.prof) return false;
+  if (prof_mean() == 0) return false;
   brisk_tcache_t *tc = &brisk__tc;
   if ((tc->sample_left -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) >= 0 || !sample_due(tc, size)) return false;
   return sampler_takes(tc, prof_mean(), size) && brisk__prof_ready();

@@ -132,7 +132,6 @@ brisk_prof_rec_t *brisk__prof_record(size_t size, const void *site) {
   uintptr_t pcs[PROF_MAX_DEPTH];
   prof_busy = 1; /* the unwinder's first use loads its tables, and may malloc */
   unsigned n = stack_capture(site, pcs);
-  prof_busy = 0;
   brisk_prof_rec_t *r = NULL;
   brisk__lock(&prof_lock);
   prof_stack_t *s = stack_find(pcs, n);
@@ -145,6 +144,7 @@ brisk_prof_rec_t *brisk__prof_record(size_t size, const void *site) {
     s->alloc_bytes += size;
   }
   brisk__unlock(&prof_lock);
+  prof_busy = 0;
   return r;
 }
 
