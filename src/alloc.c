@@ -382,6 +382,16 @@ size_t brisk_usable_size(const void *p) {
    calloc, realloc
 ------------------------------------------------------------------------------ */
 
+/* calloc of a small size served outside the classes: a profiled block is a
+ * large one, zeroed up to its usable size as any; a guarded block is fresh
+ * pages, zero already, and shorter than its class (the class's size would run
+ * into its guard page). */
+static brisk_noinline brisk_cold void *calloc_unclassed(void *p) {
+  brisk_span_t *s = span_of(p);
+  if (s->state == BRISK_SPAN_LARGE) memset(p, 0, brisk__large_usable(s));
+  return p;
+}
+
 void *brisk_calloc(size_t n, size_t size) {
   size_t total;
   if (brisk_unlikely(__builtin_mul_overflow(n, size, &total))) {
@@ -392,13 +402,9 @@ void *brisk_calloc(size_t n, size_t size) {
     /* Zero the whole block, as malloc_usable_size reports it: a reused block's
      * tail past the request is the previous owner's data. */
     void *p = malloc_at(total, __builtin_return_address(0)); /* after it, brisk has started */
-    if (p == NULL) return NULL;
-    uint64_t e = brisk__pagemap_entry(p);
-    if (brisk_likely(brisk__pm_class(e) != 0)) memset(p, 0, brisk__classes[brisk__size_to_class(total)].size);
-    /* A profiled block is a large one: zeroed up to its usable size, as any.
-     * A guarded block is fresh pages, zero already, and shorter than its
-     * class: the class's size would run into its guard page. */
-    else if (brisk__pm_span(e)->state == BRISK_SPAN_LARGE) memset(p, 0, brisk__large_usable(brisk__pm_span(e)));
+    if (p != NULL && brisk_likely(brisk__pm_class(brisk__pagemap_entry(p)) != 0))
+      memset(p, 0, brisk__classes[brisk__size_to_class(total)].size);
+    else if (p != NULL) return calloc_unclassed(p);
     return p;
   }
   return large_at(total, 0, true, __builtin_return_address(0));
@@ -471,6 +477,14 @@ void *brisk_reallocarray(void *p, size_t n, size_t size) {
 
 static inline bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+/* An aligned small request while profiling: it counts down, and a profiled
+ * one is a large block, which any class's alignment fits (never guarded: a
+ * guarded block is only 16-byte aligned). */
+static brisk_noinline void *aligned_small_profiled(size_t size, size_t align, unsigned cls, const void *site) {
+  if (prof_counts_down(size)) return alloc_profiled(size, align, false, false, site);
+  return malloc_small(brisk__classes[cls].size, cls);
+}
+
 void *brisk__alloc_aligned(size_t align, size_t size) {
   if (align <= BRISK_ALIGN) return brisk_malloc(size);
   if (size > PTRDIFF_MAX) {
@@ -478,13 +492,11 @@ void *brisk__alloc_aligned(size_t align, size_t size) {
     return NULL;
   }
   brisk__ensure_init();
-  const void *site = __builtin_return_address(0);
   unsigned cls = brisk__size_to_class_aligned(size ? size : 1, align);
-  /* never guarded (a guarded block is only 16-byte aligned); profiled as a
-   * large block, which any class's alignment fits */
-  if (cls != 0 && brisk_unlikely(prof_counts_down(size))) return alloc_profiled(size, align, false, false, site);
+  if (cls != 0 && brisk_unlikely(brisk__opt.prof))
+    return aligned_small_profiled(size, align, cls, __builtin_return_address(0));
   if (cls != 0) return malloc_small(brisk__classes[cls].size, cls);
-  return large_at(size, align, false, site);
+  return large_at(size, align, false, __builtin_return_address(0));
 }
 
 void *brisk_aligned_alloc(size_t alignment, size_t size) {
