@@ -164,7 +164,7 @@ static brisk_noinline void *alloc_profiled(size_t size, size_t align, bool zero,
     return p;
   }
   p = brisk__large_alloc(size, align, zero);
-  if (p == NULL) brisk__prof_forget(rec);
+  if (p == NULL) brisk__prof_cancel(rec);
   else span_of(p)->prof = rec;
   return p;
 }
@@ -417,7 +417,7 @@ static brisk_noinline void *realloc_profiled(brisk_span_t *s, void *p, size_t si
   brisk_prof_rec_t *rec = prof_counts_down(size) ? brisk__prof_record(size, site) : NULL;
   void *q = brisk__large_realloc(s, p, size);
   if (q == NULL) {
-    brisk__prof_forget(rec);
+    brisk__prof_cancel(rec);
     return NULL;
   }
   brisk_span_t *t = span_of(q); /* s if it stayed; the old block's free forgot its record */

@@ -784,6 +784,7 @@ bool brisk__prof_ready(void);
  * its stack captured here (outside every brisk lock); NULL if none could be made. */
 brisk_prof_rec_t *brisk__prof_record(size_t size, const void *site);
 void brisk__prof_forget(brisk_prof_rec_t *rec); /* the block is freed; rec may be NULL */
+void brisk__prof_cancel(brisk_prof_rec_t *rec); /* the allocation failed: never sampled */
 void brisk__prof_at_exit(void);                 /* BRISK_PROF_FILE */
 void brisk__prof_poll(void);                    /* BRISK_PROF_TRIGGER, at a purge tick */
 void brisk__prof_fork_lock(void);

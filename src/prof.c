@@ -148,17 +148,24 @@ brisk_prof_rec_t *brisk__prof_record(size_t size, const void *site) {
   return r;
 }
 
-void brisk__prof_forget(brisk_prof_rec_t *r) {
+static void rec_drop(brisk_prof_rec_t *r, bool unsampled) {
   if (r == NULL) return;
   brisk__lock(&prof_lock);
   prof_stack_t *s = r->stack;
   s->live_objs--;
   s->live_bytes -= r->size;
+  if (unsampled) {
+    s->alloc_objs--;
+    s->alloc_bytes -= r->size;
+  }
   r->stack = NULL;
   r->next_free = free_recs;
   free_recs = r;
   brisk__unlock(&prof_lock);
 }
+
+void brisk__prof_forget(brisk_prof_rec_t *r) { rec_drop(r, false); }
+void brisk__prof_cancel(brisk_prof_rec_t *r) { rec_drop(r, true); }
 
 void brisk__prof_fork_lock(void) { brisk__lock_fork(&prof_lock); }
 void brisk__prof_fork_unlock(void) { brisk__unlock_fork(&prof_lock); }

@@ -71,6 +71,9 @@ SITE static void site_aligned(int i) { aligned_blocks[i] = brisk_aligned_alloc(6
 SITE static void site_freed(int i) { freed_blocks[i] = brisk_malloc(512); }
 SITE static void site_half(int i) { half_blocks[i] = brisk_malloc(640); }
 SITE static void site_thread(int t, int i) { thread_blocks[t][i] = brisk_malloc(1000); }
+/* fails (ENOMEM): sampled for certain, and then no allocation of the profile's */
+static void *volatile failed;
+SITE static void site_fails(void) { failed = brisk_malloc(PTRDIFF_MAX); }
 
 typedef struct {
   const char *name;
@@ -89,6 +92,7 @@ static site_t sites[] = {
     {"site_freed", (void *)site_freed, 512, 0},
     {"site_half", (void *)site_half, 640, N_HALF / 2},
     {"site_thread", (void *)site_thread, 1000, 2 * N_THREAD},
+    {"site_fails", (void *)site_fails, PTRDIFF_MAX, 0},
 };
 #define N_SITES (sizeof sites / sizeof sites[0])
 
@@ -121,6 +125,8 @@ static void workload(void) {
   for (int i = 0; i < N_FREED; i++) brisk_free(freed_blocks[i]);
   for (int i = 0; i < N_HALF; i += 2) brisk_free(half_blocks[i]);
   for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+  for (int i = 0; i < 10; i++) site_fails();
+  if (failed != NULL) fail_now("malloc(PTRDIFF_MAX) succeeded");
   /* every block as asked: calloc's zero, the alignment, realloc's copy */
   for (int i = 0; i < N_CALLOC; i++)
     for (int j = 0; j < 400; j++)
@@ -180,6 +186,8 @@ static uintptr_t own_base(void) {
 
 /* Reads path; fills est[] with each site's unsampled live bytes. NULL, or the
  * first problem found. */
+static double alloc_bytes[N_SITES]; /* the [objs: bytes] part, per site */
+
 static const char *profile_read(const char *path, double est[N_SITES], long want_rate) {
   static char why[512];
   FILE *f = fopen(path, "r");
@@ -187,7 +195,7 @@ static const char *profile_read(const char *path, double est[N_SITES], long want
     snprintf(why, sizeof why, "cannot open %s: %s", path, strerror(errno));
     return why;
   }
-  for (size_t i = 0; i < N_SITES; i++) est[i] = 0;
+  for (size_t i = 0; i < N_SITES; i++) est[i] = alloc_bytes[i] = 0;
   char line[4096];
   uintptr_t base = 0;
   while (fgets(line, sizeof line, f) != NULL)
@@ -237,6 +245,7 @@ static const char *profile_read(const char *path, double est[N_SITES], long want
       err = why;
       goto out;
     }
+    alloc_bytes[s] += (double)ab;
     if (lo == 0) continue;
     double avg = (double)lb / (double)lo;
     est[s] += (double)lb / (1 - exp(-avg / (double)rate)); /* as pprof unsamples heap_v2 */
@@ -258,6 +267,13 @@ static const char *profile_check(const char *path, long rate) {
   const char *err = profile_read(path, est, rate);
   if (err != NULL) return err;
   for (size_t i = 0; i < N_SITES; i++) {
+    if (sites[i].fn == (void *)site_fails) {
+      if (alloc_bytes[i] != 0) {
+        snprintf(why, sizeof why, "site_fails: %.0f bytes sampled, though no allocation succeeded", alloc_bytes[i]);
+        return why;
+      }
+      continue;
+    }
     double s = (double)sites[i].size, n = (double)sites[i].live;
     double p = 1 - exp(-s / (double)rate);
     double truth = s * n, sd = s * sqrt(n * (1 - p) / p);
