@@ -109,6 +109,12 @@ BRISK_API void brisk_print_stats(void);
  * It does not allocate, so it may be called from anywhere malloc may. */
 BRISK_API size_t brisk_stats_json(char *buf, size_t len);
 
+/* With BRISK_PROF=1: write the heap profile of the sampled live allocations
+ * (gperftools' heap format, for google-pprof or go tool pprof) to the file at
+ * path. Returns 0, EINVAL when profiling is off or path is NULL or empty, or
+ * the errno of creating the file. It does not allocate. */
+BRISK_API int brisk_prof_dump(const char *path);
+
 /* Version and options: what the `brisk` launcher asks the library. */
 BRISK_API int brisk_version(void); /* BRISK_VERSION of the library */
 

@@ -38,18 +38,19 @@ static brisk_noinline void *small_out_of_memory(size_t size, const void *site) {
   return p;
 }
 
-/* Reached by a jump from malloc() (no frame): the return address is its caller. */
+static void *large_at(size_t size, size_t align, bool zero, const void *site);
+
+/* Reached by a jump from malloc() (no frame): the return address is malloc's
+ * caller. */
 brisk_noinline void *brisk__malloc_slow(size_t size) {
   if (size <= BRISK_SMALL_MAX) {
     void *p = brisk__tcache_alloc_slow(size);
     return brisk_likely(p != NULL) ? p : small_out_of_memory(size, __builtin_return_address(0));
   }
-  brisk__ensure_init();
-  return brisk__large_alloc(size, 0, false);
+  return large_at(size, 0, false, __builtin_return_address(0));
 }
 
-/* A small block of class cls, never sampled (aligned requests come here: a
- * guarded block is only 16-byte aligned). */
+/* A small block of class cls, not sampled. */
 static inline void *malloc_small(size_t size, unsigned cls) {
   void *p = tc_pop(cls);
   if (brisk_likely(p != NULL)) return p;
@@ -59,10 +60,23 @@ static inline void *malloc_small(size_t size, unsigned cls) {
 /* ------------------------------------------------------------------------------
    Sampling. malloc subtracts every small request from the thread's countdown;
    below zero, the request is sampled. The gaps between samples are drawn from an
-   exponential distribution of mean BRISK_GUARD_SAMPLE bytes, so that every byte
-   allocated has the same chance to be picked, whatever the sizes and their
-   order, and a program cannot keep its blocks out of reach by its rhythm. A
-   sampled block is guarded (guard.c) when a slot is free, else served as usual.
+   exponential distribution, so that every byte allocated has the same chance to
+   be picked, whatever the sizes and their order, and a program cannot keep its
+   blocks out of reach by its rhythm: a block of s bytes is sampled with
+   probability 1 - exp(-s / mean), independently of every other.
+
+   One countdown serves two samplers: the guard pages (BRISK_GUARD_SAMPLE, small
+   blocks only) and, with BRISK_PROF=1, the heap profile (BRISK_PROF_SAMPLE,
+   every size: large requests count down on their own slow path, never on
+   malloc's fast one). Its mean is the smaller of the two, and a sampler with a
+   larger mean takes a picked request with the probability that makes its own
+   chance for the request what its own countdown would have given it
+   (sampler_takes).
+
+   A sampled block is guarded (guard.c) when a slot is free, else served as
+   usual; a profiled one gets a record (prof.c) hung on a span of its own: a
+   small request is then served as a large block (a page or more), so that its
+   free reaches the large slow path, which finds the record without a look-up.
 ------------------------------------------------------------------------------ */
 
 /* -ln(u) for u uniform in (0, 1], from 53 random bits: u = m / 2^53 and
@@ -77,42 +91,125 @@ static double neg_log_uniform(uint64_t r) {
   return (53 - e) * 0.69314718055994531 - ln_f;
 }
 
-static int64_t sample_gap(brisk_tcache_t *tc) {
-  size_t mean = brisk__opt.guard_sample;
-  if (mean == 0) return INT64_MAX;
+static uint64_t sample_random(brisk_tcache_t *tc) {
   uint64_t x = tc->sample_rng;
   if (x == 0) x = brisk__os_random() ^ (uintptr_t)tc; /* per thread; the key's generator never gives 0 */
   x ^= x << 13;
   x ^= x >> 7;
   x ^= x << 17;
   tc->sample_rng = x;
-  double gap = neg_log_uniform(x) * (double)mean;
+  return x;
+}
+
+static inline size_t prof_mean(void) { return brisk__opt.prof ? brisk__opt.prof_sample : 0; }
+
+/* The countdown's mean: the smaller of the enabled samplers' (0: none). */
+static size_t sample_mean(void) {
+  size_t g = brisk__opt.guard_sample, p = prof_mean();
+  if (g == 0 || p == 0) return g | p;
+  return g < p ? g : p;
+}
+
+static int64_t sample_gap(brisk_tcache_t *tc) {
+  size_t mean = sample_mean();
+  if (mean == 0) return INT64_MAX;
+  double gap = neg_log_uniform(sample_random(tc)) * (double)mean;
   return gap >= 9e18 ? INT64_MAX : (int64_t)gap;
 }
 
-/* The countdown went below zero: maybe guard this block, and draw the next gap.
- * Before brisk has started (its options unread) and while the topology loads,
- * the countdown stays at zero and the block is a plain one. site NULL: malloc's
+/* exp(-x) for x >= 0, without libm: exp(-x) = 2^-k exp(-r) with r in [0, ln 2),
+ * exp(-r) by its series (14 terms: good to 1e-15). */
+static double exp_neg(double x) {
+  if (x > 700) return 0;
+  int k = (int)(x / 0.69314718055994531);
+  double r = x - k * 0.69314718055994531, term = 1, sum = 1;
+  for (int i = 1; i < 15; i++) {
+    term *= -r / i;
+    sum += term;
+  }
+  while (k-- > 0) sum *= 0.5;
+  return sum;
+}
+
+/* Whether the sampler of mean own (0: off) takes this event, a request of size
+ * bytes that the countdown (of the smaller mean) has picked: with probability
+ * (1 - exp(-size / own)) / (1 - exp(-size / mean)), so that the request is the
+ * sampler's with probability 1 - exp(-size / own) in all, as if it counted down
+ * on its own. */
+static bool sampler_takes(brisk_tcache_t *tc, size_t own, size_t size) {
+  size_t mean = sample_mean();
+  if (own == 0) return false;
+  if (own <= mean) return true;
+  double want = 1 - exp_neg((double)size / (double)own), got = 1 - exp_neg((double)size / (double)mean);
+  return (double)(sample_random(tc) >> 11) * 0x1p-53 * got < want;
+}
+
+/* The countdown went below zero for a request of size bytes: whether it is
+ * sampled, with the next gap drawn. Before brisk has started (its options
+ * unread) and while the topology loads, the countdown stays at zero and the
+ * block is a plain one. */
+static bool sample_due(brisk_tcache_t *tc, size_t size) {
+  if (atomic_load_explicit(&brisk__init_state, memory_order_acquire) != 2 || brisk__boot_active()) {
+    tc->sample_left = 0;
+    return false;
+  }
+  if (tc->sample_rng == 0) { /* the thread's first gap starts with this request */
+    int64_t gap = sample_gap(tc);
+    if (gap >= (int64_t)size) {
+      tc->sample_left = gap - (int64_t)size;
+      return false;
+    }
+  }
+  tc->sample_left = sample_gap(tc);
+  return true;
+}
+
+static inline brisk_span_t *span_of(const void *p) { return brisk__pm_span(brisk__pagemap_entry(p)); }
+
+/* A block of the heap profile: its stack is captured first, outside every
+ * lock; then the block, guarded if guard says so and a slot is free, else a
+ * large block (a span of its own) whatever its size. */
+static brisk_noinline void *alloc_profiled(size_t size, size_t align, bool zero, bool guard, const void *site) {
+  brisk_prof_rec_t *rec = brisk__prof_record(size, site);
+  void *p = guard ? brisk__guard_alloc(size, site) : NULL;
+  if (p != NULL) {
+    if (rec != NULL) brisk__guard_set_prof(p, rec);
+    return p;
+  }
+  p = brisk__large_alloc(size, align, zero);
+  if (p == NULL) brisk__prof_cancel(rec);
+  else span_of(p)->prof = rec;
+  return p;
+}
+
+/* malloc_at's slow path: the countdown went below zero. site NULL: malloc's
  * caller is this function's return address, as malloc() reaches it by a jump
  * (it has no frame), and malloc does not pay for reading it. */
 static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
   brisk_tcache_t *tc = &brisk__tc;
   if (site == NULL) site = __builtin_return_address(0);
   unsigned cls = brisk__size_to_class(size);
-  if (atomic_load_explicit(&brisk__init_state, memory_order_acquire) != 2 || brisk__boot_active()) {
-    tc->sample_left = 0;
-    return malloc_small(size, cls);
-  }
-  if (tc->sample_rng == 0) { /* the thread's first gap starts with this request */
-    int64_t gap = sample_gap(tc);
-    if (gap >= (int64_t)size) {
-      tc->sample_left = gap - (int64_t)size;
-      return malloc_small(size, cls);
-    }
-  }
-  tc->sample_left = sample_gap(tc);
-  void *p = brisk__opt.guard_sample != 0 ? brisk__guard_alloc(size, site) : NULL;
+  if (!sample_due(tc, size)) return malloc_small(size, cls);
+  bool guard = sampler_takes(tc, brisk__opt.guard_sample, size);
+  if (sampler_takes(tc, prof_mean(), size) && brisk__prof_ready()) return alloc_profiled(size, 0, false, guard, site);
+  void *p = guard ? brisk__guard_alloc(size, site) : NULL;
   return p != NULL ? p : malloc_small(size, cls);
+}
+
+/* A request that does not pass malloc_at's countdown (large or aligned) counts
+ * down here while profiling: whether it is profiled. */
+static bool prof_counts_down(size_t size) {
+  if (prof_mean() == 0) return false;
+  brisk_tcache_t *tc = &brisk__tc;
+  if ((tc->sample_left -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) >= 0 || !sample_due(tc, size)) return false;
+  return sampler_takes(tc, prof_mean(), size) && brisk__prof_ready();
+}
+
+/* A large block (or an aligned one) for the caller at site. */
+static void *large_at(size_t size, size_t align, bool zero, const void *site) {
+  brisk__ensure_init();
+  if (brisk_unlikely(prof_counts_down(size))) return alloc_profiled(size, align, zero, false, site);
+  return brisk__large_alloc(size, align, zero);
 }
 
 /* malloc for the caller at site (NULL: see malloc_sampled). */
@@ -298,6 +395,16 @@ size_t brisk_usable_size(const void *p) {
    calloc, realloc
 ------------------------------------------------------------------------------ */
 
+/* calloc of a small size served outside the classes: a profiled block is a
+ * large one, zeroed up to its usable size as any; a guarded block is fresh
+ * pages, zero already, and shorter than its class (the class's size would run
+ * into its guard page). */
+static brisk_noinline brisk_cold void *calloc_unclassed(void *p) {
+  brisk_span_t *s = span_of(p);
+  if (s->state == BRISK_SPAN_LARGE) memset(p, 0, brisk__large_usable(s));
+  return p;
+}
+
 void *brisk_calloc(size_t n, size_t size) {
   size_t total;
   if (brisk_unlikely(__builtin_mul_overflow(n, size, &total))) {
@@ -308,14 +415,30 @@ void *brisk_calloc(size_t n, size_t size) {
     /* Zero the whole block, as malloc_usable_size reports it: a reused block's
      * tail past the request is the previous owner's data. */
     void *p = malloc_at(total, __builtin_return_address(0)); /* after it, brisk has started */
-    /* A guarded block (page-map class 0) is fresh pages, zero already, and
-     * shorter than its class: the class's size would run into its guard page. */
     if (p != NULL && brisk_likely(brisk__pm_class(brisk__pagemap_entry(p)) != 0))
       memset(p, 0, brisk__classes[brisk__size_to_class(total)].size);
+    else if (p != NULL) return calloc_unclassed(p);
     return p;
   }
-  brisk__ensure_init();
-  return brisk__large_alloc(total, 0, true);
+  return large_at(total, 0, true, __builtin_return_address(0));
+}
+
+/* realloc of a large block while profiling: the result is sampled as a new
+ * allocation of size bytes, the old block's record forgotten, whether it
+ * moves or not. */
+static brisk_noinline void *realloc_profiled(brisk_span_t *s, void *p, size_t size, const void *site) {
+  brisk_prof_rec_t *rec = prof_counts_down(size) ? brisk__prof_record(size, site) : NULL;
+  void *q = brisk__large_realloc(s, p, size);
+  if (q == NULL) {
+    brisk__prof_cancel(rec);
+    return NULL;
+  }
+  brisk_span_t *t = span_of(q); /* s if it stayed; the old block's free forgot its record */
+  if (t->prof != rec) {
+    brisk__prof_forget(t->prof);
+    t->prof = rec;
+  }
+  return q;
 }
 
 void *brisk_realloc(void *p, size_t size) {
@@ -340,6 +463,7 @@ void *brisk_realloc(void *p, size_t size) {
   } else {
     /* Large blocks stay large: in place, moved within the heap, or mremap. */
     if (s->state != BRISK_SPAN_LARGE) brisk__fatal("realloc()", large_freed(s, p) ? "double free" : "invalid pointer", p);
+    if (brisk_unlikely(brisk__opt.prof)) return realloc_profiled(s, p, size, __builtin_return_address(0));
     return brisk__large_realloc(s, p, size);
   }
   const void *site = __builtin_return_address(0);
@@ -366,6 +490,14 @@ void *brisk_reallocarray(void *p, size_t n, size_t size) {
 
 static inline bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+/* An aligned small request while profiling: it counts down, and a profiled
+ * one is a large block, which any class's alignment fits (never guarded: a
+ * guarded block is only 16-byte aligned). */
+static brisk_noinline void *aligned_small_profiled(size_t size, size_t align, unsigned cls, const void *site) {
+  if (prof_counts_down(size)) return alloc_profiled(size, align, false, false, site);
+  return malloc_small(brisk__classes[cls].size, cls);
+}
+
 void *brisk__alloc_aligned(size_t align, size_t size) {
   if (align <= BRISK_ALIGN) return brisk_malloc(size);
   if (size > PTRDIFF_MAX) {
@@ -374,8 +506,10 @@ void *brisk__alloc_aligned(size_t align, size_t size) {
   }
   brisk__ensure_init();
   unsigned cls = brisk__size_to_class_aligned(size ? size : 1, align);
+  if (cls != 0 && brisk_unlikely(brisk__opt.prof))
+    return aligned_small_profiled(size, align, cls, __builtin_return_address(0));
   if (cls != 0) return malloc_small(brisk__classes[cls].size, cls);
-  return brisk__large_alloc(size, align, false);
+  return large_at(size, align, false, __builtin_return_address(0));
 }
 
 void *brisk_aligned_alloc(size_t alignment, size_t size) {

@@ -30,6 +30,7 @@ typedef struct guard_slot_s {
   size_t size;             /* the size asked for */
   size_t usable;           /* the block's bytes: up to the guard page */
   const void *alloc_site, *free_site;
+  brisk_prof_rec_t *prof;  /* LIVE: the heap profile's record of the block, or NULL */
   uint32_t next;           /* the next freed slot in the queue */
   _Atomic uint8_t state;   /* slot_state_t */
 } guard_slot_t;
@@ -132,6 +133,7 @@ void *brisk__guard_alloc(size_t size, const void *site) {
   g->usable = usable;
   g->alloc_site = site;
   g->free_site = NULL;
+  g->prof = NULL;
   atomic_store_explicit(&g->state, SLOT_LIVE, memory_order_release);
   return (void *)block;
 }
@@ -156,11 +158,20 @@ void brisk__guard_free(void *p, const char *call, const void *site) {
                                                memory_order_acquire))
     not_live(g, state == SLOT_LIVE ? atomic_load_explicit(&g->state, memory_order_acquire) : state, p, call);
   g->free_site = site;
+  brisk_prof_rec_t *rec = g->prof;
+  g->prof = NULL;
   uint32_t i = (uint32_t)(g - pool.slots);
   brisk__os_close_pages((void *)slot_start(i), pool.data_bytes);
   brisk__lock(&guard_lock);
   atomic_store_explicit(&g->state, SLOT_FREED, memory_order_relaxed);
   slot_queue(i);
+  brisk__unlock(&guard_lock);
+  brisk__prof_forget(rec); /* its lock ranks after this one, but none is needed together */
+}
+
+void brisk__guard_set_prof(void *p, brisk_prof_rec_t *rec) {
+  brisk__lock(&guard_lock);
+  slot_of(p)->prof = rec;
   brisk__unlock(&guard_lock);
 }
 

@@ -50,6 +50,7 @@ static void fork_prepare(void) {
   brisk__lock_fork(&brisk__heap_lock);
   brisk__numa_fork_lock();
   brisk__guard_fork_lock();
+  brisk__prof_fork_lock();
   brisk__meta_fork_lock();
   brisk__pagemap_fork_lock();
 }
@@ -57,6 +58,7 @@ static void fork_prepare(void) {
 static void fork_unlock_all(void) {
   brisk__pagemap_fork_unlock();
   brisk__meta_fork_unlock();
+  brisk__prof_fork_unlock();
   brisk__guard_fork_unlock();
   brisk__numa_fork_unlock();
   brisk__unlock_fork(&brisk__heap_lock);
@@ -102,7 +104,15 @@ void brisk__init_slow(void) {
 
 /* Make sure brisk is ready by the time main runs even in a program that never
  * allocates before it forks or starts threads. */
-__attribute__((constructor(101))) static void brisk_constructor(void) { brisk__ensure_init(); }
+__attribute__((constructor(101))) static void brisk_constructor(void) {
+  brisk__ensure_init();
+  /* The trigger file is watched by the purge thread, which a program that never
+   * frees much would not start; from here on threads can be started safely. */
+  if (brisk__opt.prof && brisk__opt.prof_trigger[0] && brisk__opt.purge_thread) brisk__purge_start();
+}
+
+/* BRISK_PROF: the heap profile at exit, after the program's own destructors. */
+__attribute__((destructor(101))) static void brisk_destructor(void) { brisk__prof_at_exit(); }
 
 void brisk__stat_mapped(int64_t delta) {
   uint64_t now = atomic_fetch_add_explicit(&brisk__counters.mapped, (uint64_t)delta, memory_order_relaxed) +
@@ -143,11 +153,12 @@ static void *purger_main(void *arg) {
   for (;;) {
     brisk__os_sleep_ms(PURGE_TICK_MS);
     brisk__purge_tick();
+    brisk__prof_poll(); /* BRISK_PROF_TRIGGER */
   }
   return NULL;
 }
 
-static brisk_noinline void purger_start(void) {
+brisk_noinline void brisk__purge_start(void) {
   int expected = PURGER_NONE;
   if (!atomic_compare_exchange_strong(&purger_state, &expected, PURGER_RUNNING)) return;
   if (!brisk__os_thread_start(purger_main, 64 * 1024, "brisk-purge"))
@@ -170,7 +181,7 @@ void brisk__purge_tick(void) {
 void brisk__purge_note_idle(uint64_t idle_bytes) {
   if (brisk_unlikely(idle_bytes >= PURGER_START_BYTES) && brisk__opt.purge_thread &&
       atomic_load_explicit(&purger_state, memory_order_relaxed) == PURGER_NONE)
-    purger_start();
+    brisk__purge_start();
 }
 
 size_t brisk__purge_all(void) {

@@ -173,6 +173,9 @@ typedef struct brisk_span_s {
   /* large spans */
   size_t map_size;        /* bytes of the mapping (alone) */
   size_t req_size;        /* the size last asked for (large) */
+  struct brisk_prof_rec_s *prof; /* LARGE: the heap profile's record of this block, or
+                                    NULL (prof.c; written by the block's allocating and
+                                    freeing calls only) */
   /* Second cache line: the owner's (small spans) or the heap lock's (free runs). */
   void *freelist __attribute__((aligned(BRISK_CACHE_LINE))); /* objects returned to this span */
   uintptr_t bump;         /* objects at or above bump were never handed out */
@@ -277,6 +280,7 @@ typedef enum brisk_lock_rank_e {
   BRISK_RANK_HEAP,         /* the page heap (page_heap.c) */
   BRISK_RANK_BOOT,         /* the bootstrap area (numa.c) */
   BRISK_RANK_GUARD,        /* the guarded blocks' slots (guard.c) */
+  BRISK_RANK_PROF,         /* the heap profile's records and stacks (prof.c) */
   BRISK_RANK_META,         /* metadata (meta.c) */
   BRISK_RANK_PAGEMAP,      /* page-map leaves (pagemap.c) */
 } brisk_lock_rank_t;
@@ -359,6 +363,10 @@ void brisk__os_close_pages(void *p, size_t size);        /* PROT_NONE, contents 
 typedef void (*brisk_fault_fn)(uintptr_t addr, int access);
 bool brisk__os_catch_faults(brisk_fault_fn fn);
 void brisk__os_describe_code(const void *pc, char *buf, size_t n); /* for reports */
+/* Heap profiles (prof.c). */
+int brisk__os_create_file_err(const char *path); /* like brisk__os_create_file; -errno on failure */
+bool brisk__os_file_exists(const char *path);
+void brisk__os_remove_file(const char *path);
 __attribute__((noreturn, cold)) void brisk__fatal(const char *call, const char *what, const void *p);
 __attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const char *file, int line);
 /* Format into buf without malloc: %s %zu %llu %p %d, width for numbers. Returns length. */
@@ -445,6 +453,10 @@ typedef struct brisk_options_s {
   size_t heap_grow;          /* BRISK_HEAP_GROW: bytes the page heap grows by at once */
   uint8_t numa;              /* BRISK_NUMA: brisk_numa_mode_t */
   size_t guard_sample;       /* BRISK_GUARD_SAMPLE: mean bytes between guarded blocks; 0 off */
+  bool prof;                 /* BRISK_PROF: sample a heap profile */
+  size_t prof_sample;        /* BRISK_PROF_SAMPLE: mean bytes between profiled allocations */
+  char prof_file[BRISK_PATH_OPT_MAX];    /* BRISK_PROF_FILE: the profile written at exit */
+  char prof_trigger[BRISK_PATH_OPT_MAX]; /* BRISK_PROF_TRIGGER: a dump when this file appears */
 } brisk_options_t;
 
 extern brisk_options_t brisk__opt;
@@ -761,12 +773,35 @@ void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone);
  * NULL when every slot holds a live block or the pool cannot be made. site: the
  * caller of malloc. */
 void *brisk__guard_alloc(size_t size, const void *site);
+/* Hang the heap profile's record rec on the guarded block p (just allocated);
+ * its free hands it to brisk__prof_forget. */
+void brisk__guard_set_prof(void *p, struct brisk_prof_rec_s *rec);
 void brisk__guard_free(void *p, const char *call, const void *site);
 size_t brisk__guard_usable(const void *p, const char *call); /* validates like free */
 /* The live guarded blocks: their usable bytes and their number. */
 void brisk__guard_stats(uint64_t *in_use, uint64_t *blocks);
 void brisk__guard_fork_lock(void);
 void brisk__guard_fork_unlock(void);
+
+/* ------------------------------------------------------------------------------
+   Heap profiles (prof.c): the sampled allocations that are still live, by call
+   stack, written in gperftools' heap profile format. alloc.c decides which
+   allocations are sampled (its countdown); prof.c keeps their records.
+------------------------------------------------------------------------------ */
+typedef struct brisk_prof_rec_s brisk_prof_rec_t;
+/* Whether the profile's records may be made now: BRISK_PROF is on and this
+ * thread is not capturing a stack already (the unwinder's own allocations are
+ * plain ones). */
+bool brisk__prof_ready(void);
+/* A record of a sampled allocation of size bytes made by the caller at site,
+ * its stack captured here (outside every brisk lock); NULL if none could be made. */
+brisk_prof_rec_t *brisk__prof_record(size_t size, const void *site);
+void brisk__prof_forget(brisk_prof_rec_t *rec); /* the block is freed; rec may be NULL */
+void brisk__prof_cancel(brisk_prof_rec_t *rec); /* the allocation failed: never sampled */
+void brisk__prof_at_exit(void);                 /* BRISK_PROF_FILE */
+void brisk__prof_poll(void);                    /* BRISK_PROF_TRIGGER, at a purge tick */
+void brisk__prof_fork_lock(void);
+void brisk__prof_fork_unlock(void);
 
 /* ------------------------------------------------------------------------------
    Start-up, fork, purging (init.c), statistics (stats.c)
@@ -782,6 +817,7 @@ void brisk__purge_tick(void);
 /* The page heap reports how much idle memory it holds. */
 void brisk__purge_note_idle(uint64_t idle_bytes);
 size_t brisk__purge_all(void);
+void brisk__purge_start(void); /* the purge thread, if not started yet */
 
 /* Process-wide counters, updated on slow paths only. */
 typedef struct brisk_counters_s {
@@ -791,6 +827,9 @@ typedef struct brisk_counters_s {
 } brisk_counters_t;
 extern brisk_counters_t brisk__counters;
 void brisk__stat_mapped(int64_t delta);
+/* A path option with each %p replaced by the pid and %% by %; false if the
+ * result does not fit in cap bytes. */
+bool brisk__expand_path(const char *tmpl, char *out, size_t cap);
 
 /* The allocation entry points shared by the override and the prefixed API. */
 void *brisk__malloc_slow(size_t size);

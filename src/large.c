@@ -19,7 +19,11 @@
  * as a program that frees and allocates a buffer of one size in a loop does; the
  * block it replaces goes back to the heap. It is the thread's (no lock), in state
  * SPARE (a second free of it aborts, coalescing passes it by), and goes back at
- * thread exit and malloc_trim. */
+ * thread exit and malloc_trim.
+ *
+ * A block of the heap profile (prof.c) carries its record on its span, and its
+ * free forgets it; alloc.c serves a profiled small request here as well, so
+ * that its free comes here too. */
 #include "internal.h"
 
 /* Blocks mapped alone are sized in whole brisk pages (or OS pages, if larger): the
@@ -109,6 +113,7 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
     if (s != NULL) {
       s->state = BRISK_SPAN_LARGE;
       s->req_size = size;
+      s->prof = NULL; /* alloc.c hangs a record on it if the block is profiled */
       count_in_use(s, (int64_t)span_bytes(s));
       atomic_fetch_add_explicit(&in_use_count, 1, memory_order_relaxed);
       p = (void *)s->start;
@@ -153,6 +158,10 @@ void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
   bool spare = !s->alone && tc->state == BRISK_TC_LIVE && span_bytes(s) <= SPARE_MAX_BYTES;
   /* a second free until it is unmapped or in the heap still aborts */
   large_claim(s, p, call, spare ? BRISK_SPAN_SPARE : BRISK_SPAN_FREEING);
+  if (brisk_unlikely(s->prof != NULL)) { /* a sampled block of the heap profile */
+    brisk__prof_forget(s->prof);
+    s->prof = NULL;
+  }
   count_in_use(s, -(int64_t)span_bytes(s));
   atomic_fetch_sub_explicit(&in_use_count, 1, memory_order_relaxed);
   if (s->alone) {

@@ -517,3 +517,29 @@ brisk_robust_t brisk__os_robust_probe(pthread_mutex_t *m) {
   errno = saved;
   return st;
 }
+/* ------------------------------------------------------------------------------
+   Heap profiles (prof.c): the profile's file, and the trigger file that asks for
+   one. /proc/self/maps is read with brisk__os_open_read and brisk__os_read.
+------------------------------------------------------------------------------ */
+
+/* As brisk__os_create_file, but a failure says why: -errno. */
+int brisk__os_create_file_err(const char *path) {
+  int saved = errno;
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int err = errno;
+  errno = saved;
+  return fd < 0 ? -(err ? err : EIO) : (int)fd;
+}
+
+bool brisk__os_file_exists(const char *path) {
+  int saved = errno;
+  long r = syscall(SYS_faccessat, AT_FDCWD, path, F_OK, 0);
+  errno = saved;
+  return r == 0;
+}
+
+void brisk__os_remove_file(const char *path) {
+  int saved = errno;
+  syscall(SYS_unlinkat, AT_FDCWD, path, 0);
+  errno = saved;
+}

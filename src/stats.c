@@ -279,10 +279,7 @@ size_t brisk_stats_json(char *buf, size_t len) {
    At exit
 ------------------------------------------------------------------------------ */
 
-/* BRISK_STATS_FILE with each %p replaced by the pid and %% by %; false if the
- * result does not fit. */
-static bool stats_path(char *out, size_t cap) {
-  const char *f = brisk__opt.stats_file;
+bool brisk__expand_path(const char *f, char *out, size_t cap) {
   size_t o = 0;
   for (; *f; f++) {
     char num[16];
@@ -311,7 +308,7 @@ __attribute__((destructor(101))) static void stats_at_exit(void) {
   int fd = 2;
   if (brisk__opt.stats_file[0]) {
     char path[BRISK_PATH_OPT_MAX + 64];
-    int f = stats_path(path, sizeof path) ? brisk__os_create_file(path) : -1;
+    int f = brisk__expand_path(brisk__opt.stats_file, path, sizeof path) ? brisk__os_create_file(path) : -1;
     if (f >= 0) fd = f;
     else brisk__printf_err("brisk: cannot write the statistics to '%s'; they go to stderr\n", brisk__opt.stats_file);
   }

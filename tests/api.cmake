@@ -3,6 +3,7 @@
 #   test_override   the libc names when libbrisk.a is linked in (brisk_static)
 #   test_bad_usage  double frees and foreign pointers abort with one "brisk: " line
 #   test_guard      sampled guard pages: placement and reports (BRISK_GUARD_SAMPLE)
+#   test_prof       heap profiles (BRISK_PROF): each site's estimate against the truth
 #   stress          randomized multithreaded stress, 3 s; stress_long runs it 60 s
 # The stress run is reproducible with STRESS_SEED (printed at start);
 # STRESS_SECONDS sets its length.
@@ -21,6 +22,21 @@ brisk_add_test(test_bad_usage LABEL api SOURCES test_bad_usage.c LIBS brisk_api 
 brisk_add_test(test_guard LABEL api SOURCES test_guard.c LIBS brisk_api ENV "BRISK_GUARD_SAMPLE=1")
 add_test(NAME test_guard_rate COMMAND test_guard rate)
 set_tests_properties(test_guard_rate PROPERTIES LABELS api TIMEOUT 120)
+
+# Heap profiles: every site's estimated live bytes within 5 standard deviations
+# of the truth; the dump at exit and on the trigger file from a child. Then the
+# same with the guard sampler more frequent than the profile's (the profile takes
+# one event in four, and guarded blocks carry records too); and the profile read
+# by google-pprof (skipped without it: Debian google-perftools).
+brisk_add_test(test_prof LABEL api SOURCES test_prof.c LIBS brisk_api m TIMEOUT 180
+  ENV "BRISK_PROF=1;BRISK_PROF_SAMPLE=16K;BRISK_PROF_FILE=")
+add_test(NAME test_prof_guarded COMMAND test_prof)
+set_tests_properties(test_prof_guarded PROPERTIES LABELS api TIMEOUT 180
+  ENVIRONMENT "BRISK_PROF=1;BRISK_PROF_SAMPLE=16K;BRISK_PROF_FILE=;BRISK_GUARD_SAMPLE=4K")
+find_program(BRISK_BASH bash REQUIRED)
+add_test(NAME test_prof_pprof COMMAND ${BRISK_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/prof_pprof.sh $<TARGET_FILE:test_prof>)
+set_tests_properties(test_prof_pprof PROPERTIES LABELS api TIMEOUT 120 SKIP_RETURN_CODE 77
+  ENVIRONMENT "BRISK_PROF=1;BRISK_PROF_SAMPLE=16K;BRISK_PROF_FILE=")
 
 brisk_add_test(stress LABEL stress SOURCES test_stress.c LIBS brisk_static)
 target_compile_options(stress PRIVATE -fno-builtin)

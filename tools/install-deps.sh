@@ -23,7 +23,7 @@
 # optional (one that cannot be installed is left out of the comparison).
 declare -gA BRISK_DEPS=(
   [build]="cmake make gcc g++ pkg-config libhwloc-dev"
-  [test]="libcmocka-dev libbenchmark-dev python3 sqlite3 procps gnuplot-nox clang libclang-rt-14-dev"
+  [test]="libcmocka-dev libbenchmark-dev python3 sqlite3 procps gnuplot-nox clang libclang-rt-14-dev google-perftools"
   [bench]="libbenchmark-dev python3 gnuplot-nox"
   [callgrind]="valgrind python3"
   [package]="dpkg-dev"

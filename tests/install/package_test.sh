@@ -25,7 +25,8 @@ v=$(sed -n 's/^#define BRISK_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' "
 [[ $(dpkg-deb -f "$deb" Package) == brisk ]] || fail "the package is not named brisk"
 [[ $(dpkg-deb -f "$deb" Version) == "$v" ]] || fail "the package's version is $(dpkg-deb -f "$deb" Version), not $v"
 [[ $(basename "$deb") == "brisk_${v}_$(dpkg --print-architecture).deb" ]] || fail "the file is named $(basename "$deb")"
-[[ $(dpkg-deb -f "$deb" Depends) =~ ^libc6\ \(\>=\ 2\.[0-9]+\)$ ]] || fail "Depends: $(dpkg-deb -f "$deb" Depends)"
+# libgcc-s1: the unwinder for the heap profile's stacks (prof.c)
+[[ $(dpkg-deb -f "$deb" Depends) =~ ^libc6\ \(\>=\ 2\.[0-9]+\),\ libgcc-s1\ \(\>=\ [0-9.]+\)$ ]] || fail "Depends: $(dpkg-deb -f "$deb" Depends)"
 [[ $(dpkg-deb -f "$deb" Recommends) == libhwloc15 ]] || fail "Recommends: $(dpkg-deb -f "$deb" Recommends)"
 
 # A scratch root with an empty dpkg database. libc6 is not installed there, so its
