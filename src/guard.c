@@ -169,11 +169,10 @@ void brisk__guard_free(void *p, const char *call, const void *site) {
   brisk__prof_forget(rec); /* its lock ranks after this one, but none is needed together */
 }
 
-void brisk__guard_set_prof(void *p, brisk_prof_rec_t *rec) {
-  brisk__lock(&guard_lock);
-  slot_of(p)->prof = rec;
-  brisk__unlock(&guard_lock);
-}
+/* By the thread that has just allocated p, before the program sees it: no other
+ * thread can reach the slot yet, and its free reads the record after its
+ * compare-and-swap. */
+void brisk__guard_set_prof(void *p, brisk_prof_rec_t *rec) { slot_of(p)->prof = rec; }
 
 size_t brisk__guard_usable(const void *p, const char *call) {
   const guard_slot_t *g = slot_of(p);
