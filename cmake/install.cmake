@@ -13,7 +13,7 @@ install(TARGETS brisk brisk_static brisk_api EXPORT brisk-targets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS brisk_launcher RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(FILES include/brisk.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES include/brisk.h include/brisk_metrics.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES ${PROJECT_BINARY_DIR}/brisk.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 
 set(brisk_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/brisk)

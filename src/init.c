@@ -104,15 +104,27 @@ void brisk__init_slow(void) {
 
 /* Make sure brisk is ready by the time main runs even in a program that never
  * allocates before it forks or starts threads. */
+static bool constructed; /* threads may be started: libc is ready (a child inherits it) */
+
 __attribute__((constructor(101))) static void brisk_constructor(void) {
   brisk__ensure_init();
-  /* The trigger file is watched by the purge thread, which a program that never
-   * frees much would not start; from here on threads can be started safely. */
-  if (brisk__opt.prof && brisk__opt.prof_trigger[0] && brisk__opt.purge_thread) brisk__purge_start();
+  constructed = true;
+  /* The trigger file is watched and the metrics file written by the purge thread,
+   * which a program that never frees much would not start; from here on threads
+   * can be started safely. */
+  if ((brisk__opt.prof && brisk__opt.prof_trigger[0] && brisk__opt.purge_thread) || brisk__metrics_wanted())
+    brisk__purge_start();
+  else if (brisk__opt.metrics[0])
+    brisk__printf_err("brisk: warning: BRISK_METRICS is written by the purge thread, which BRISK_PURGE_THREAD=0 "
+                      "turns off: no live metrics\n");
 }
 
-/* BRISK_PROF: the heap profile at exit, after the program's own destructors. */
-__attribute__((destructor(101))) static void brisk_destructor(void) { brisk__prof_at_exit(); }
+/* BRISK_PROF: the heap profile at exit, after the program's own destructors;
+ * BRISK_METRICS: the live-metrics file goes. */
+__attribute__((destructor(101))) static void brisk_destructor(void) {
+  brisk__prof_at_exit();
+  brisk__metrics_at_exit();
+}
 
 void brisk__stat_mapped(int64_t delta) {
   uint64_t now = atomic_fetch_add_explicit(&brisk__counters.mapped, (uint64_t)delta, memory_order_relaxed) +
@@ -153,7 +165,8 @@ static void *purger_main(void *arg) {
   for (;;) {
     brisk__os_sleep_ms(PURGE_TICK_MS);
     brisk__purge_tick();
-    brisk__prof_poll(); /* BRISK_PROF_TRIGGER */
+    brisk__prof_poll();       /* BRISK_PROF_TRIGGER */
+    brisk__metrics_publish(); /* BRISK_METRICS */
   }
   return NULL;
 }
@@ -176,6 +189,11 @@ void brisk__purge_tick(void) {
   brisk__tcache_reap(); /* threads that ended without brisk's TLS destructor */
   brisk__small_drain();
   brisk__heap_decay(now, delay);
+  /* A forked child publishes its own metrics from its own purge thread, started
+   * here at its first tick (the parent's started with the program). */
+  if (brisk_unlikely(brisk__opt.metrics[0]) && constructed && brisk__metrics_wanted() &&
+      atomic_load_explicit(&purger_state, memory_order_relaxed) == PURGER_NONE)
+    brisk__purge_start();
 }
 
 void brisk__purge_note_idle(uint64_t idle_bytes) {

@@ -367,6 +367,12 @@ void brisk__os_describe_code(const void *pc, char *buf, size_t n); /* for report
 int brisk__os_create_file_err(const char *path); /* like brisk__os_create_file; -errno on failure */
 bool brisk__os_file_exists(const char *path);
 void brisk__os_remove_file(const char *path);
+/* The live-metrics file (metrics.c). */
+int brisk__os_create_rw(const char *path);             /* read-write, created or truncated; -1 */
+bool brisk__os_truncate(int fd, size_t size);
+void *brisk__os_map_shared(int fd, size_t size);       /* MAP_SHARED read-write; NULL on failure */
+bool brisk__os_rename(const char *from, const char *to);
+uint64_t brisk__os_wall_ms(void);                      /* CLOCK_REALTIME */
 __attribute__((noreturn, cold)) void brisk__fatal(const char *call, const char *what, const void *p);
 __attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const char *file, int line);
 /* Format into buf without malloc: %s %zu %llu %p %d, width for numbers. Returns length. */
@@ -457,6 +463,7 @@ typedef struct brisk_options_s {
   size_t prof_sample;        /* BRISK_PROF_SAMPLE: mean bytes between profiled allocations */
   char prof_file[BRISK_PATH_OPT_MAX];    /* BRISK_PROF_FILE: the profile written at exit */
   char prof_trigger[BRISK_PATH_OPT_MAX]; /* BRISK_PROF_TRIGGER: a dump when this file appears */
+  char metrics[BRISK_PATH_OPT_MAX];      /* BRISK_METRICS: the directory of the live-metrics file */
 } brisk_options_t;
 
 extern brisk_options_t brisk__opt;
@@ -830,6 +837,13 @@ void brisk__stat_mapped(int64_t delta);
 /* A path option with each %p replaced by the pid and %% by %; false if the
  * result does not fit in cap bytes. */
 bool brisk__expand_path(const char *tmpl, char *out, size_t cap);
+
+/* Live metrics (metrics.c), BRISK_METRICS: the file is made at start-up, rewritten
+ * by the purge thread at each tick, removed at exit. */
+void brisk__metrics_start(void);
+void brisk__metrics_publish(void);
+void brisk__metrics_at_exit(void);
+bool brisk__metrics_wanted(void); /* set, and the purge thread allowed: it must run */
 
 /* The allocation entry points shared by the override and the prefixed API. */
 void *brisk__malloc_slow(size_t size);

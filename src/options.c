@@ -98,7 +98,7 @@ static bool parse_numa(const char *s, size_t len, uint8_t *out) {
    them. An option is added by adding its field to brisk_options_t and its row
    here, and its line to the README's table.
 ------------------------------------------------------------------------------ */
-typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA, OPT_STATS, OPT_PATH, OPT_NUMA_SOURCE } opt_kind_t;
+typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA, OPT_STATS, OPT_PATH, OPT_NUMA_SOURCE, OPT_DIR } opt_kind_t;
 
 /* What each kind accepts, for the listing (brisk_option_t.values). */
 #define OPT_VALUES_OPT_BOOL "0|1 (also no|yes, off|on, false|true)"
@@ -108,6 +108,7 @@ typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA, OPT_STATS, OPT_PATH, OPT_NU
 #define OPT_VALUES_OPT_STATS "0|1|text|json"
 #define OPT_VALUES_OPT_PATH "a file name; %p is the pid"
 #define OPT_VALUES_OPT_NUMA_SOURCE "auto|hwloc|sysfs"
+#define OPT_VALUES_OPT_DIR "a directory"
 
 typedef struct {
   brisk_option_t info;  /* what the API shows: name, values, default, meaning */
@@ -135,6 +136,7 @@ static const opt_row_t opt_table[] = {
   OPT("PROF_SAMPLE", OPT_SIZE, prof_sample, "512K", "mean bytes allocated between profiled allocations; 0: none"),
   OPT("PROF_FILE", OPT_PATH, prof_file, "brisk.%p.heap", "the heap profile written at exit"),
   OPT("PROF_TRIGGER", OPT_PATH, prof_trigger, "", "write the heap profile when this file appears, then remove it"),
+  OPT("METRICS", OPT_DIR, metrics, "", "publish live statistics in DIR/brisk.PID for brisk top and brisk exporter"),
 };
 #undef OPT
 #define OPT_COUNT (sizeof opt_table / sizeof opt_table[0])
@@ -162,6 +164,7 @@ static bool opt_set(brisk_options_t *o, const opt_row_t *d, const char *s, size_
   case OPT_STATS:
     return parse_stats(s, len, (uint8_t *)field);
   case OPT_PATH:
+  case OPT_DIR:
     return parse_path(s, len, field);
   case OPT_NUMA_SOURCE:
     return parse_numa_source(s, len, (uint8_t *)field);
@@ -202,6 +205,7 @@ static const char *const opt_bad[] = {
   [OPT_NUMA] = "bad NUMA mode (auto, off, interleave) in",
   [OPT_STATS] = "bad statistics mode (0, 1, text, json) in",
   [OPT_PATH] = "path too long in",
+  [OPT_DIR] = "path too long in",
   [OPT_NUMA_SOURCE] = "bad NUMA topology source (auto, hwloc, sysfs) in",
 };
 

@@ -543,3 +543,45 @@ void brisk__os_remove_file(const char *path) {
   syscall(SYS_unlinkat, AT_FDCWD, path, 0);
   errno = saved;
 }
+/* ------------------------------------------------------------------------------
+   The live-metrics file (metrics.c): made under a temporary name, sized, mapped
+   shared, then renamed into place, so that a reader never sees it half made.
+------------------------------------------------------------------------------ */
+
+/* Read-write, created or truncated; -1 on failure. */
+int brisk__os_create_rw(const char *path) {
+  int saved = errno;
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  errno = saved;
+  return fd < 0 ? -1 : (int)fd;
+}
+
+bool brisk__os_truncate(int fd, size_t size) {
+  int saved = errno;
+  long r = syscall(SYS_ftruncate, fd, (long)size);
+  errno = saved;
+  return r == 0;
+}
+
+/* The file's first size bytes, shared with every process that maps it. */
+void *brisk__os_map_shared(int fd, size_t size) {
+  int saved = errno;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  errno = saved;
+  return p == MAP_FAILED ? NULL : p;
+}
+
+bool brisk__os_rename(const char *from, const char *to) {
+  int saved = errno;
+  long r = syscall(SYS_renameat, AT_FDCWD, from, AT_FDCWD, to);
+  errno = saved;
+  return r == 0;
+}
+
+/* The wall clock, for readers in other processes (the monotonic clock is the
+ * same for them only on the same boot). */
+uint64_t brisk__os_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
