@@ -6,7 +6,8 @@
  * ends in execvp() or in _exit(), so its own brisk never prints exit statistics.
  *
  *   brisk [--stats[=json]] [--set NAME=VALUE]... [--] PROGRAM ARGS...
- *   brisk options | brisk --version | brisk --help */
+ *   brisk options | brisk --version | brisk --help
+ *   brisk top ... | brisk exporter ...  (live metrics: top.c, exporter.c) */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <dlfcn.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "brisk.h"
+#include "metrics.h"
 
 /* What a usage error exits with, as most tools do; a program that cannot be run
  * gets the shell's 126 (found, not runnable) and 127 (not found). */
@@ -27,12 +29,16 @@ enum { EXIT_USAGE = 2, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
 static const char usage_text[] =
   "usage: brisk [--stats[=json]] [--set NAME=VALUE]... [--] PROGRAM [ARGS...]\n"
   "       brisk options      list every BRISK_ option: default, value here, meaning\n"
+  "       brisk top [--dir DIR] [-d SECONDS] [-n SCREENS | --once]\n"
+  "                          the processes publishing in BRISK_METRICS=DIR, live\n"
+  "       brisk exporter --listen ADDR:PORT [--dir DIR]\n"
+  "                          serve them over HTTP for Prometheus (GET /metrics)\n"
   "       brisk --version\n"
   "Runs PROGRAM with libbrisk.so preloaded (before any LD_PRELOAD already set).\n"
   "  --stats         statistics on stderr at exit (BRISK_STATS=1)\n"
   "  --stats=json    the same as one JSON document (BRISK_STATS=json)\n"
   "  --set N=V       set option N (BRISK_N=V), checked against the library's table\n"
-  "Use -- before a PROGRAM named 'options' or starting with '-'.\n";
+  "Use -- before a PROGRAM named 'options', 'top' or 'exporter', or starting with '-'.\n";
 
 /* Flushes and leaves without running destructors: this process's own brisk has
  * nothing to report, even when BRISK_STATS is set in the environment. */
@@ -152,6 +158,8 @@ int main(int argc, char **argv) {
     print_options(man);
     finish(0);
   }
+  if (strcmp(argv[1], "top") == 0) finish(top_main(argc - 1, argv + 1));
+  if (strcmp(argv[1], "exporter") == 0) finish(exporter_main(argc - 1, argv + 1));
   if (strcmp(argv[1], "--version") == 0) {
     print_version();
     finish(0);

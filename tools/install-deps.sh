@@ -15,7 +15,8 @@
 # shellcheck shell=bash
 
 # The groups. build: the library and the tools' programs. test: what ctest runs
-# (python3 and sqlite3 are the real programs of the LD_PRELOAD tests; procps gives ps
+# (python3 and sqlite3 are the real programs of the LD_PRELOAD tests; python3-prometheus-client
+# parses the exporter's output in the metrics tests; procps gives ps
 # for the fork tests' diagnostics; gnuplot-nox the report tool's plots). bench: the
 # benchmark programs and their report. callgrind: instruction counts. package: dpkg-shlibdeps, for the
 # .deb's libc6 dependency (tools/package.sh). numa-vm: booting a multi-node kernel
@@ -23,7 +24,7 @@
 # optional (one that cannot be installed is left out of the comparison).
 declare -gA BRISK_DEPS=(
   [build]="cmake make gcc g++ pkg-config libhwloc-dev"
-  [test]="libcmocka-dev libbenchmark-dev python3 sqlite3 procps gnuplot-nox clang libclang-rt-14-dev google-perftools"
+  [test]="libcmocka-dev libbenchmark-dev python3 python3-prometheus-client sqlite3 procps gnuplot-nox clang libclang-rt-14-dev google-perftools"
   [bench]="libbenchmark-dev python3 gnuplot-nox"
   [callgrind]="valgrind python3"
   [package]="dpkg-dev"
