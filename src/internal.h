@@ -747,7 +747,9 @@ bool brisk__tcache_contains(brisk_tcache_t *tc, unsigned cls, void *obj);
 void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK_CLASSES],
                                   uint64_t *live, uint64_t *seen);
 /* Lock acquisitions and contended ones: the exited threads' plus the live ones'. */
-void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended);
+/* mine: the calling thread's counts when its report began, counted for it instead
+ * of its live ones (a report's own locks are not the program's). */
+void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended, const brisk_lock_counts_t *mine);
 /* Threads that ended without brisk's TLS destructor (see "Registry" in
  * thread_cache.c) are counted out and their small heaps retired: the purge tick's
  * and brisk_trim's part. */

@@ -14,10 +14,11 @@ typedef struct class_row_s {
 /* guarded (NULL: not wanted): the live guarded blocks' bytes and number. */
 static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES], uint64_t guarded[2]) {
   memset(st, 0, sizeof *st);
+  brisk_lock_counts_t mine = brisk__lock_counts; /* before the report takes any lock */
   uint64_t tc_objs[BRISK_CLASSES] = {0};
   uint64_t tc_bytes;
   brisk__tcache_registry_stats(&tc_bytes, tc_objs, &st->threads, &st->threads_seen);
-  brisk__tcache_lock_stats(&st->lock_acquired, &st->lock_contended);
+  brisk__tcache_lock_stats(&st->lock_acquired, &st->lock_contended, &mine);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
     uint64_t out, fr, spans;
     brisk__small_class_stats(cls, &out, &fr, &spans);

@@ -564,15 +564,16 @@ void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK
   *seen = atomic_load_explicit(&threads_seen, memory_order_relaxed);
 }
 
-void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended) {
+void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended, const brisk_lock_counts_t *mine) {
   brisk_tnode_t *dead = NULL;
   uint64_t a = 0, c = 0;
   brisk__lock(&brisk__registry_lock);
   for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
     next = n->next;
     if (node_reap_locked(n, &dead)) continue;
-    n->seen_acquired = __atomic_load_n(&n->locks->acquired, __ATOMIC_RELAXED);
-    n->seen_contended = __atomic_load_n(&n->locks->contended, __ATOMIC_RELAXED);
+    const brisk_lock_counts_t *counts = n->locks == &brisk__lock_counts ? mine : n->locks;
+    n->seen_acquired = __atomic_load_n(&counts->acquired, __ATOMIC_RELAXED);
+    n->seen_contended = __atomic_load_n(&counts->contended, __ATOMIC_RELAXED);
     a += n->seen_acquired;
     c += n->seen_contended;
   }
