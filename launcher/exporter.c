@@ -231,14 +231,14 @@ int exporter_main(int argc, char **argv) {
     fprintf(stderr, "brisk: exporter: cannot listen on %s: %s\n", listen_at, strerror(errno));
     return 1;
   }
+  struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: accept returns */
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   char host[INET_ADDRSTRLEN];
   inet_ntop(AF_INET, &addr.sin_addr, host, sizeof host);
   /* The port chosen, for --listen ADDR:0 (tests and scripts read this line). */
   printf("brisk exporter: serving %s on http://%s:%u/metrics\n", dir, host, (unsigned)ntohs(addr.sin_port));
   fflush(stdout);
-  struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: accept returns */
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
   while (!stop) {
     int c = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0) continue; /* EINTR (stop is looked at), or a connection that went away */
