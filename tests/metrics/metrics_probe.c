@@ -9,9 +9,15 @@
  *
  *   metrics_probe JSON_OUT     the above
  *   metrics_probe --brief      allocate, wait 300 ms, exit (the file is never made
- *                              when the purge thread is off) */
+ *                              when the purge thread is off)
+ *   metrics_probe --fork       once published, fork a child that exits at once (the
+ *                              parent's file must stay), then one that allocates
+ *                              until it publishes its own file (named for its pid),
+ *                              and exits (its file must go, the parent's stay);
+ *                              prints "FORK OK" */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,14 +61,63 @@ static long long publications(const char *path) {
   return n == (ssize_t)sizeof h ? (long long)__atomic_load_n(&h.publications, __ATOMIC_RELAXED) : -1;
 }
 
+static void wait_published(const char *path) {
+  for (int waited = 0; publications(path) < 1; waited += 10) {
+    if (waited > WAIT_MS) fail("the metrics file was not published within 20 s");
+    nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+  }
+}
+
+static void metrics_path(char *out, size_t n, const char *dir, int pid) {
+  snprintf(out, n, "%s/" BRISK_METRICS_PREFIX "%d", dir, pid);
+}
+
+static int fork_checks(const char *dir) {
+  char mine[4096], theirs[4096];
+  metrics_path(mine, sizeof mine, dir, (int)getpid());
+  wait_published(mine);
+  pid_t a = fork();
+  if (a < 0) fail("fork");
+  if (a == 0) exit(0); /* destructors run: the parent's file is not this one's to remove */
+  int st;
+  if (waitpid(a, &st, 0) != a || !WIFEXITED(st) || WEXITSTATUS(st) != 0) fail("the first child failed");
+  if (publications(mine) < 0) fail("a child's exit removed the parent's file");
+  pid_t b = fork();
+  if (b < 0) fail("fork");
+  if (b == 0) {
+    /* Large blocks call the purge tick, which starts this child's purge thread. */
+    metrics_path(theirs, sizeof theirs, dir, (int)getpid());
+    static void *blocks[64];
+    for (int i = 0, waited = 0; publications(theirs) < 1; i = (i + 1) % 64, waited += 20) {
+      if (waited > WAIT_MS) fail("the child did not publish within 20 s");
+      free(blocks[i]);
+      blocks[i] = malloc(LARGE_SIZE);
+      if (blocks[i] == NULL) fail("malloc");
+      nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+    }
+    int fd = open(theirs, O_RDONLY | O_CLOEXEC);
+    brisk_metrics_header_t h;
+    if (fd < 0 || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || h.pid != getpid()) fail("the child's file is not its own");
+    close(fd);
+    exit(0);
+  }
+  if (waitpid(b, &st, 0) != b || !WIFEXITED(st) || WEXITSTATUS(st) != 0) fail("the second child failed");
+  metrics_path(theirs, sizeof theirs, dir, (int)b);
+  if (access(theirs, F_OK) == 0) fail("the child's file outlived it");
+  if (publications(mine) < 0) fail("the child's exit removed the parent's file");
+  puts("FORK OK");
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 2) fail("usage: metrics_probe JSON_OUT | --brief");
+  if (argc != 2) fail("usage: metrics_probe JSON_OUT | --brief | --fork");
   const char *dir = getenv("BRISK_METRICS");
   if (dir == NULL) fail("BRISK_METRICS is not set");
   pthread_t t;
   if (pthread_create(&t, NULL, work, keep[1]) != 0) fail("pthread_create");
   work(keep[0]);
   pthread_join(t, NULL);
+  if (strcmp(argv[1], "--fork") == 0) return fork_checks(dir);
   if (strcmp(argv[1], "--brief") == 0) {
     nanosleep(&(struct timespec){0, 300 * 1000000L}, NULL);
     return 0;

@@ -3,7 +3,8 @@ and writes its own brisk_stats_json; its file (read by metrics_file.py), the
 exporter's two formats (parsed by python3-prometheus-client) and `brisk top`
 must show exactly those numbers. Then: stale files of dead processes and of a
 reused pid are removed by the readers, a live process that stopped publishing is
-left out, the file goes at exit, and BRISK_PURGE_THREAD=0 publishes nothing.
+left out, the file goes at exit, a forked child publishes its own file (and its
+exit leaves the parent's), and BRISK_PURGE_THREAD=0 publishes nothing.
 
 usage: test_metrics.py LAUNCHER PROBE
 The prometheus_client module is required (tools/install-deps.sh installs it):
@@ -249,6 +250,13 @@ class WithoutPurgeThread(unittest.TestCase):
             out = subprocess.run([PROBE, "--brief"], env=env, capture_output=True, text=True, timeout=30)
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertIn("BRISK_METRICS is written by the purge thread", out.stderr)
+            self.assertEqual(os.listdir(d), [])
+
+    def test_forked_children_publish_their_own_file(self):
+        with tempfile.TemporaryDirectory(prefix="brisk-metrics.") as d:
+            env = dict(os.environ, BRISK_METRICS=d)
+            out = subprocess.run([PROBE, "--fork"], env=env, capture_output=True, text=True, timeout=60)
+            self.assertEqual((out.returncode, out.stdout), (0, "FORK OK\n"), out.stderr)
             self.assertEqual(os.listdir(d), [])
 
     def test_unwritable_directory_warns(self):
