@@ -118,17 +118,21 @@ static int64_t sample_gap(brisk_tcache_t *tc) {
 }
 
 /* exp(-x) for x >= 0, without libm: exp(-x) = 2^-k exp(-r) with r in [0, ln 2),
- * exp(-r) by its series (14 terms: good to 1e-15). */
+ * exp(-r) by its series to the 14th power (good to 1e-15), in Horner's form,
+ * and 2^-k made as a double's exponent. */
 static double exp_neg(double x) {
   if (x > 700) return 0;
   int k = (int)(x / 0.69314718055994531);
-  double r = x - k * 0.69314718055994531, term = 1, sum = 1;
-  for (int i = 1; i < 15; i++) {
-    term *= -r / i;
-    sum += term;
-  }
-  while (k-- > 0) sum *= 0.5;
-  return sum;
+  double r = x - k * 0.69314718055994531, sum = 1.0 / 87178291200.0; /* 1/14! */
+  static const double inv_fact[14] = {1.0,           1.0,         1.0 / 2,         1.0 / 6,
+                                      1.0 / 24,      1.0 / 120,   1.0 / 720,       1.0 / 5040,
+                                      1.0 / 40320,   1.0 / 362880, 1.0 / 3628800,  1.0 / 39916800,
+                                      1.0 / 479001600, 1.0 / 6227020800.0};
+  for (int i = 13; i >= 0; i--) sum = sum * -r + inv_fact[i];
+  uint64_t bits = (uint64_t)(1023 - k) << 52; /* 2^-k: k <= 1010 */
+  double scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return sum * scale;
 }
 
 /* Whether the sampler of mean own (0: off) takes this event, a request of size
