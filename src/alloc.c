@@ -200,13 +200,19 @@ static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
   return p != NULL ? p : malloc_small(size, cls);
 }
 
+/* The countdown went below zero for a request that only the profile samples
+ * (large or aligned): whether it is profiled. */
+static bool prof_due(size_t size) {
+  brisk_tcache_t *tc = &brisk__tc;
+  return sample_due(tc, size) && sampler_takes(tc, prof_mean(), size) && brisk__prof_ready();
+}
+
 /* A request that does not pass malloc_at's countdown (large or aligned) counts
  * down here while profiling: whether it is profiled. */
 static bool prof_counts_down(size_t size) {
   if (prof_mean() == 0) return false;
   brisk_tcache_t *tc = &brisk__tc;
-  if ((tc->sample_left -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) >= 0 || !sample_due(tc, size)) return false;
-  return sampler_takes(tc, prof_mean(), size) && brisk__prof_ready();
+  return (tc->sample_left -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) < 0 && prof_due(size);
 }
 
 /* A large block (or an aligned one) for the caller at site. */
@@ -494,11 +500,11 @@ void *brisk_reallocarray(void *p, size_t n, size_t size) {
 
 static inline bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
-/* An aligned small request while profiling: it counts down, and a profiled
- * one is a large block, which any class's alignment fits (never guarded: a
- * guarded block is only 16-byte aligned). */
-static brisk_noinline void *aligned_small_profiled(size_t size, size_t align, unsigned cls, const void *site) {
-  if (prof_counts_down(size)) return alloc_profiled(size, align, false, false, site);
+/* An aligned small request whose countdown went below zero while profiling:
+ * a profiled one is a large block, which any class's alignment fits (never
+ * guarded: a guarded block is only 16-byte aligned). */
+static brisk_noinline void *aligned_small_sampled(size_t size, size_t align, unsigned cls, const void *site) {
+  if (prof_due(size)) return alloc_profiled(size, align, false, false, site);
   return malloc_small(brisk__classes[cls].size, cls);
 }
 
@@ -510,9 +516,12 @@ void *brisk__alloc_aligned(size_t align, size_t size) {
   }
   brisk__ensure_init();
   unsigned cls = brisk__size_to_class_aligned(size ? size : 1, align);
-  if (cls != 0 && brisk_unlikely(brisk__opt.prof))
-    return aligned_small_profiled(size, align, cls, __builtin_return_address(0));
-  if (cls != 0) return malloc_small(brisk__classes[cls].size, cls);
+  if (cls != 0) {
+    /* They count down only while profiling: the guard sampler does not take them. */
+    if (brisk_unlikely(brisk__opt.prof) && brisk_unlikely((brisk__tc.sample_left -= (int64_t)size) < 0))
+      return aligned_small_sampled(size, align, cls, __builtin_return_address(0));
+    return malloc_small(brisk__classes[cls].size, cls);
+  }
   return large_at(size, align, false, __builtin_return_address(0));
 }
 
