@@ -85,7 +85,10 @@ static inline void *malloc_small(size_t size, unsigned cls) {
 static double neg_log_uniform(uint64_t r) {
   uint64_t m = (r >> 11) + 1;
   int e = 63 - __builtin_clzll(m);
-  double f = (double)m / (double)((uint64_t)1 << e);
+  uint64_t scale_bits = (uint64_t)(1023 - e) << 52; /* 2^-e, exactly: no division */
+  double scale;
+  memcpy(&scale, &scale_bits, sizeof scale);
+  double f = (double)m * scale;
   double s = (f - 1) / (f + 1), s2 = s * s;
   double ln_f = 2 * s * (1 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 / 9))));
   return (53 - e) * 0.69314718055994531 - ln_f;
@@ -144,8 +147,14 @@ static bool sampler_takes(brisk_tcache_t *tc, size_t own, size_t size) {
   size_t mean = sample_mean();
   if (own == 0) return false;
   if (own <= mean) return true;
-  double want = 1 - exp_neg((double)size / (double)own), got = 1 - exp_neg((double)size / (double)mean);
-  return (double)(sample_random(tc) >> 11) * 0x1p-53 * got < want;
+  /* The ratio lies between mean / own (1 - exp(-x) is concave) and that over
+   * 1 - size / (2 mean) (as x - x^2/2 <= 1 - exp(-x) <= x): a draw outside
+   * that band is decided without the exponentials (nearly every draw). */
+  double u = (double)(sample_random(tc) >> 11) * 0x1p-53, m = (double)mean, o = (double)own, s = (double)size;
+  if (u * o < m) return true;
+  if (s < 2 * m && u * o * (2 * m - s) >= 2 * m * m) return false;
+  double want = 1 - exp_neg(s / o), got = 1 - exp_neg(s / m);
+  return u * got < want;
 }
 
 /* The countdown went below zero for a request of size bytes: whether it is

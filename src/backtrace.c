@@ -5,10 +5,11 @@
  * nearly all of it finding and interpreting the same tables again at every
  * sample, where a kept rule costs a few dozen.
  *
- * Owns: the rule table (metadata memory, made at the first walk), written
- * without a lock: a slot is claimed once by a compare-and-swap of its key,
- * which is published (release) after the rule, and never reused, so a reader
- * that sees an address as a key sees that address's rule. A dlclose can put other code at an
+ * Owns: the rule table (metadata memory, made at the first walk, grown by a
+ * copy into a new one), written without a lock: a slot is claimed once by a
+ * compare-and-swap of its key, which is published (release) after the rule,
+ * and never reused, so a reader that sees an address as a key sees that
+ * address's rule. Tables replaced stay in metadata, unused. A dlclose can put other code at an
  * address the table knows, so each walk first compares the loader's count of
  * removed objects with the table's, and starts a new table when it moved.
  *
@@ -31,9 +32,12 @@ struct dwarf_eh_bases {
 };
 extern const void *_Unwind_Find_FDE(void *pc, struct dwarf_eh_bases *bases);
 
-/* Slots of the rule table: 16 bytes each, 128 KiB; a program's sampled call
- * sites fill a few thousand. Past half full, new rules are not kept. */
-#define RULE_SLOTS 8192u
+/* Slots of the rule table (16 bytes each): it starts at 8 KiB, which the
+ * few hundred return addresses of a small program's stacks fit and which
+ * stays in the first-level cache, and doubles when half full, up to 1 MiB;
+ * past three quarters of that, new rules are not kept. */
+#define RULE_SLOTS_MIN 512u
+#define RULE_SLOTS_MAX 65536u
 /* New tables made after dlclose before the table gives up (every walk is then
  * libgcc's): a program that opens and closes libraries in a loop. */
 #define RULE_TABLES_MAX 16u
@@ -84,14 +88,14 @@ typedef struct {
 } rule_slot_t;
 
 typedef struct {
-  rule_slot_t *slots;        /* RULE_SLOTS, or NULL: not made yet, or given up */
-  unsigned long long subs;   /* the loader's dlpi_subs when the table was made */
-  bool given_up;
+  rule_slot_t *slots;        /* mask + 1 of them, or NULL: given up */
+  unsigned mask;
+  _Atomic unsigned used;     /* slots claimed */
+  unsigned long long subs;   /* the loader's dlpi_subs when the first table was made */
 } rule_table_t;
 
 static _Atomic(rule_table_t *) table;
-static _Atomic unsigned tables_made;
-static _Atomic unsigned rules_used; /* slots claimed in the current table */
+static _Atomic unsigned tables_made; /* after a dlclose: not counting growth */
 static _Atomic uint64_t rules_read, fallbacks;
 
 /* ------------------------------------------------------------------------------
@@ -436,6 +440,10 @@ static rule_t rule_read(uintptr_t at) {
    The rule table
 ------------------------------------------------------------------------------ */
 
+static inline unsigned slot_of(const rule_table_t *t, uintptr_t at) {
+  return (unsigned)((at * 0x9e3779b97f4a7c15ull) >> 40) & t->mask;
+}
+
 static int subs_of(struct dl_phdr_info *info, size_t size, void *arg) {
   unsigned long long *subs = arg;
   if (size < offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) return -1;
@@ -443,49 +451,76 @@ static int subs_of(struct dl_phdr_info *info, size_t size, void *arg) {
   return 1; /* the first object is enough: the count is the loader's */
 }
 
-/* The table for this walk, made or remade after a dlclose; NULL: keep no rules. */
-static rule_slot_t *table_now(void) {
+/* A table of slots slots (0: none, every rule read each time) for the
+ * loader's count subs, holding what old holds (NULL: empty). NULL when
+ * metadata is exhausted. */
+static rule_table_t *table_make(unsigned slots, unsigned long long subs, const rule_table_t *old) {
+  rule_table_t *t = brisk__meta_alloc(sizeof *t);
+  if (t == NULL) return NULL;
+  t->subs = subs;
+  t->mask = slots ? slots - 1 : 0;
+  t->slots = slots ? brisk__meta_alloc(slots * sizeof *t->slots) : NULL;
+  atomic_init(&t->used, 0);
+  if (old == NULL || t->slots == NULL || old->slots == NULL) return t;
+  /* Rules kept in old after this copy are lost, to be read again: the table
+   * is a cache. */
+  unsigned used = 0;
+  for (unsigned i = 0; i <= old->mask; i++) {
+    uintptr_t k = atomic_load_explicit(&old->slots[i].key, memory_order_acquire);
+    if (k <= KEY_CLAIMED) continue;
+    uint64_t w = atomic_load_explicit(&old->slots[i].rule, memory_order_relaxed);
+    unsigned j = slot_of(t, k);
+    while (atomic_load_explicit(&t->slots[j].key, memory_order_relaxed) != 0) j = (j + 1) & t->mask;
+    atomic_store_explicit(&t->slots[j].rule, w, memory_order_relaxed);
+    atomic_store_explicit(&t->slots[j].key, k, memory_order_relaxed);
+    used++;
+  }
+  atomic_store_explicit(&t->used, used, memory_order_relaxed);
+  return t;
+}
+
+/* The table for this walk: made at the first, remade after a dlclose, grown
+ * when half full. Several threads may get here at once: one table wins, the
+ * others' memory stays in metadata unused. */
+static rule_table_t *table_now(void) {
   unsigned long long subs = 0;
   if (dl_iterate_phdr(subs_of, &subs) != 1) return NULL;
-  rule_table_t *t = atomic_load_explicit(&table, memory_order_acquire);
-  if (t != NULL && (t->given_up || t->subs == subs)) return t->slots;
-  /* Several threads may get here at once: one table wins, the others' memory
-   * stays in metadata unused (it happens once per dlclose). */
-  unsigned made = atomic_fetch_add_explicit(&tables_made, 1, memory_order_relaxed);
-  rule_table_t *nt = brisk__meta_alloc(sizeof *nt);
-  if (nt == NULL) return NULL;
-  nt->subs = subs;
-  nt->given_up = made >= RULE_TABLES_MAX;
-  nt->slots = nt->given_up ? NULL : brisk__meta_alloc(RULE_SLOTS * sizeof *nt->slots);
-  if (nt->slots == NULL) nt->given_up = true;
-  if (atomic_compare_exchange_strong_explicit(&table, &t, nt, memory_order_acq_rel, memory_order_acquire)) {
-    atomic_store_explicit(&rules_used, 0, memory_order_relaxed);
-    return nt->slots;
+  rule_table_t *t = atomic_load_explicit(&table, memory_order_acquire), *nt;
+  if (t != NULL && t->subs == subs) {
+    unsigned slots = t->mask + 1;
+    if (t->slots == NULL || slots >= RULE_SLOTS_MAX ||
+        atomic_load_explicit(&t->used, memory_order_relaxed) < slots / 2)
+      return t;
+    nt = table_make(2 * slots, subs, t);
+  } else {
+    bool give_up = atomic_fetch_add_explicit(&tables_made, 1, memory_order_relaxed) >= RULE_TABLES_MAX;
+    nt = table_make(give_up ? 0 : RULE_SLOTS_MIN, subs, NULL);
   }
-  return t->slots; /* another thread's table won */
+  if (nt == NULL) return t != NULL && t->subs == subs ? t : NULL;
+  if (atomic_compare_exchange_strong_explicit(&table, &t, nt, memory_order_acq_rel, memory_order_acquire)) return nt;
+  return t; /* another thread's table won */
 }
 
-static inline unsigned slot_of(uintptr_t at) {
-  return (unsigned)((at * 0x9e3779b97f4a7c15ull) >> 51) & (RULE_SLOTS - 1);
-}
-
-static rule_t rule_for(rule_slot_t *slots, uintptr_t at) {
-  if (slots != NULL) {
-    for (unsigned i = slot_of(at), probes = 0; probes < 8; i = (i + 1) & (RULE_SLOTS - 1), probes++) {
-      uintptr_t k = atomic_load_explicit(&slots[i].key, memory_order_acquire);
-      if (k == at) return word_rule(atomic_load_explicit(&slots[i].rule, memory_order_relaxed));
+static rule_t rule_for(rule_table_t *t, uintptr_t at) {
+  if (t != NULL && t->slots != NULL) {
+    /* Linear probing up to a free slot: at most three quarters are taken. */
+    for (unsigned i = slot_of(t, at), probes = 0; probes <= t->mask; i = (i + 1) & t->mask, probes++) {
+      uintptr_t k = atomic_load_explicit(&t->slots[i].key, memory_order_acquire);
+      if (k == at) return word_rule(atomic_load_explicit(&t->slots[i].rule, memory_order_relaxed));
       if (k == 0) {
         /* Not known: read it, and keep it in this slot if no other thread
          * claims the slot first (one that reads the same address meanwhile
          * may keep a second copy further on: both are the same rule). */
         rule_t r = rule_read(at);
         atomic_fetch_add_explicit(&rules_read, 1, memory_order_relaxed);
-        if (atomic_load_explicit(&rules_used, memory_order_relaxed) < RULE_SLOTS / 2 &&
-            atomic_compare_exchange_strong_explicit(&slots[i].key, &k, KEY_CLAIMED, memory_order_relaxed,
+        /* Kept up to three quarters full: the table grows at the next walk
+         * from half, and a walk adds fewer rules than a quarter holds. */
+        if (atomic_load_explicit(&t->used, memory_order_relaxed) < (t->mask + 1) / 4 * 3 &&
+            atomic_compare_exchange_strong_explicit(&t->slots[i].key, &k, KEY_CLAIMED, memory_order_relaxed,
                                                     memory_order_relaxed)) {
-          atomic_fetch_add_explicit(&rules_used, 1, memory_order_relaxed);
-          atomic_store_explicit(&slots[i].rule, rule_word(r), memory_order_relaxed);
-          atomic_store_explicit(&slots[i].key, at, memory_order_release);
+          atomic_fetch_add_explicit(&t->used, 1, memory_order_relaxed);
+          atomic_store_explicit(&t->slots[i].rule, rule_word(r), memory_order_relaxed);
+          atomic_store_explicit(&t->slots[i].key, at, memory_order_release);
         }
         return r;
       }
@@ -538,11 +573,11 @@ __attribute__((noinline)) unsigned brisk__unwind(uintptr_t *pcs, unsigned max) {
   /* The registers at label 1, which the rule for the label's address describes. */
   __asm__ volatile("lea 1f(%%rip), %0\n1:\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
                    : "=&r"(ip), "=&r"(sp), "=&r"(bp));
-  rule_slot_t *slots = table_now();
+  rule_table_t *t = table_now();
   unsigned n = 0;
   uintptr_t at = ip;
   while (n < max) {
-    rule_t r = rule_for(slots, at);
+    rule_t r = rule_for(t, at);
     unsigned kind = r.flags & RULE_KIND;
     if (kind == RULE_END) break;
     if (kind != RULE_FRAME) goto slow;

@@ -190,6 +190,46 @@ static void test_rules_kept(void **state) {
   assert_int_equal(rules1, rules0);
 }
 
+/* 600 functions, each a call site of its own: more return addresses than
+ * the rule table's first size holds, so that it grows. */
+#define SITE(n)                                                     \
+  __attribute__((noinline)) static void site_##n(walks_t *w) {      \
+    walk_both(w);                                                   \
+    sink++;                                                         \
+  }
+#define SITES10(n) SITE(n##0) SITE(n##1) SITE(n##2) SITE(n##3) SITE(n##4) \
+  SITE(n##5) SITE(n##6) SITE(n##7) SITE(n##8) SITE(n##9)
+#define SITES100(n) SITES10(n##0) SITES10(n##1) SITES10(n##2) SITES10(n##3) SITES10(n##4) \
+  SITES10(n##5) SITES10(n##6) SITES10(n##7) SITES10(n##8) SITES10(n##9)
+SITES100(1) SITES100(2) SITES100(3) SITES100(4) SITES100(5) SITES100(6)
+#define PTR(n) site_##n,
+#define PTRS10(n) PTR(n##0) PTR(n##1) PTR(n##2) PTR(n##3) PTR(n##4) PTR(n##5) PTR(n##6) PTR(n##7) \
+  PTR(n##8) PTR(n##9)
+#define PTRS100(n) PTRS10(n##0) PTRS10(n##1) PTRS10(n##2) PTRS10(n##3) PTRS10(n##4) PTRS10(n##5) \
+  PTRS10(n##6) PTRS10(n##7) PTRS10(n##8) PTRS10(n##9)
+static void (*const sites[])(walks_t *) = {PTRS100(1) PTRS100(2) PTRS100(3) PTRS100(4) PTRS100(5) PTRS100(6)};
+
+/* Walks from each site, after taking the counts into counts (NULL: not). */
+__attribute__((noinline)) static void walk_sites(uint64_t *counts) {
+  if (counts != NULL) brisk__unwind_counts(&counts[0], &counts[1]);
+  for (size_t i = 0; i < sizeof sites / sizeof sites[0]; i++) {
+    walks_t w;
+    sites[i](&w);
+    assert_same(&w);
+  }
+}
+
+static void test_many_sites(void **state) {
+  (void)state;
+  uint64_t before[2] = {0, 0}, after[2];
+  static volatile int rounds = 2;
+  for (int r = 0; r < rounds; r++) walk_sites(r == 1 ? before : NULL); /* one call site for both */
+  brisk__unwind_counts(&after[0], &after[1]);
+  assert_int_equal(after[1], before[1]);
+  /* the table grew to keep them all: the second round read no rule */
+  assert_int_equal(after[0], before[0]);
+}
+
 static void *thread_walks(void *arg) {
   (void)arg;
   for (int i = 0; i < 2000; i++) {
@@ -211,7 +251,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_recursion),  cmocka_unit_test(test_libc_frames), cmocka_unit_test(test_rbp_frames),
     cmocka_unit_test(test_realigned),  cmocka_unit_test(test_unoptimised), cmocka_unit_test(test_signal_frame),
-    cmocka_unit_test(test_rules_kept), cmocka_unit_test(test_threads),
+    cmocka_unit_test(test_rules_kept), cmocka_unit_test(test_many_sites), cmocka_unit_test(test_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
