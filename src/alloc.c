@@ -85,7 +85,10 @@ static inline void *malloc_small(size_t size, unsigned cls) {
 static double neg_log_uniform(uint64_t r) {
   uint64_t m = (r >> 11) + 1;
   int e = 63 - __builtin_clzll(m);
-  double f = (double)m / (double)((uint64_t)1 << e);
+  uint64_t scale_bits = (uint64_t)(1023 - e) << 52; /* 2^-e, exactly: no division */
+  double scale;
+  memcpy(&scale, &scale_bits, sizeof scale);
+  double f = (double)m * scale;
   double s = (f - 1) / (f + 1), s2 = s * s;
   double ln_f = 2 * s * (1 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 / 9))));
   return (53 - e) * 0.69314718055994531 - ln_f;
@@ -118,17 +121,21 @@ static int64_t sample_gap(brisk_tcache_t *tc) {
 }
 
 /* exp(-x) for x >= 0, without libm: exp(-x) = 2^-k exp(-r) with r in [0, ln 2),
- * exp(-r) by its series (14 terms: good to 1e-15). */
+ * exp(-r) by its series to the 14th power (good to 1e-15), in Horner's form,
+ * and 2^-k made as a double's exponent. */
 static double exp_neg(double x) {
   if (x > 700) return 0;
   int k = (int)(x / 0.69314718055994531);
-  double r = x - k * 0.69314718055994531, term = 1, sum = 1;
-  for (int i = 1; i < 15; i++) {
-    term *= -r / i;
-    sum += term;
-  }
-  while (k-- > 0) sum *= 0.5;
-  return sum;
+  double r = x - k * 0.69314718055994531, sum = 1.0 / 87178291200.0; /* 1/14! */
+  static const double inv_fact[14] = {1.0,           1.0,         1.0 / 2,         1.0 / 6,
+                                      1.0 / 24,      1.0 / 120,   1.0 / 720,       1.0 / 5040,
+                                      1.0 / 40320,   1.0 / 362880, 1.0 / 3628800,  1.0 / 39916800,
+                                      1.0 / 479001600, 1.0 / 6227020800.0};
+  for (int i = 13; i >= 0; i--) sum = sum * -r + inv_fact[i];
+  uint64_t bits = (uint64_t)(1023 - k) << 52; /* 2^-k: k <= 1010 */
+  double scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return sum * scale;
 }
 
 /* Whether the sampler of mean own (0: off) takes this event, a request of size
@@ -140,8 +147,14 @@ static bool sampler_takes(brisk_tcache_t *tc, size_t own, size_t size) {
   size_t mean = sample_mean();
   if (own == 0) return false;
   if (own <= mean) return true;
-  double want = 1 - exp_neg((double)size / (double)own), got = 1 - exp_neg((double)size / (double)mean);
-  return (double)(sample_random(tc) >> 11) * 0x1p-53 * got < want;
+  /* The ratio lies between mean / own (1 - exp(-x) is concave) and that over
+   * 1 - size / (2 mean) (as x - x^2/2 <= 1 - exp(-x) <= x): a draw outside
+   * that band is decided without the exponentials (nearly every draw). */
+  double u = (double)(sample_random(tc) >> 11) * 0x1p-53, m = (double)mean, o = (double)own, s = (double)size;
+  if (u * o < m) return true;
+  if (s < 2 * m && u * o * (2 * m - s) >= 2 * m * m) return false;
+  double want = 1 - exp_neg(s / o), got = 1 - exp_neg(s / m);
+  return u * got < want;
 }
 
 /* The countdown went below zero for a request of size bytes: whether it is
@@ -196,13 +209,19 @@ static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
   return p != NULL ? p : malloc_small(size, cls);
 }
 
+/* The countdown went below zero for a request that only the profile samples
+ * (large or aligned): whether it is profiled. */
+static bool prof_due(size_t size) {
+  brisk_tcache_t *tc = &brisk__tc;
+  return sample_due(tc, size) && sampler_takes(tc, prof_mean(), size) && brisk__prof_ready();
+}
+
 /* A request that does not pass malloc_at's countdown (large or aligned) counts
  * down here while profiling: whether it is profiled. */
 static bool prof_counts_down(size_t size) {
   if (prof_mean() == 0) return false;
   brisk_tcache_t *tc = &brisk__tc;
-  if ((tc->sample_left -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) >= 0 || !sample_due(tc, size)) return false;
-  return sampler_takes(tc, prof_mean(), size) && brisk__prof_ready();
+  return (tc->sample_left -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) < 0 && prof_due(size);
 }
 
 /* A large block (or an aligned one) for the caller at site. */
@@ -490,11 +509,11 @@ void *brisk_reallocarray(void *p, size_t n, size_t size) {
 
 static inline bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
-/* An aligned small request while profiling: it counts down, and a profiled
- * one is a large block, which any class's alignment fits (never guarded: a
- * guarded block is only 16-byte aligned). */
-static brisk_noinline void *aligned_small_profiled(size_t size, size_t align, unsigned cls, const void *site) {
-  if (prof_counts_down(size)) return alloc_profiled(size, align, false, false, site);
+/* An aligned small request whose countdown went below zero while profiling:
+ * a profiled one is a large block, which any class's alignment fits (never
+ * guarded: a guarded block is only 16-byte aligned). */
+static brisk_noinline void *aligned_small_sampled(size_t size, size_t align, unsigned cls, const void *site) {
+  if (prof_due(size)) return alloc_profiled(size, align, false, false, site);
   return malloc_small(brisk__classes[cls].size, cls);
 }
 
@@ -506,9 +525,12 @@ void *brisk__alloc_aligned(size_t align, size_t size) {
   }
   brisk__ensure_init();
   unsigned cls = brisk__size_to_class_aligned(size ? size : 1, align);
-  if (cls != 0 && brisk_unlikely(brisk__opt.prof))
-    return aligned_small_profiled(size, align, cls, __builtin_return_address(0));
-  if (cls != 0) return malloc_small(brisk__classes[cls].size, cls);
+  if (cls != 0) {
+    /* They count down only while profiling: the guard sampler does not take them. */
+    if (brisk_unlikely(brisk__opt.prof) && brisk_unlikely((brisk__tc.sample_left -= (int64_t)size) < 0))
+      return aligned_small_sampled(size, align, cls, __builtin_return_address(0));
+    return malloc_small(brisk__classes[cls].size, cls);
+  }
   return large_at(size, align, false, __builtin_return_address(0));
 }
 

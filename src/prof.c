@@ -7,11 +7,10 @@
  * Owns: the stack table (a hash of unique stacks, never freed) and the records
  * (a free list), all in metadata memory, guarded by prof_lock (rank PROF: taken
  * with no lock held, or after the guard lock is dropped; meta's lock nests in
- * it). Stacks are captured before the lock, by libgcc's unwinder; a per-thread
- * flag makes the allocations that the unwinder itself makes plain ones. */
+ * it). Stacks are captured before the lock, by backtrace.c; a per-thread flag
+ * makes the allocations that libgcc's unwinder makes plain ones. */
 #include "internal.h"
-
-#include <unwind.h>
+#include "backtrace.h"
 
 /* Frames kept per stack: enough for the callers that tell sites apart, as
  * gperftools keeps 30 or so. */
@@ -52,32 +51,18 @@ bool brisk__prof_ready(void) { return brisk__opt.prof && brisk__opt.prof_sample 
    Stacks
 ------------------------------------------------------------------------------ */
 
-typedef struct {
-  uintptr_t *pcs;
-  unsigned n, max;
-} unwind_t;
-
-static _Unwind_Reason_Code unwind_frame(struct _Unwind_Context *ctx, void *arg) {
-  unwind_t *u = arg;
-  uintptr_t ip = (uintptr_t)_Unwind_GetIP(ctx);
-  if (ip == 0 || u->n >= u->max) return _URC_END_OF_STACK;
-  u->pcs[u->n++] = ip;
-  return _URC_NO_REASON;
-}
-
 /* The stack from the caller of malloc (site) outwards, into out; its depth.
  * Frames before site are brisk's own; if site is not among the frames (a
  * caller without unwind tables), the stack is kept whole. */
 static unsigned stack_capture(const void *site, uintptr_t out[PROF_MAX_DEPTH]) {
   uintptr_t raw[PROF_RAW_DEPTH];
-  unwind_t u = {raw, 0, PROF_RAW_DEPTH};
-  _Unwind_Backtrace(unwind_frame, &u);
+  unsigned got = brisk__unwind(raw, PROF_RAW_DEPTH);
   unsigned from = 0;
-  while (from < u.n && raw[from] != (uintptr_t)site) from++;
-  if (from == u.n) from = 0;
+  while (from < got && raw[from] != (uintptr_t)site) from++;
+  if (from == got) from = 0;
   unsigned n = 0;
-  if (u.n == 0 && site != NULL) out[n++] = (uintptr_t)site;
-  for (unsigned i = from; i < u.n && n < PROF_MAX_DEPTH; i++) out[n++] = raw[i];
+  if (got == 0 && site != NULL) out[n++] = (uintptr_t)site;
+  for (unsigned i = from; i < got && n < PROF_MAX_DEPTH; i++) out[n++] = raw[i];
   return n;
 }
 
