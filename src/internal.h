@@ -570,6 +570,8 @@ void brisk__boot_regions(brisk_region_fn fn, void *arg); /* its chunks */
 ------------------------------------------------------------------------------ */
 /* Zeroed, cache-line aligned memory for the life of the process. */
 void *brisk__meta_alloc(size_t size);
+/* The bytes at the start of each metadata chunk that list it (meta.c). */
+#define BRISK_META_CHUNK_HEADER BRISK_CACHE_LINE
 brisk_span_t *brisk__span_new(void);
 void brisk__span_delete(brisk_span_t *s);
 void brisk__meta_fork_lock(void);

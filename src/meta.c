@@ -12,6 +12,7 @@ typedef struct meta_chunk_s {
   struct meta_chunk_s *next;
   size_t bytes; /* the chunk's, this line included */
 } __attribute__((aligned(BRISK_CACHE_LINE))) meta_chunk_t;
+_Static_assert(sizeof(meta_chunk_t) == BRISK_META_CHUNK_HEADER, "the header internal.h names");
 
 static brisk_lock_t meta_lock = BRISK_LOCK_INIT(BRISK_RANK_META);
 static char *meta_cur, *meta_end;
