@@ -24,7 +24,10 @@
 #   --resident-check SHIM   preload SHIM (smaps_check.c) after the allocator: at exit (and when
 #                           the program calls brisk_smaps_check) it compares brisk's resident
 #                           total with the kernel's Rss of brisk's mappings; each process's
-#                           figures must agree within 2 % and its layers add up exactly
+#                           figures must agree within 2 % and 512 KiB (the programs here
+#                           differ by 16 KiB at most: pages only ever read map the kernel's
+#                           zero page, which mincore sees and Rss does not count) and its
+#                           layers add up exactly
 #   --timeout SECONDS       kill the program after this long (default 120)
 #   --workdir DIR           run the program in DIR (default: a fresh temporary dir)
 set -u
@@ -202,8 +205,8 @@ for toks in lines:
         bad.append(f"{v['label']} pid {v['pid']}: the kernel's figure never held still")
     if int(v["parts"]) != b:
         bad.append(f"{v['label']} pid {v['pid']}: layers add up to {v['parts']}, not {b}")
-    if diff * 100 > 2 * k:
-        bad.append(f"{v['label']} pid {v['pid']}: brisk {b} vs smaps {k}, off by more than 2%")
+    if diff * 100 > 2 * k or diff > 512 * 1024:
+        bad.append(f"{v['label']} pid {v['pid']}: brisk {b} vs smaps {k}, off by more than 2% or 512 KiB")
 if not exits:
     bad.append("no check at exit (the resident check library did not run)")
 for b in bad:
