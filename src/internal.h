@@ -356,9 +356,18 @@ void brisk__os_init(void);
 void *brisk__os_mmap_aligned(size_t size, size_t align, brisk_vma_t kind); /* NULL on failure */
 void *brisk__os_mmap_guarded(size_t size);              /* PROT_NONE page on each side; NULL on failure */
 bool brisk__os_vma_names_work(void); /* false once the kernel refused a mapping's name */
-/* The resident bytes of [start, start + len) (mincore), each run of resident OS
- * pages also handed to fn (may be NULL), in address order. */
+/* Residency (mincore), for the statistics. A range that is not mapped whole (a
+ * block that mremap is moving right now) reads as not resident. */
+#define BRISK_RESIDENT_WINDOW 4096 /* OS pages per mincore call: 4 KiB of vector on the stack */
 typedef void (*brisk_resident_fn)(void *arg, uintptr_t start, size_t len);
+/* One byte per OS page of [start, start + len) into vec (bit 0: resident); start
+ * OS-page aligned, len at most BRISK_RESIDENT_WINDOW pages. */
+bool brisk__os_mincore(uintptr_t start, size_t len, unsigned char *vec);
+/* The runs of resident pages of vec (its page 0 at base) clipped to [from, end),
+ * each handed to fn (may be NULL), in address order; their bytes. */
+uint64_t brisk__os_vec_runs(const unsigned char *vec, uintptr_t base, uintptr_t from, uintptr_t end,
+                            brisk_resident_fn fn, void *arg);
+/* The resident bytes of [start, start + len), each run also handed to fn. */
 uint64_t brisk__os_resident(uintptr_t start, size_t len, brisk_resident_fn fn, void *arg);
 void brisk__os_munmap(void *p, size_t size);
 void *brisk__os_mremap(void *p, size_t old_size, size_t new_size); /* NULL on failure */

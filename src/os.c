@@ -192,37 +192,49 @@ void brisk__os_purge(void *p, size_t size) {
    moved by mremap right now) counts as not resident: the figure is a close one
    while threads run, exact when they are quiet.
 ------------------------------------------------------------------------------ */
-#define RESIDENT_WINDOW 4096 /* OS pages per mincore call: 4 KiB of vector, 16 MiB of 4 KiB pages */
+bool brisk__os_mincore(uintptr_t start, size_t len, unsigned char *vec) {
+  size_t n = (len + brisk__os_page - 1) / brisk__os_page;
+  int saved = errno;
+  bool ok = mincore((void *)start, len, vec) == 0;
+  errno = saved;
+  if (!ok) memset(vec, 0, n);
+  return ok;
+}
+
+uint64_t brisk__os_vec_runs(const unsigned char *vec, uintptr_t base, uintptr_t from, uintptr_t end,
+                            brisk_resident_fn fn, void *arg) {
+  size_t page = brisk__os_page, n = (end - base + page - 1) / page;
+  uint64_t total = 0;
+  for (size_t i = 0; i < n;) {
+    if (!(vec[i] & 1)) {
+      i++;
+      continue;
+    }
+    size_t j = i;
+    while (j < n && (vec[j] & 1)) j++;
+    uintptr_t a = base + i * page, b = base + j * page;
+    if (a < from) a = from;
+    if (b > end) b = end;
+    if (b > a) {
+      total += b - a;
+      if (fn) fn(arg, a, b - a);
+    }
+    i = j;
+  }
+  return total;
+}
 
 uint64_t brisk__os_resident(uintptr_t start, size_t len, brisk_resident_fn fn, void *arg) {
-  size_t page = brisk__os_page;
-  uintptr_t from = start, end = start + len;
-  start &= ~(uintptr_t)(page - 1);
+  unsigned char vec[BRISK_RESIDENT_WINDOW];
   uint64_t total = 0;
-  unsigned char vec[RESIDENT_WINDOW];
-  int saved = errno;
-  for (uintptr_t w = start; w < end;) {
-    size_t n = (end - w + page - 1) / page;
-    if (n > RESIDENT_WINDOW) n = RESIDENT_WINDOW;
-    if (mincore((void *)w, n * page, vec) == 0) {
-      for (size_t i = 0; i < n;) {
-        if (!(vec[i] & 1)) {
-          i++;
-          continue;
-        }
-        size_t j = i;
-        while (j < n && (vec[j] & 1)) j++;
-        uintptr_t a = w + i * page, b = w + j * page;
-        if (a < from) a = from;
-        if (b > end) b = end;
-        total += b - a;
-        if (fn) fn(arg, a, b - a);
-        i = j;
-      }
-    }
-    w += n * page;
+  for (uintptr_t at = start, end = start + len; at < end;) {
+    uintptr_t base = at & ~(uintptr_t)(brisk__os_page - 1);
+    uintptr_t stop = base + BRISK_RESIDENT_WINDOW * brisk__os_page < end ? base + BRISK_RESIDENT_WINDOW * brisk__os_page
+                                                                         : end;
+    brisk__os_mincore(base, stop - base, vec);
+    total += brisk__os_vec_runs(vec, base, at, stop, fn, arg);
+    at = stop;
   }
-  errno = saved;
   return total;
 }
 

@@ -624,11 +624,15 @@ uintptr_t brisk__heap_first_address(void) {
 
 /* ------------------------------------------------------------------------------
    Residency (the statistics): the heap's ranges, and each resident byte of them
-   with the span that owns it. Under the heap lock, which fixes every FREE and
-   LARGE span and every span's place; a SMALL span's own counts are its owner's
-   and the caller reads them as they are. The walk goes span by span from each
-   range's start (a span's first page is always in the page map), so it costs a
-   page-map read per span and a mincore call per 16 MiB.
+   with the span that owns it. The walk goes span by span from each range's
+   start (a span's first page is always in the page map), a page-map read per
+   span, and asks the kernel window by window (BRISK_RESIDENT_WINDOW pages).
+   Under the heap lock, which fixes every FREE and LARGE span and every span's
+   place (a SMALL span's own counts are its owner's, read as they are); the
+   lock is dropped for each window's mincore, and when it is taken again the
+   walk checks that the span it stands in is still there, whole. If it is not,
+   the walk starts over from the range's start and keeps the lock to the
+   range's end, so that it always finishes.
 ------------------------------------------------------------------------------ */
 
 void brisk__heap_regions(brisk_region_fn fn, void *arg) {
@@ -667,11 +671,50 @@ static void heap_walk_run(void *arg, uintptr_t a, size_t len) {
   }
 }
 
+/* Whether the walk's place holds: the span it stands in (or, before its first
+ * step, the one it is about to take) is unchanged. */
+static bool walk_in_place(const heap_walk_t *w) {
+  if (w->from == w->to) return span_at(w->to) != NULL;
+  return w->span != NULL && span_at(w->from) == w->span && w->to == w->from + w->span->npages * BRISK_PAGE_SIZE;
+}
+
+/* The range that holds at or comes first after it (NULL: none). */
+static const heap_region_t *region_after(uintptr_t at) {
+  const heap_region_t *r = regions;
+  while (r != NULL && r->end <= at) r = r->next;
+  return r;
+}
+
 void brisk__heap_resident(brisk_span_bytes_fn fn, void *arg) {
+  unsigned char vec[BRISK_RESIDENT_WINDOW];
+  const size_t window = BRISK_RESIDENT_WINDOW * brisk__os_page;
+  heap_walk_t w = {fn, arg, NULL, 0, 0};
+  uintptr_t at = 0;
+  bool held = false; /* the lock stays to the end of this range */
   brisk__lock(&brisk__heap_lock);
-  for (const heap_region_t *r = regions; r != NULL; r = r->next) {
-    heap_walk_t w = {fn, arg, NULL, r->start, r->start};
-    brisk__os_resident(r->start, r->end - r->start, heap_walk_run, &w);
+  for (const heap_region_t *r; (r = region_after(at)) != NULL;) {
+    if (at < r->start) { /* the next range: the walk starts at its first span */
+      at = r->start;
+      w.span = NULL;
+      w.from = w.to = at;
+      held = false;
+    }
+    uintptr_t base = at & ~(uintptr_t)(brisk__os_page - 1);
+    uintptr_t end = base + window < r->end ? base + window : r->end;
+    if (held) {
+      brisk__os_mincore(base, end - base, vec);
+    } else {
+      brisk__unlock(&brisk__heap_lock);
+      brisk__os_mincore(base, end - base, vec);
+      brisk__lock(&brisk__heap_lock);
+      if (!walk_in_place(&w)) { /* the spans moved meanwhile (the range may have grown too) */
+        w.span = NULL;
+        w.from = w.to = region_after(at)->start;
+        held = true;
+      }
+    }
+    brisk__os_vec_runs(vec, base, at, end, heap_walk_run, &w);
+    at = end;
   }
   brisk__unlock(&brisk__heap_lock);
 }

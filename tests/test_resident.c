@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -277,11 +278,50 @@ static void test_trimmed_pages_leave_and_return(void **state) {
   free(p);
 }
 
+/* Threads that churn the page heap while the main thread measures: the walk
+ * drops the heap lock for each window's mincore and must find its place again
+ * (or start over) when spans have moved; every figure must still add up, and
+ * once the churn stops the total must match the kernel's again. */
+static atomic_int churn_stop;
+
+static void *churn(void *arg) {
+  unsigned seed = (unsigned)(uintptr_t)arg;
+  void *held[32] = {0};
+  while (!atomic_load(&churn_stop)) {
+    seed = seed * 1103515245u + 12345u;
+    unsigned i = (seed >> 8) % 32;
+    free(held[i]);
+    size_t n = (seed >> 4) % 3 ? 70000 + (seed >> 12) % 900000 : 16 + (seed >> 12) % 4000;
+    held[i] = malloc(n);
+    memset(held[i], 1, n < 8192 ? n : 8192);
+  }
+  for (unsigned i = 0; i < 32; i++) free(held[i]);
+  return NULL;
+}
+
+static void test_resident_adds_up_while_threads_churn_the_heap(void **state) {
+  (void)state;
+  pthread_t t[2];
+  for (unsigned i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1)), 0);
+  for (int k = 0; k < 300; k++) {
+    brisk_resident_t r;
+    assert_int_equal(brisk_get_resident(&r, sizeof r), sizeof r);
+    assert_int_equal(layers_of(&r), r.total);
+    assert_true(r.total <= r.mapped);
+  }
+  atomic_store(&churn_stop, 1);
+  for (unsigned i = 0; i < 2; i++) assert_int_equal(pthread_join(t[i], NULL), 0);
+  measure_t m = measure();
+  print_measure("after two threads churned the heap", &m);
+  assert_within(m.r.total, m.k.rss, TOLERANCE_PERCENT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resident_matches_smaps_after_mixed_workload),
       cmocka_unit_test(test_untouched_pages_are_not_resident),
       cmocka_unit_test(test_trimmed_pages_leave_and_return),
+      cmocka_unit_test(test_resident_adds_up_while_threads_churn_the_heap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
