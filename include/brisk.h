@@ -109,6 +109,50 @@ BRISK_API void brisk_print_stats(void);
  * It does not allocate, so it may be called from anywhere malloc may. */
 BRISK_API size_t brisk_stats_json(char *buf, size_t len);
 
+/* Resident memory: how much of brisk's own mappings is in RAM now (mincore over
+ * each, so that pages never touched or given back with madvise do not count),
+ * and which layer holds each resident byte. The layers add up to total exactly.
+ * A page of a size class's span is split between its blocks in use, in thread
+ * caches and free in the span in proportion to their numbers. Costs time in
+ * proportion to the heap (a page-map read per span, a mincore call per 16 MiB),
+ * takes brisk's locks one at a time, and never allocates. docs/stats-schema.md,
+ * "resident", says more; the figures are the JSON's "resident" object. */
+typedef struct brisk_resident_s {
+  uint64_t total;     /* resident bytes of brisk's mappings: the sum of the layers below */
+  uint64_t in_use;    /* small blocks in use by the program */
+  uint64_t tcache;    /* small blocks in thread caches, and threads' spare large blocks */
+  uint64_t central;   /* free small blocks in spans, and the unused ends of spans */
+  uint64_t heap_free; /* free page-heap runs not yet given back */
+  uint64_t large;     /* large blocks in use: page-heap runs and blocks mapped alone */
+  uint64_t guarded;   /* the pool of guarded blocks (BRISK_GUARD_SAMPLE) */
+  uint64_t metadata;  /* span descriptors, page map, heap, thread and profile records, bootstrap area */
+  uint64_t mapped;    /* bytes of the mappings measured (see brisk_get_regions) */
+  uint64_t regions;   /* how many mappings were measured */
+} brisk_resident_t;
+
+/* Fills the first size bytes of *out (pass sizeof *out): a program built with an
+ * older, shorter struct gets what it knows of. Returns the library's
+ * sizeof(brisk_resident_t). */
+BRISK_API size_t brisk_get_resident(brisk_resident_t *out, size_t size);
+
+/* brisk's mappings, by address: what brisk_get_resident measures. With names
+ * where the kernel takes them (CONFIG_ANON_VMA_NAME): [anon:brisk:heap] ... in
+ * /proc/PID/maps; the program-break part of the heap shows as [heap]. */
+typedef enum brisk_region_kind_e {
+  BRISK_REGION_HEAP = 0, /* page-heap memory (sbrk or mmap): "brisk:heap" */
+  BRISK_REGION_LARGE,    /* a large block mapped alone: "brisk:large" */
+  BRISK_REGION_META,     /* metadata and the bootstrap area: "brisk:meta" */
+  BRISK_REGION_GUARD,    /* the guarded blocks' pool: "brisk:guard" */
+} brisk_region_kind_t;
+typedef struct brisk_region_s {
+  uintptr_t start;
+  size_t length;
+  uint32_t kind; /* brisk_region_kind_t */
+  uint32_t reserved;
+} brisk_region_t;
+/* Fills up to max entries; returns how many mappings there are (may exceed max). */
+BRISK_API size_t brisk_get_regions(brisk_region_t *out, size_t max);
+
 /* With BRISK_PROF=1: write the heap profile of the sampled live allocations
  * (gperftools' heap format, for google-pprof or go tool pprof) to the file at
  * path. Returns 0, EINVAL when profiling is off or path is NULL or empty, or

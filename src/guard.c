@@ -228,5 +228,12 @@ void brisk__guard_stats(uint64_t *in_use, uint64_t *blocks) {
   *blocks = n;
 }
 
+/* The whole pool: its closed slots are never resident (brisk__os_close_pages
+ * drops their pages), its open ones hold the live blocks. */
+void brisk__guard_regions(brisk_region_fn fn, void *arg) {
+  if (atomic_load_explicit(&pool.state, memory_order_acquire) == POOL_READY)
+    fn(arg, pool.base, brisk__align_up(pool_bytes(), BRISK_PAGE_SIZE), BRISK_VMA_GUARD);
+}
+
 void brisk__guard_fork_lock(void) { brisk__lock_fork(&guard_lock); }
 void brisk__guard_fork_unlock(void) { brisk__unlock_fork(&guard_lock); }

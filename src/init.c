@@ -51,6 +51,7 @@ static void fork_prepare(void) {
   brisk__numa_fork_lock();
   brisk__guard_fork_lock();
   brisk__prof_fork_lock();
+  brisk__large_fork_lock();
   brisk__meta_fork_lock();
   brisk__pagemap_fork_lock();
 }
@@ -58,6 +59,7 @@ static void fork_prepare(void) {
 static void fork_unlock_all(void) {
   brisk__pagemap_fork_unlock();
   brisk__meta_fork_unlock();
+  brisk__large_fork_unlock();
   brisk__prof_fork_unlock();
   brisk__guard_fork_unlock();
   brisk__numa_fork_unlock();

@@ -118,6 +118,26 @@ static inline uint64_t brisk__obj_index(const brisk_class_info_t *ci, uintptr_t 
 static inline size_t brisk__align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
 
 /* ------------------------------------------------------------------------------
+   Mappings: the kinds of memory brisk maps, named in /proc/PID/maps and listed
+   by each layer for the statistics' residency walk (stats.c). The values are
+   the public brisk_region_kind_t's.
+------------------------------------------------------------------------------ */
+/* What a mapping holds: its name in /proc/PID/maps (os.c, "Mapping names"). */
+typedef enum brisk_vma_e {
+  BRISK_VMA_HEAP = 0, /* page-heap chunks (sbrk'd or mmap'd): "brisk:heap" */
+  BRISK_VMA_LARGE,    /* a large block mapped alone: "brisk:large" */
+  BRISK_VMA_META,     /* metadata, page-map leaves, the bootstrap area: "brisk:meta" */
+  BRISK_VMA_GUARD,    /* the guarded blocks' pool: "brisk:guard" */
+} brisk_vma_t;
+_Static_assert(BRISK_VMA_HEAP == (int)BRISK_REGION_HEAP && BRISK_VMA_LARGE == (int)BRISK_REGION_LARGE &&
+                   BRISK_VMA_META == (int)BRISK_REGION_META && BRISK_VMA_GUARD == (int)BRISK_REGION_GUARD,
+               "brisk_vma_t is brisk_region_kind_t");
+/* A layer's listing of the mappings it holds (brisk__*_regions): fn is called
+ * for each, under the layer's lock, so that it may measure the range (mincore)
+ * while nothing can unmap it; it must take no lock. */
+typedef void (*brisk_region_fn)(void *arg, uintptr_t start, size_t len, brisk_vma_t kind);
+
+/* ------------------------------------------------------------------------------
    Spans and the page map
 ------------------------------------------------------------------------------ */
 
@@ -263,6 +283,7 @@ void brisk__pagemap_set_small(uintptr_t first_page, size_t n, brisk_span_t *span
 bool brisk__pagemap_ensure(uintptr_t first_page, size_t n);
 void brisk__pagemap_fork_lock(void);
 void brisk__pagemap_fork_unlock(void);
+void brisk__pagemap_regions(brisk_region_fn fn, void *arg); /* its leaves (the root is static data) */
 
 /* ------------------------------------------------------------------------------
    Locks: pthread mutexes, statically initialised, so they need no allocation and
@@ -281,6 +302,7 @@ typedef enum brisk_lock_rank_e {
   BRISK_RANK_BOOT,         /* the bootstrap area (numa.c) */
   BRISK_RANK_GUARD,        /* the guarded blocks' slots (guard.c) */
   BRISK_RANK_PROF,         /* the heap profile's records and stacks (prof.c) */
+  BRISK_RANK_LARGE,        /* the list of large blocks mapped alone (large.c) */
   BRISK_RANK_META,         /* metadata (meta.c) */
   BRISK_RANK_PAGEMAP,      /* page-map leaves (pagemap.c) */
 } brisk_lock_rank_t;
@@ -331,9 +353,22 @@ static inline void brisk__unlock_fork(brisk_lock_t *l) { pthread_mutex_unlock(&l
 ------------------------------------------------------------------------------ */
 extern size_t brisk__os_page; /* the OS page size, read at start */
 void brisk__os_init(void);
-void *brisk__os_mmap(size_t size);                     /* NULL on failure */
-void *brisk__os_mmap_aligned(size_t size, size_t align); /* NULL on failure */
+void *brisk__os_mmap_aligned(size_t size, size_t align, brisk_vma_t kind); /* NULL on failure */
 void *brisk__os_mmap_guarded(size_t size);              /* PROT_NONE page on each side; NULL on failure */
+bool brisk__os_vma_names_work(void); /* false once the kernel refused a mapping's name */
+/* Residency (mincore), for the statistics. A range that is not mapped whole (a
+ * block that mremap is moving right now) reads as not resident. */
+#define BRISK_RESIDENT_WINDOW 4096 /* OS pages per mincore call: 4 KiB of vector on the stack */
+typedef void (*brisk_resident_fn)(void *arg, uintptr_t start, size_t len);
+/* One byte per OS page of [start, start + len) into vec (bit 0: resident); start
+ * OS-page aligned, len at most BRISK_RESIDENT_WINDOW pages. */
+bool brisk__os_mincore(uintptr_t start, size_t len, unsigned char *vec);
+/* The runs of resident pages of vec (its page 0 at base) clipped to [from, end),
+ * each handed to fn (may be NULL), in address order; their bytes. */
+uint64_t brisk__os_vec_runs(const unsigned char *vec, uintptr_t base, uintptr_t from, uintptr_t end,
+                            brisk_resident_fn fn, void *arg);
+/* The resident bytes of [start, start + len), each run also handed to fn. */
+uint64_t brisk__os_resident(uintptr_t start, size_t len, brisk_resident_fn fn, void *arg);
 void brisk__os_munmap(void *p, size_t size);
 void *brisk__os_mremap(void *p, size_t old_size, size_t new_size); /* NULL on failure */
 void *brisk__os_sbrk(size_t size);                     /* NULL on failure */
@@ -544,16 +579,20 @@ void brisk__numa_fork_unlock(void);
 void *brisk__boot_alloc(size_t size, size_t align); /* align 0: natural for size */
 size_t brisk__boot_usable(const void *p);
 uint64_t brisk__boot_count(void); /* blocks it has served */
+void brisk__boot_regions(brisk_region_fn fn, void *arg); /* its chunks */
 
 /* ------------------------------------------------------------------------------
    Metadata (meta.c)
 ------------------------------------------------------------------------------ */
 /* Zeroed, cache-line aligned memory for the life of the process. */
 void *brisk__meta_alloc(size_t size);
+/* The bytes at the start of each metadata chunk that list it (meta.c). */
+#define BRISK_META_CHUNK_HEADER BRISK_CACHE_LINE
 brisk_span_t *brisk__span_new(void);
 void brisk__span_delete(brisk_span_t *s);
 void brisk__meta_fork_lock(void);
 void brisk__meta_fork_unlock(void);
+void brisk__meta_regions(brisk_region_fn fn, void *arg); /* its chunks, guard pages left out */
 
 /* ------------------------------------------------------------------------------
    Page heap (page_heap.c)
@@ -583,6 +622,13 @@ void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t 
 void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_bytes);
 /* The first address the heap ever got (0 if none yet): where pre-NUMA memory lives. */
 uintptr_t brisk__heap_first_address(void);
+/* The heap's ranges (chunks that touch merged), for the statistics. */
+void brisk__heap_regions(brisk_region_fn fn, void *arg);
+/* Every resident byte of the heap's ranges, in address order, as runs with the
+ * span that owns them (NULL: a small span on its way back to the free runs).
+ * fn runs under the heap lock and must take no lock. */
+typedef void (*brisk_span_bytes_fn)(void *arg, const brisk_span_t *s, uintptr_t start, size_t len);
+void brisk__heap_resident(brisk_span_bytes_fn fn, void *arg);
 /* Heap chunks grown before NUMA discovery, handed over once (page_heap.c). */
 typedef struct brisk_range_s {
   uintptr_t start;
@@ -771,6 +817,9 @@ void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count);
 void brisk__large_spare_release(brisk_tcache_t *tc);
 /* A slot's bytes in large blocks in use, and the part of it mapped alone. */
 void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone);
+void brisk__large_regions(brisk_region_fn fn, void *arg); /* the blocks mapped alone */
+void brisk__large_fork_lock(void);
+void brisk__large_fork_unlock(void);
 
 /* ------------------------------------------------------------------------------
    Guarded blocks (guard.c): a sampled small allocation ends at a PROT_NONE page
@@ -789,6 +838,7 @@ void brisk__guard_free(void *p, const char *call, const void *site);
 size_t brisk__guard_usable(const void *p, const char *call); /* validates like free */
 /* The live guarded blocks: their usable bytes and their number. */
 void brisk__guard_stats(uint64_t *in_use, uint64_t *blocks);
+void brisk__guard_regions(brisk_region_fn fn, void *arg); /* the pool, once made */
 void brisk__guard_fork_lock(void);
 void brisk__guard_fork_unlock(void);
 
@@ -836,6 +886,9 @@ typedef struct brisk_counters_s {
 } brisk_counters_t;
 extern brisk_counters_t brisk__counters;
 void brisk__stat_mapped(int64_t delta);
+/* What of brisk's mappings is resident now, by layer (stats.c, "Residency"):
+ * the figures of the JSON's "resident" object and of brisk_get_resident. */
+void brisk__stats_resident(brisk_resident_t *out);
 /* A path option with each %p replaced by the pid and %% by %; false if the
  * result does not fit in cap bytes. */
 bool brisk__expand_path(const char *tmpl, char *out, size_t cap);

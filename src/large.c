@@ -23,7 +23,11 @@
  *
  * A block of the heap profile (prof.c) carries its record on its span, and its
  * free forgets it; alloc.c serves a profiled small request here as well, so
- * that its free comes here too. */
+ * that its free comes here too.
+ *
+ * The blocks mapped alone are on a list (alone_lock, through their spans'
+ * next/prev), for the statistics' residency walk: a block leaves it before its
+ * memory is unmapped or moved, and the walk measures each under the lock. */
 #include "internal.h"
 
 /* Blocks mapped alone are sized in whole brisk pages (or OS pages, if larger): the
@@ -40,6 +44,26 @@ static inline size_t large_granule(void) {
 #define SPARE_SLACK_SHIFT 3
 
 static _Atomic uint64_t in_use_bytes, in_use_count;
+static brisk_lock_t alone_lock = BRISK_LOCK_INIT(BRISK_RANK_LARGE);
+static brisk_span_t *alone_list;
+
+static void alone_link(brisk_span_t *s) {
+  brisk__lock(&alone_lock);
+  s->prev = NULL;
+  s->next = alone_list;
+  if (alone_list != NULL) alone_list->prev = s;
+  alone_list = s;
+  brisk__unlock(&alone_lock);
+}
+
+static void alone_unlink(brisk_span_t *s) {
+  brisk__lock(&alone_lock);
+  if (s->prev != NULL) s->prev->next = s->next;
+  else alone_list = s->next;
+  if (s->next != NULL) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  brisk__unlock(&alone_lock);
+}
 static _Atomic uint64_t node_in_use[BRISK_MAX_NODES], node_alone[BRISK_MAX_NODES];
 
 static void count_in_use(const brisk_span_t *s, int64_t bytes) {
@@ -65,7 +89,7 @@ static bool goes_alone(size_t size, size_t align) {
 static void *alone_alloc(size_t size, size_t align, unsigned slot) {
   size_t map = brisk__align_up(size ? size : 1, large_granule());
   if (align < brisk__os_page) align = brisk__os_page;
-  void *p = brisk__os_mmap_aligned(map, align);
+  void *p = brisk__os_mmap_aligned(map, align, BRISK_VMA_LARGE);
   if (p == NULL) return NULL;
   brisk_span_t *s = brisk__span_new();
   if (s == NULL) {
@@ -86,6 +110,7 @@ static void *alone_alloc(size_t size, size_t align, unsigned slot) {
     brisk__os_munmap(p, map);
     return NULL;
   }
+  alone_link(s);
   brisk__stat_mapped((int64_t)map);
   count_in_use(s, (int64_t)map);
   atomic_fetch_add_explicit(&in_use_count, 1, memory_order_relaxed);
@@ -137,6 +162,7 @@ static void large_check(brisk_span_t *s, void *p, const char *call) {
 }
 
 static void alone_unmap(brisk_span_t *s) {
+  alone_unlink(s);
   brisk__pagemap_set(s->start >> BRISK_PAGE_SHIFT, 1, NULL);
   brisk__os_munmap((void *)s->start, s->map_size);
   brisk__stat_mapped(-(int64_t)s->map_size);
@@ -211,10 +237,12 @@ static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
   size_t old = s->map_size;
   if (map <= old) {
     if (map < old) {
+      brisk__lock(&alone_lock); /* the walk measures no more than is left */
+      s->map_size = map;
+      brisk__unlock(&alone_lock);
       brisk__os_munmap((char *)p + map, old - map);
       brisk__stat_mapped(-(int64_t)(old - map));
       count_in_use(s, -(int64_t)(old - map));
-      s->map_size = map;
       s->npages = pages_for(map);
     }
     s->req_size = size;
@@ -224,6 +252,7 @@ static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
    * address to another thread's mmap, whose span must not be overwritten. */
   uintptr_t page = s->start >> BRISK_PAGE_SHIFT;
   brisk__pagemap_set(page, 1, NULL);
+  alone_unlink(s); /* off the residency walk while it moves */
   void *q = brisk__os_mremap(p, old, map);
   if (q != NULL && !brisk__pagemap_set((uintptr_t)q >> BRISK_PAGE_SHIFT, 1, s)) {
     /* Only a move to where no block has been yet can need a leaf. */
@@ -233,6 +262,7 @@ static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
   }
   if (q == NULL) {
     brisk__pagemap_set(page, 1, s);
+    alone_link(s);
     errno = ENOMEM;
     return NULL;
   }
@@ -240,6 +270,7 @@ static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
   s->map_size = map;
   s->req_size = size;
   s->npages = pages_for(map);
+  alone_link(s);
   brisk__stat_mapped((int64_t)(map - old));
   count_in_use(s, (int64_t)(map - old));
   return q;
@@ -285,3 +316,12 @@ void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone) {
   *in_use = atomic_load_explicit(&node_in_use[slot], memory_order_relaxed);
   *alone = atomic_load_explicit(&node_alone[slot], memory_order_relaxed);
 }
+
+void brisk__large_regions(brisk_region_fn fn, void *arg) {
+  brisk__lock(&alone_lock);
+  for (const brisk_span_t *s = alone_list; s != NULL; s = s->next) fn(arg, s->start, s->map_size, BRISK_VMA_LARGE);
+  brisk__unlock(&alone_lock);
+}
+
+void brisk__large_fork_lock(void) { brisk__lock_fork(&alone_lock); }
+void brisk__large_fork_unlock(void) { brisk__unlock_fork(&alone_lock); }

@@ -7,19 +7,31 @@
 
 #define META_CHUNK ((size_t)256 * 1024)
 
+/* Each chunk opens with this line, which lists it for the statistics. */
+typedef struct meta_chunk_s {
+  struct meta_chunk_s *next;
+  size_t bytes; /* the chunk's, this line included */
+} __attribute__((aligned(BRISK_CACHE_LINE))) meta_chunk_t;
+_Static_assert(sizeof(meta_chunk_t) == BRISK_META_CHUNK_HEADER, "the header internal.h names");
+
 static brisk_lock_t meta_lock = BRISK_LOCK_INIT(BRISK_RANK_META);
 static char *meta_cur, *meta_end;
 static brisk_span_t *span_free;
+static meta_chunk_t *chunks;
 
 static void *meta_alloc_locked(size_t size) {
   size = brisk__align_up(size, BRISK_CACHE_LINE);
   if ((size_t)(meta_end - meta_cur) < size) {
-    size_t chunk = size > META_CHUNK ? brisk__align_up(size, brisk__os_page) : META_CHUNK;
-    char *p = brisk__os_mmap_guarded(chunk);
-    if (p == NULL) return NULL;
+    size_t need = size + sizeof(meta_chunk_t);
+    size_t chunk = need > META_CHUNK ? brisk__align_up(need, brisk__os_page) : META_CHUNK;
+    meta_chunk_t *c = brisk__os_mmap_guarded(chunk);
+    if (c == NULL) return NULL;
     atomic_fetch_add_explicit(&brisk__counters.meta, chunk, memory_order_relaxed);
-    meta_cur = p;
-    meta_end = p + chunk;
+    c->bytes = chunk;
+    c->next = chunks;
+    chunks = c;
+    meta_cur = (char *)(c + 1);
+    meta_end = (char *)c + chunk;
   }
   void *r = meta_cur;
   meta_cur += size;
@@ -57,3 +69,9 @@ void brisk__span_delete(brisk_span_t *s) {
 
 void brisk__meta_fork_lock(void) { brisk__lock_fork(&meta_lock); }
 void brisk__meta_fork_unlock(void) { brisk__unlock_fork(&meta_lock); }
+
+void brisk__meta_regions(brisk_region_fn fn, void *arg) {
+  brisk__lock(&meta_lock);
+  for (const meta_chunk_t *c = chunks; c != NULL; c = c->next) fn(arg, (uintptr_t)c, c->bytes, BRISK_VMA_META);
+  brisk__unlock(&meta_lock);
+}

@@ -187,10 +187,11 @@ brisk_numa_os_t brisk__numa_os = {os_online_nodes, os_topology_setup, os_current
 static brisk_lock_t boot_lock = BRISK_LOCK_INIT(BRISK_RANK_BOOT);
 static uintptr_t boot_cur, boot_end;
 static uint64_t boot_count;
+static brisk_span_t *boot_chunks; /* every chunk's span, linked through next */
 
 static bool boot_grow_locked(size_t need) {
   size_t bytes = brisk__align_up(need > BOOT_CHUNK ? need : BOOT_CHUNK, BRISK_PAGE_SIZE);
-  void *p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE);
+  void *p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE, BRISK_VMA_META);
   if (p == NULL) return false;
   brisk_span_t *s = brisk__span_new();
   if (s == NULL || !brisk__pagemap_set((uintptr_t)p >> BRISK_PAGE_SHIFT, bytes / BRISK_PAGE_SIZE, s)) {
@@ -202,6 +203,8 @@ static bool boot_grow_locked(size_t need) {
   s->npages = bytes / BRISK_PAGE_SIZE;
   s->map_size = bytes;
   s->state = BRISK_SPAN_BOOT;
+  s->next = boot_chunks;
+  boot_chunks = s;
   atomic_fetch_add_explicit(&brisk__counters.meta, bytes, memory_order_relaxed);
   boot_cur = (uintptr_t)p;
   boot_end = (uintptr_t)p + bytes;
@@ -235,6 +238,12 @@ void *brisk__boot_alloc(size_t size, size_t align) {
 }
 
 size_t brisk__boot_usable(const void *p) { return ((const size_t *)p)[-1]; }
+
+void brisk__boot_regions(brisk_region_fn fn, void *arg) {
+  brisk__lock(&boot_lock);
+  for (const brisk_span_t *s = boot_chunks; s != NULL; s = s->next) fn(arg, s->start, s->map_size, BRISK_VMA_META);
+  brisk__unlock(&boot_lock);
+}
 
 uint64_t brisk__boot_count(void) {
   brisk__lock(&boot_lock);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -31,7 +32,41 @@ void brisk__os_init(void) {
   if (ps > 0) brisk__os_page = (size_t)ps;
 }
 
-void *brisk__os_mmap(size_t size) {
+/* ------------------------------------------------------------------------------
+   Mapping names: every mapping brisk makes is named once, right after it is
+   made, so that /proc/PID/smaps and maps show it as [anon:brisk:heap] and the
+   like. The kernel keeps the name on the VMA (mremap moves it along; a VMA
+   split keeps it on both parts) and does not merge a named VMA with an unnamed
+   neighbour. A kernel without CONFIG_ANON_VMA_NAME answers EINVAL: brisk then
+   stops asking, one failed call per process. Program-break memory is named as
+   well, but the kernel shows the initial break's VMA as [heap] whatever its
+   name (fs/proc/task_mmu.c tests for the heap before the name), so brisk's part
+   of [heap] is found by address (brisk_get_regions), not by name.
+------------------------------------------------------------------------------ */
+#define BRISK_PR_SET_VMA 0x53564d41 /* PR_SET_VMA, Linux 5.17 */
+#define BRISK_PR_SET_VMA_ANON_NAME 0
+
+static const char *const vma_names[] = {
+    [BRISK_VMA_HEAP] = "brisk:heap",
+    [BRISK_VMA_LARGE] = "brisk:large",
+    [BRISK_VMA_META] = "brisk:meta",
+    [BRISK_VMA_GUARD] = "brisk:guard",
+};
+static atomic_bool vma_names_refused; /* the kernel said EINVAL once */
+
+static void vma_name(void *p, size_t size, brisk_vma_t kind) {
+  if (atomic_load_explicit(&vma_names_refused, memory_order_relaxed)) return;
+  int saved = errno;
+  if (prctl(BRISK_PR_SET_VMA, BRISK_PR_SET_VMA_ANON_NAME, (unsigned long)p, (unsigned long)size,
+            (unsigned long)vma_names[kind]) != 0 &&
+      errno == EINVAL)
+    atomic_store_explicit(&vma_names_refused, true, memory_order_relaxed);
+  errno = saved;
+}
+
+bool brisk__os_vma_names_work(void) { return !atomic_load_explicit(&vma_names_refused, memory_order_relaxed); }
+
+static void *os_mmap(size_t size) {
   int saved = errno;
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   errno = saved;
@@ -40,18 +75,25 @@ void *brisk__os_mmap(size_t size) {
 
 /* Over-map by the alignment and cut the excess on both sides: the kernel gives no
  * alignment beyond its page, and 1 GiB alignments must work. */
-void *brisk__os_mmap_aligned(size_t size, size_t align) {
-  if (align <= brisk__os_page) return brisk__os_mmap(size);
-  size_t total = size + align;
-  if (total < size) return NULL;
-  char *p = brisk__os_mmap(total);
-  if (p == NULL) return NULL;
-  uintptr_t start = brisk__align_up((uintptr_t)p, align);
-  size_t head = start - (uintptr_t)p;
-  size_t tail = total - head - size;
-  if (head) brisk__os_munmap(p, head);
-  if (tail) brisk__os_munmap((char *)start + size, tail);
-  return (void *)start;
+void *brisk__os_mmap_aligned(size_t size, size_t align, brisk_vma_t kind) {
+  char *p;
+  uintptr_t start;
+  if (align <= brisk__os_page) {
+    p = os_mmap(size);
+    start = (uintptr_t)p;
+  } else {
+    size_t total = size + align;
+    if (total < size) return NULL;
+    p = os_mmap(total);
+    if (p == NULL) return NULL;
+    start = brisk__align_up((uintptr_t)p, align);
+    size_t head = start - (uintptr_t)p;
+    size_t tail = total - head - size;
+    if (head) brisk__os_munmap(p, head);
+    if (tail) brisk__os_munmap((char *)start + size, tail);
+  }
+  if (p != NULL) vma_name((void *)start, size, kind);
+  return p == NULL ? NULL : (void *)start;
 }
 
 /* Memory for brisk's own records (span descriptors, page-map leaves), with a
@@ -74,6 +116,7 @@ void *brisk__os_mmap_guarded(size_t size) {
     return NULL;
   }
   errno = saved;
+  vma_name(p, size + 2 * page, BRISK_VMA_META);
   return p + page;
 }
 
@@ -95,7 +138,9 @@ void *brisk__os_sbrk(size_t size) {
   int saved = errno;
   void *p = sbrk((intptr_t)size);
   errno = saved;
-  return p == (void *)-1 ? NULL : p;
+  if (p == (void *)-1) return NULL;
+  if (size > 0) vma_name(p, size, BRISK_VMA_HEAP);
+  return p;
 }
 
 /* ------------------------------------------------------------------------------
@@ -138,6 +183,59 @@ void brisk__os_purge(void *p, size_t size) {
   int saved = errno;
   madvise((void *)start, end - start, MADV_DONTNEED);
   errno = saved;
+}
+
+/* ------------------------------------------------------------------------------
+   Residency (the statistics' "resident" figures): mincore over a range, window
+   by window into a vector on the stack, and the resident OS pages handed to fn
+   as runs of consecutive ones. A range that is not mapped whole (a block being
+   moved by mremap right now) counts as not resident: the figure is a close one
+   while threads run, exact when they are quiet.
+------------------------------------------------------------------------------ */
+bool brisk__os_mincore(uintptr_t start, size_t len, unsigned char *vec) {
+  size_t n = (len + brisk__os_page - 1) / brisk__os_page;
+  int saved = errno;
+  bool ok = mincore((void *)start, len, vec) == 0;
+  errno = saved;
+  if (!ok) memset(vec, 0, n);
+  return ok;
+}
+
+uint64_t brisk__os_vec_runs(const unsigned char *vec, uintptr_t base, uintptr_t from, uintptr_t end,
+                            brisk_resident_fn fn, void *arg) {
+  size_t page = brisk__os_page, n = (end - base + page - 1) / page;
+  uint64_t total = 0;
+  for (size_t i = 0; i < n;) {
+    if (!(vec[i] & 1)) {
+      i++;
+      continue;
+    }
+    size_t j = i;
+    while (j < n && (vec[j] & 1)) j++;
+    uintptr_t a = base + i * page, b = base + j * page;
+    if (a < from) a = from;
+    if (b > end) b = end;
+    if (b > a) {
+      total += b - a;
+      if (fn) fn(arg, a, b - a);
+    }
+    i = j;
+  }
+  return total;
+}
+
+uint64_t brisk__os_resident(uintptr_t start, size_t len, brisk_resident_fn fn, void *arg) {
+  unsigned char vec[BRISK_RESIDENT_WINDOW];
+  uint64_t total = 0;
+  for (uintptr_t at = start, end = start + len; at < end;) {
+    uintptr_t base = at & ~(uintptr_t)(brisk__os_page - 1);
+    uintptr_t stop = base + BRISK_RESIDENT_WINDOW * brisk__os_page < end ? base + BRISK_RESIDENT_WINDOW * brisk__os_page
+                                                                         : end;
+    brisk__os_mincore(base, stop - base, vec);
+    total += brisk__os_vec_runs(vec, base, at, stop, fn, arg);
+    at = stop;
+  }
+  return total;
 }
 
 /* brisk's own threads (purging, NUMA discovery) are detached, run with every
@@ -279,6 +377,7 @@ void *brisk__os_reserve(size_t size, size_t align) {
   size_t head = start - (uintptr_t)p, tail = total - head - size;
   if (head) brisk__os_munmap(p, head);
   if (tail) brisk__os_munmap((char *)start + size, tail);
+  vma_name((void *)start, size, BRISK_VMA_GUARD);
   return (void *)start;
 }
 
@@ -297,6 +396,8 @@ void brisk__os_close_pages(void *p, size_t size) {
   if (q == MAP_FAILED) { /* out of mappings: the same effect in two calls */
     mprotect(p, size, PROT_NONE);
     madvise(p, size, MADV_DONTNEED);
+  } else {
+    vma_name(p, size, BRISK_VMA_GUARD); /* a new VMA: the pool's name again */
   }
   errno = saved;
 }

@@ -76,6 +76,16 @@ static brisk_range_t kept;       /* sbrk'd, without metadata yet, below a moved 
 static brisk_range_t early[BRISK_EARLY_RANGES];
 static unsigned early_count;
 static uintptr_t brk_end; /* where the heap's last sbrk chunk ends (0: none yet) */
+/* The heap's address ranges, for the statistics (brisk__heap_resident): every
+ * chunk grown, those that touch merged (a free run may cross from one chunk
+ * into the next, so spans tile each range exactly), sorted by address. Nodes
+ * come from metadata; merged-away ones wait on region_spare for the next
+ * growth, which takes one before it commits a chunk. */
+typedef struct heap_region_s {
+  uintptr_t start, end;
+  struct heap_region_s *next;
+} heap_region_t;
+static heap_region_t *regions, *region_spare;
 /* Pages grown over all slots; the most of them in use (not free) since the last
  * decay tick, and that figure of the ticks before. */
 static uint64_t heap_pages;
@@ -276,10 +286,10 @@ static void *sbrk_chunk(unsigned slot, size_t npages, size_t chunk, size_t *byte
 
 static void *mmap_chunk(size_t want, size_t chunk, size_t *bytes) {
   *bytes = want > chunk ? want : chunk;
-  void *p = brisk__os_mmap_aligned(*bytes, BRISK_PAGE_SIZE);
+  void *p = brisk__os_mmap_aligned(*bytes, BRISK_PAGE_SIZE, BRISK_VMA_HEAP);
   if (p == NULL && *bytes > want) { /* near the limit */
     *bytes = want;
-    p = brisk__os_mmap_aligned(want, BRISK_PAGE_SIZE);
+    p = brisk__os_mmap_aligned(want, BRISK_PAGE_SIZE, BRISK_VMA_HEAP);
   }
   return p;
 }
@@ -291,6 +301,31 @@ static void *mmap_chunk(size_t want, size_t chunk, size_t *bytes) {
 static void sbrk_undo(void *p, size_t bytes) {
   if (brisk__os_sbrk(0) == (char *)p + bytes && brisk__os_sbrk_release(bytes)) return;
   kept = (brisk_range_t){(uintptr_t)p, bytes};
+}
+
+/* [p, p + bytes) joins the ranges, merged with the ones it touches; a node is
+ * on region_spare (grow_locked made sure). */
+static void region_note(uintptr_t p, size_t bytes) {
+  uintptr_t end = p + bytes;
+  heap_region_t **link = &regions;
+  while (*link != NULL && (*link)->end < p) link = &(*link)->next;
+  heap_region_t *r = *link;
+  if (r != NULL && r->start <= end) { /* touches r: grow it, then maybe swallow its successor */
+    if (p < r->start) r->start = p;
+    if (end > r->end) r->end = end;
+    heap_region_t *n = r->next;
+    if (n != NULL && n->start <= r->end) {
+      if (n->end > r->end) r->end = n->end;
+      r->next = n->next;
+      n->next = region_spare;
+      region_spare = n;
+    }
+    return;
+  }
+  heap_region_t *fresh = region_spare;
+  region_spare = fresh->next;
+  *fresh = (heap_region_t){p, end, r};
+  *link = fresh;
 }
 
 static bool grow_locked(unsigned slot, size_t npages) {
@@ -311,7 +346,9 @@ static bool grow_locked(unsigned slot, size_t npages) {
     }
   }
   if (p == NULL) return false;
-  brisk_span_t *s = brisk__span_new();
+  if (region_spare == NULL && (region_spare = brisk__meta_alloc(sizeof(heap_region_t))) != NULL)
+    region_spare->next = NULL;
+  brisk_span_t *s = region_spare != NULL ? brisk__span_new() : NULL;
   if (s == NULL || !brisk__pagemap_ensure((uintptr_t)p >> BRISK_PAGE_SHIFT, bytes / BRISK_PAGE_SIZE)) {
     /* Out of memory for metadata: mmap'd memory goes back, sbrk'd memory to the
      * break or into kept. */
@@ -325,6 +362,7 @@ static bool grow_locked(unsigned slot, size_t npages) {
     sbrk_bytes += bytes;
     brk_end = (uintptr_t)p + bytes;
   }
+  region_note((uintptr_t)p, bytes);
   if (first_address == 0) first_address = (uintptr_t)p;
   if (brisk__numa_count() < 2) note_early((uintptr_t)p, bytes);
   else brisk__numa_bind(p, bytes, slot); /* before the first touch places a page */
@@ -582,4 +620,101 @@ uintptr_t brisk__heap_first_address(void) {
   uintptr_t a = first_address;
   brisk__unlock(&brisk__heap_lock);
   return a;
+}
+
+/* ------------------------------------------------------------------------------
+   Residency (the statistics): the heap's ranges, and each resident byte of them
+   with the span that owns it. The walk goes span by span from each range's
+   start (a span's first page is always in the page map), a page-map read per
+   span, and asks the kernel window by window (BRISK_RESIDENT_WINDOW pages).
+   Under the heap lock, which fixes every FREE and LARGE span and every span's
+   place (a SMALL span's own counts are its owner's, read as they are); the
+   lock is dropped for each window's mincore, and when it is taken again the
+   walk checks that the span it stands in is still there, whole. If it is not,
+   the walk starts over from the range's start and keeps the lock to the
+   range's end, so that it always finishes.
+------------------------------------------------------------------------------ */
+
+void brisk__heap_regions(brisk_region_fn fn, void *arg) {
+  brisk__lock(&brisk__heap_lock);
+  for (const heap_region_t *r = regions; r != NULL; r = r->next) fn(arg, r->start, r->end - r->start, BRISK_VMA_HEAP);
+  brisk__unlock(&brisk__heap_lock);
+}
+
+typedef struct heap_walk_s {
+  brisk_span_bytes_fn fn;
+  void *arg;
+  const brisk_span_t *span; /* the span of [from, to); NULL for a page in between owners */
+  uintptr_t from, to;
+} heap_walk_t;
+
+/* The span that starts at page address p, or NULL: a SMALL span on its way back
+ * to the heap clears its entries before it takes the lock, and then its pages
+ * are nobody's for a moment (the walk takes them one by one, as free pages). */
+static const brisk_span_t *span_at(uintptr_t p) {
+  const brisk_span_t *s = brisk__pagemap_get((void *)p);
+  return s != NULL && s->start == p && s->npages > 0 ? s : NULL;
+}
+
+static void heap_walk_run(void *arg, uintptr_t a, size_t len) {
+  heap_walk_t *w = arg;
+  uintptr_t end = a + len;
+  while (a < end) {
+    while (a >= w->to) { /* on to the next span: every one between has no resident byte */
+      w->from = w->to;
+      w->span = span_at(w->from);
+      w->to = w->from + (w->span != NULL ? w->span->npages * BRISK_PAGE_SIZE : BRISK_PAGE_SIZE);
+    }
+    uintptr_t b = end < w->to ? end : w->to;
+    w->fn(w->arg, w->span, a, b - a);
+    a = b;
+  }
+}
+
+/* Whether the walk's place holds: the span it stands in (or, before its first
+ * step, the one it is about to take) is unchanged. */
+static bool walk_in_place(const heap_walk_t *w) {
+  if (w->from == w->to) return span_at(w->to) != NULL;
+  return w->span != NULL && span_at(w->from) == w->span && w->to == w->from + w->span->npages * BRISK_PAGE_SIZE;
+}
+
+/* The range that holds at or comes first after it (NULL: none). */
+static const heap_region_t *region_after(uintptr_t at) {
+  const heap_region_t *r = regions;
+  while (r != NULL && r->end <= at) r = r->next;
+  return r;
+}
+
+void brisk__heap_resident(brisk_span_bytes_fn fn, void *arg) {
+  unsigned char vec[BRISK_RESIDENT_WINDOW];
+  const size_t window = BRISK_RESIDENT_WINDOW * brisk__os_page;
+  heap_walk_t w = {fn, arg, NULL, 0, 0};
+  uintptr_t at = 0;
+  bool held = false; /* the lock stays to the end of this range */
+  brisk__lock(&brisk__heap_lock);
+  for (const heap_region_t *r; (r = region_after(at)) != NULL;) {
+    if (at < r->start) { /* the next range: the walk starts at its first span */
+      at = r->start;
+      w.span = NULL;
+      w.from = w.to = at;
+      held = false;
+    }
+    uintptr_t base = at & ~(uintptr_t)(brisk__os_page - 1);
+    uintptr_t end = base + window < r->end ? base + window : r->end;
+    if (held) {
+      brisk__os_mincore(base, end - base, vec);
+    } else {
+      brisk__unlock(&brisk__heap_lock);
+      brisk__os_mincore(base, end - base, vec);
+      brisk__lock(&brisk__heap_lock);
+      if (!walk_in_place(&w)) { /* the spans moved meanwhile (the range may have grown too) */
+        w.span = NULL;
+        w.from = w.to = region_after(at)->start;
+        held = true;
+      }
+    }
+    brisk__os_vec_runs(vec, base, at, end, heap_walk_run, &w);
+    at = end;
+  }
+  brisk__unlock(&brisk__heap_lock);
 }

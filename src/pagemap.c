@@ -60,3 +60,12 @@ void brisk__pagemap_set_small(uintptr_t first_page, size_t n, brisk_span_t *span
 
 void brisk__pagemap_fork_lock(void) { brisk__lock_fork(&pm_lock); }
 void brisk__pagemap_fork_unlock(void) { brisk__unlock_fork(&pm_lock); }
+
+/* Leaves are never freed and published with release: no lock needed to list them. */
+void brisk__pagemap_regions(brisk_region_fn fn, void *arg) {
+  size_t bytes = brisk__align_up(sizeof(brisk_pm_leaf_t), brisk__os_page);
+  for (size_t ri = 0; ri < ((size_t)1 << BRISK_PM_ROOT_BITS); ri++) {
+    brisk_pm_leaf_t *leaf = atomic_load_explicit(&brisk__pagemap_root[ri], memory_order_acquire);
+    if (leaf != NULL) fn(arg, (uintptr_t)leaf, bytes, BRISK_VMA_META);
+  }
+}

@@ -72,6 +72,127 @@ size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max) {
 }
 
 /* ------------------------------------------------------------------------------
+   Residency: what of brisk's mappings is in RAM, by layer. Measured, not
+   counted: brisk knows what it mapped, but a page counts only once touched and
+   stops counting when madvise gives it back, and no counter on a fast path
+   could follow that. So each call asks the kernel (mincore, os.c) about every
+   mapping the layers list, and gives each resident byte to the layer that owns
+   it: a heap byte to its span's state (the page heap's walk, under its lock),
+   the others to their mapping's kind. The one estimate is inside a size class's
+   span: its resident bytes below the bump pointer are split between the blocks
+   out of the span and those free in it in proportion to their numbers (a free
+   list is in no address order, so which pages hold which blocks is unknown),
+   and the class's bytes out between the program and the thread caches in
+   proportion to the class's blocks in each; the bytes at and above the bump
+   pointer are free in the span. The parts are integers that add up to the
+   total exactly. Static data (the page map's root, the slot-0 orphan heap) and
+   thread-local caches are the C library's mappings, not brisk's, and are not
+   counted. brisk__stats_resident is the one entry: the JSON, the text report
+   and brisk_get_resident all come through it.
+------------------------------------------------------------------------------ */
+typedef struct resident_acc_s {
+  brisk_resident_t r;
+  uint64_t out[BRISK_CLASSES]; /* resident bytes of blocks out of the spans of each class */
+} resident_acc_t;
+
+static void resident_span(void *arg, const brisk_span_t *s, uintptr_t a, size_t len) {
+  resident_acc_t *acc = arg;
+  uint8_t state = s != NULL ? __atomic_load_n(&s->state, __ATOMIC_RELAXED) : (uint8_t)BRISK_SPAN_FREE;
+  switch (state) {
+  case BRISK_SPAN_SMALL: {
+    /* The owner's fields, read as they are (a span just made may not have
+     * its class or bump pointer yet: then it is all free in the span). */
+    unsigned cls = __atomic_load_n(&s->cls, __ATOMIC_RELAXED);
+    uintptr_t bump = __atomic_load_n(&s->bump, __ATOMIC_RELAXED);
+    uint64_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+    uint64_t nfree = __atomic_load_n(&s->nfree, __ATOMIC_RELAXED);
+    uint64_t below = bump > a ? (bump - a < len ? bump - a : len) : 0;
+    if (cls == 0 || cls >= BRISK_CLASSES) below = 0;
+    uint64_t fr = used + nfree ? (uint64_t)((unsigned __int128)below * nfree / (used + nfree)) : below;
+    acc->r.central += len - below + fr;
+    acc->out[cls < BRISK_CLASSES ? cls : 0] += below - fr;
+    break;
+  }
+  case BRISK_SPAN_LARGE: acc->r.large += len; break;
+  case BRISK_SPAN_SPARE: acc->r.tcache += len; break; /* a thread keeps it for its next request */
+  default: acc->r.heap_free += len; break;            /* FREE, FREEING, or between owners */
+  }
+}
+
+static void resident_region(void *arg, uintptr_t start, size_t len, brisk_vma_t kind) {
+  resident_acc_t *acc = arg;
+  acc->r.mapped += len;
+  acc->r.regions++;
+  if (kind == BRISK_VMA_HEAP) return; /* measured span by span (brisk__heap_resident) */
+  uint64_t bytes = brisk__os_resident(start, len, NULL, NULL);
+  if (kind == BRISK_VMA_LARGE) acc->r.large += bytes;
+  else if (kind == BRISK_VMA_GUARD) acc->r.guarded += bytes;
+  else acc->r.metadata += bytes;
+}
+
+/* Every mapping brisk holds, layer by layer (each under its own lock). */
+static void each_region(brisk_region_fn fn, void *arg) {
+  brisk__heap_regions(fn, arg);
+  brisk__large_regions(fn, arg);
+  brisk__guard_regions(fn, arg);
+  brisk__meta_regions(fn, arg);
+  brisk__pagemap_regions(fn, arg);
+  brisk__boot_regions(fn, arg);
+}
+
+void brisk__stats_resident(brisk_resident_t *out) {
+  resident_acc_t acc;
+  memset(&acc, 0, sizeof acc);
+  each_region(resident_region, &acc);
+  brisk__heap_resident(resident_span, &acc);
+  acc.r.central += acc.out[0];
+  uint64_t tc_objs[BRISK_CLASSES] = {0}, tc_bytes, live, seen;
+  brisk__tcache_registry_stats(&tc_bytes, tc_objs, &live, &seen);
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    if (acc.out[cls] == 0) continue;
+    uint64_t objs, fr, spans;
+    brisk__small_class_stats(cls, &objs, &fr, &spans);
+    uint64_t tc = tc_objs[cls] < objs ? tc_objs[cls] : objs;
+    uint64_t cached = objs ? (uint64_t)((unsigned __int128)acc.out[cls] * tc / objs) : 0;
+    acc.r.tcache += cached;
+    acc.r.in_use += acc.out[cls] - cached;
+  }
+  acc.r.total = acc.r.in_use + acc.r.tcache + acc.r.central + acc.r.heap_free + acc.r.large + acc.r.guarded +
+                acc.r.metadata;
+  *out = acc.r;
+}
+
+size_t brisk_get_resident(brisk_resident_t *out, size_t size) {
+  brisk__ensure_init();
+  brisk_lock_counts_t mine = brisk__lock_counts; /* as in brisk_get_stats */
+  brisk_resident_t r;
+  brisk__stats_resident(&r);
+  brisk__lock_counts = mine;
+  if (out != NULL) memcpy(out, &r, size < sizeof r ? size : sizeof r);
+  return sizeof r;
+}
+
+typedef struct region_list_s {
+  brisk_region_t *out;
+  size_t max, n;
+} region_list_t;
+
+static void region_put(void *arg, uintptr_t start, size_t len, brisk_vma_t kind) {
+  region_list_t *l = arg;
+  if (l->n < l->max) l->out[l->n] = (brisk_region_t){start, len, (uint32_t)kind, 0};
+  l->n++;
+}
+
+size_t brisk_get_regions(brisk_region_t *out, size_t max) {
+  brisk__ensure_init();
+  brisk_lock_counts_t mine = brisk__lock_counts;
+  region_list_t l = {out, out != NULL ? max : 0, 0};
+  each_region(region_put, &l);
+  brisk__lock_counts = mine;
+  return l.n;
+}
+
+/* ------------------------------------------------------------------------------
    The report writer: into a buffer (brisk_stats_json, snprintf's contract: the
    length it would need, never more than cap bytes written) or out to a file
    descriptor through a buffer that is flushed whenever it fills.
@@ -129,6 +250,7 @@ typedef struct snapshot_s {
   brisk_node_stats_t nodes[BRISK_MAX_NODES];
   size_t nnodes;
   uint64_t guarded[2]; /* the live guarded blocks: bytes, number */
+  brisk_resident_t res;
 } snapshot_t;
 
 static void snapshot(snapshot_t *s) {
@@ -137,6 +259,7 @@ static void snapshot(snapshot_t *s) {
   collect(&s->st, s->rows, s->guarded);
   s->nnodes = brisk_get_node_stats(s->nodes, BRISK_MAX_NODES);
   if (s->nnodes > BRISK_MAX_NODES) s->nnodes = BRISK_MAX_NODES;
+  brisk__stats_resident(&s->res);
   brisk__lock_counts = mine;
 }
 
@@ -176,6 +299,13 @@ static void report_text(report_t *r, const snapshot_t *s) {
   rep_printf(r, "brisk:   heap free      %s (returned to the OS %s)\n", human(a, 32, st->heap_free),
              human(b, 32, st->returned));
   rep_printf(r, "brisk:   large cached   %s\n", human(a, 32, st->large_cached));
+  const brisk_resident_t *res = &s->res;
+  rep_printf(r, "brisk:   resident       %s of %s mapped in %llu mappings (measured: mincore)\n",
+             human(a, 32, res->total), human(b, 32, res->mapped), (unsigned long long)res->regions);
+  rep_printf(r, "brisk:     in use %s, thread caches %s, free in spans %s, heap free %s\n", human(a, 32, res->in_use),
+             human(b, 32, res->tcache), human(c, 32, res->central), human(d, 32, res->heap_free));
+  rep_printf(r, "brisk:     large blocks %s, guarded %s, metadata %s\n", human(a, 32, res->large),
+             human(b, 32, res->guarded), human(c, 32, res->metadata));
   rep_printf(r, "brisk:   locks          %llu taken, %llu of them contended\n",
              (unsigned long long)st->lock_acquired, (unsigned long long)st->lock_contended);
   rep_printf(r, "brisk:   NUMA           %u pool%s, topology source %s\n", (unsigned)s->nnodes,
@@ -243,6 +373,14 @@ static void report_json(report_t *r, const snapshot_t *s) {
              (unsigned long long)st->threads_seen, (unsigned long long)st->lock_acquired,
              (unsigned long long)st->lock_contended, (unsigned long long)s->guarded[0],
              (unsigned long long)s->guarded[1]);
+  const brisk_resident_t *res = &s->res;
+  rep_printf(r, " \"resident\": {\"total\": %llu, \"in_use\": %llu, \"tcache\": %llu, \"central\": %llu, "
+                "\"heap_free\": %llu, \"large\": %llu, \"guarded\": %llu, \"metadata\": %llu, \"mapped\": %llu, "
+                "\"regions\": %llu},\n",
+             (unsigned long long)res->total, (unsigned long long)res->in_use, (unsigned long long)res->tcache,
+             (unsigned long long)res->central, (unsigned long long)res->heap_free, (unsigned long long)res->large,
+             (unsigned long long)res->guarded, (unsigned long long)res->metadata, (unsigned long long)res->mapped,
+             (unsigned long long)res->regions);
   rep_printf(r, " \"nodes\": [");
   for (size_t i = 0; i < s->nnodes; i++) {
     const brisk_node_stats_t *n = &s->nodes[i];

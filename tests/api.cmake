@@ -45,3 +45,9 @@ target_compile_options(stress PRIVATE -fno-builtin)
 add_test(NAME stress_long COMMAND stress)
 set_tests_properties(stress_long PROPERTIES LABELS long TIMEOUT 300
   ENVIRONMENT "STRESS_SECONDS=60")
+
+# Resident memory against the kernel's Rss (/proc/self/smaps) after a mixed
+# workload, large blocks mapped alone from 2 MiB and guarded blocks included.
+brisk_add_test(test_resident LABEL api SOURCES test_resident.c LIBS brisk_static
+  ENV "BRISK_LARGE_MMAP=2M;BRISK_GUARD_SAMPLE=16K")
+target_include_directories(test_resident PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})

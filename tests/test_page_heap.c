@@ -324,7 +324,8 @@ static void use_up_metadata(void) {
     if (held_count == sizeof held / sizeof *held) _exit(51);
     held[held_count++] = brisk__span_new();
   } while (atomic_load(&brisk__counters.meta) == m0);
-  size_t per = (size_t)(atomic_load(&brisk__counters.meta) - m0) / brisk__align_up(sizeof(brisk_span_t), BRISK_CACHE_LINE);
+  size_t per = (size_t)(atomic_load(&brisk__counters.meta) - m0 - BRISK_META_CHUNK_HEADER) /
+               brisk__align_up(sizeof(brisk_span_t), BRISK_CACHE_LINE);
   for (size_t i = 1; i < per; i++) {
     if (held_count == sizeof held / sizeof *held) _exit(52);
     held[held_count++] = brisk__span_new();

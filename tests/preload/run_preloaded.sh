@@ -21,6 +21,13 @@
 #   --min FIELD=N           totals.FIELD >= N (repeatable)
 #   --max FIELD=N           totals.FIELD <= N (repeatable)
 #   --no-summary            skip the statistics checks (to try the programs on another malloc)
+#   --resident-check SHIM   preload SHIM (smaps_check.c) after the allocator: at exit (and when
+#                           the program calls brisk_smaps_check) it compares brisk's resident
+#                           total with the kernel's Rss of brisk's mappings; each process's
+#                           figures must agree within 2 % and 512 KiB (the programs here
+#                           differ by 16 KiB at most: pages only ever read map the kernel's
+#                           zero page, which mincore sees and Rss does not count) and its
+#                           layers add up exactly
 #   --timeout SECONDS       kill the program after this long (default 120)
 #   --workdir DIR           run the program in DIR (default: a fresh temporary dir)
 set -u
@@ -53,7 +60,7 @@ check_field_name() {
 }
 
 lib=unset preload=1 stdin_file='' expect_status=0 expect_stdout='' timeout_s=120
-workdir='' want_summary=1
+workdir='' want_summary=1 resident_shim=''
 patterns=() extra_env=() mins=() maxs=()
 while (($#)); do
   case $1 in
@@ -70,6 +77,7 @@ while (($#)); do
   --min) mins+=("${2%%=*}=$(to_bytes "${2#*=}")") || exit 1; shift 2 ;;
   --max) maxs+=("${2%%=*}=$(to_bytes "${2#*=}")") || exit 1; shift 2 ;;
   --no-summary) want_summary=0; shift ;;
+  --resident-check) resident_shim=$2; shift 2 ;;
   --timeout) timeout_s=$2; shift 2 ;;
   --workdir) workdir=$2; shift 2 ;;
   --) shift; break ;;
@@ -99,13 +107,19 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/brisk-preload.XXXXXX") || fail "mktemp fail
 trap 'rm -rf "$scratch"' EXIT
 out=$scratch/stdout err=$scratch/stderr stats_dir=$scratch/stats
 mkdir "$stats_dir" || fail "mkdir failed"
+resident_dir=$scratch/resident
+mkdir "$resident_dir" || fail "mkdir failed"
+[[ -z $resident_shim || -f $resident_shim ]] || fail "resident check library '$resident_shim' does not exist"
 [[ -n $workdir ]] || { workdir=$scratch/work; mkdir "$workdir"; }
 
 # Only `env`'s child, the program, sees LD_PRELOAD; timeout and env themselves do not.
 # The subshell does not exec timeout, so that bash's "Aborted" notice for a program
 # killed by a signal lands in the program's stderr file rather than in our output.
 run_env=(BRISK_STATS=json "BRISK_STATS_FILE=$stats_dir/brisk.%p.json" "${extra_env[@]}")
-if ((preload)) && [[ -n $lib ]]; then run_env=(LD_PRELOAD="$lib" "${run_env[@]}"); fi
+if ((preload)) && [[ -n $lib ]]; then
+  run_env=(LD_PRELOAD="$lib${resident_shim:+:$resident_shim}" "${run_env[@]}")
+fi
+if [[ -n $resident_shim ]]; then run_env+=("SMAPS_CHECK_FILE=$resident_dir/%p.txt"); fi
 echo "run: ${run_env[*]} $* (in $workdir)"
 (
   cd "$workdir" || exit 126
@@ -163,6 +177,47 @@ for re in "${patterns[@]}"; do
     fail "stdout does not match /$re/"
   fi
 done
+
+# 2b. Resident memory: brisk's figure against the kernel's, per check of each process.
+if [[ -n $resident_shim ]]; then
+  if ! python3 - "$resident_dir" <<'PY'
+import glob, os, sys
+lines = []
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.txt"))):
+    with open(path, encoding="utf-8") as f:
+        lines += [l.split() for l in f if l.strip()]
+bad = []
+exits = 0
+for toks in lines:
+    v = dict(t.split("=", 1) for t in toks if "=" in t)
+    if "error" in v:
+        bad.append(f"{v.get('label')} pid {v.get('pid')}: {v['error']}")
+        continue
+    b, k = int(v["brisk_resident"]), int(v["smaps_rss"])
+    diff = abs(b - k)
+    pct = 100.0 * diff / k if k else 100.0
+    print(f"resident {v['label']} pid {v['pid']}: brisk {b} smaps Rss {k} (diff {diff} B, {pct:.3f}%; "
+          f"{v['regions']} mappings, {v['vmas']} VMAs, {v['named']} named; in_use {v['in_use']} tcache {v['tcache']} "
+          f"central {v['central']} heap_free {v['heap_free']} large {v['large']} guarded {v['guarded']} "
+          f"metadata {v['metadata']})")
+    exits += v["label"] == "exit"
+    if v["stable"] != "1":
+        bad.append(f"{v['label']} pid {v['pid']}: the kernel's figure never held still")
+    if int(v["parts"]) != b:
+        bad.append(f"{v['label']} pid {v['pid']}: layers add up to {v['parts']}, not {b}")
+    if diff * 100 > 2 * k or diff > 512 * 1024:
+        bad.append(f"{v['label']} pid {v['pid']}: brisk {b} vs smaps {k}, off by more than 2% or 512 KiB")
+if not exits:
+    bad.append("no check at exit (the resident check library did not run)")
+for b in bad:
+    print("resident check: " + b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+  then
+    show_output
+    fail "brisk's resident figure does not match the kernel's"
+  fi
+fi
 
 # brisk's statistics files as one line each, "brisk.PID.json: mapped=N ...", from
 # the totals of documents that say brisk wrote them; a file that is not one is a

@@ -37,7 +37,7 @@ class Invalid(Exception):
 
 def load_schema(path):
     """{"top": {field: type}, "totals": {...}, "nodes": {...}, "classes": {...}}"""
-    schema = {"top": {}, "totals": {}, "nodes": {}, "classes": {}}
+    schema = {"top": {}, "totals": {}, "resident": {}, "nodes": {}, "classes": {}}
     with open(path, encoding="utf-8") as f:
         for line in f:
             m = ROW.match(line)
@@ -86,6 +86,12 @@ def validate(doc, schema, where, quiet=True):
     for name, value in t.items():
         if value < 0:
             raise Invalid(f"{where}.totals.{name} is negative")
+    res = doc["resident"]
+    check_fields(f"{where}.resident", res, schema["resident"])
+    layers = ("in_use", "tcache", "central", "heap_free", "large", "guarded", "metadata")
+    if sum(res[k] for k in layers) != res["total"] or res["total"] > res["mapped"]:
+        raise Invalid(f"{where}.resident: the layers {[res[k] for k in layers]} do not add up to "
+                      f"total {res['total']} (at most mapped {res['mapped']})")
     if not doc["nodes"]:
         raise Invalid(f"{where}: no nodes")
     for i, n in enumerate(doc["nodes"]):
