@@ -61,7 +61,10 @@ static void draw(const char *dir, double delay, const metrics_set_t *set, const 
     uint64_t acquired = metrics_value(s, "lock_acquired", -1), contended = metrics_value(s, "lock_contended", -1);
     const prev_t *p = find_prev(prev, nprev, s);
     uint64_t da = p ? acquired - p->acquired : acquired, dc = p ? contended - p->contended : contended;
-    double backed = (double)mapped - (double)returned; /* brisk's memory that may be resident */
+    /* brisk's own resident memory as the library measures it (mincore, once a
+     * second); from a library without that row, what may be resident. */
+    uint64_t resident = metrics_value(s, "resident", -1);
+    double backed = resident ? (double)resident : (double)mapped - (double)returned;
     char growth[24] = "-";
     if (p) human(growth, sizeof growth, (double)in_use - (double)p->in_use);
     if (p && in_use > p->in_use) memmove(growth + 1, growth, strlen(growth) + 1), growth[0] = '+';

@@ -108,6 +108,15 @@ class LiveMetrics(unittest.TestCase):
         # RSS: the process's own reading; the probe is quiet, so it barely moves.
         self.assertLess(abs(proc["rss"]["value"] - rss_now(self.pid)), 1 << 20)
         self.assertGreaterEqual(proc["rss"]["value"], KNOWN_BYTES)
+        # Resident memory by layer (measured once a second, the probe is quiet):
+        # the layers add up, and the total is the probe's own measurement.
+        layers = ("in_use", "tcache", "central", "heap_free", "large", "guarded", "metadata")
+        res = self.stats["resident"]
+        self.assertEqual(sum(proc["resident_" + k]["value"] for k in layers), proc["resident"]["value"])
+        self.assertGreaterEqual(proc["resident"]["value"], KNOWN_BYTES)
+        self.assertLess(abs(proc["resident"]["value"] - res["total"]), max(res["total"] // 50, 256 << 10))
+        for k in layers:
+            self.assertEqual(proc["resident_" + k]["unit"], "bytes")
         nodes = {r["node"]: {} for r in rows if r["node"] >= 0}
         for r in rows:
             if r["node"] >= 0:
@@ -188,7 +197,10 @@ class LiveMetrics(unittest.TestCase):
             self.assertEqual(row["CACHED"], human(totals["tcache"] + totals["central"]))
             self.assertEqual(row["FREE"], human(totals["heap_free"]))
             self.assertEqual(row["RETURN"], human(totals["returned"]))
-            self.assertEqual(row["BRISK"], human(totals["mapped"] - totals["returned"]))
+            # BRISK: the published resident figure (the probe is quiet: it holds still)
+            _, rows = metrics_file.read(self.path)
+            resident = {r["name"]: r["value"] for r in rows if r["node"] == -1}["resident"]
+            self.assertEqual(row["BRISK"], human(resident))
             self.assertEqual(row["THR"], str(totals["threads"]))
             # Growth since the screen before: none in a quiet process; the first has none to show.
             self.assertEqual(row["GROWTH"], "-" if i == 0 else "0B")
