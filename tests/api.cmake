@@ -23,7 +23,7 @@ brisk_add_test(test_guard LABEL api SOURCES test_guard.c LIBS brisk_api ENV "BRI
 add_test(NAME test_guard_rate COMMAND test_guard rate)
 set_tests_properties(test_guard_rate PROPERTIES LABELS api TIMEOUT 120)
 
-# Heap profiles: every site's estimated live bytes within 5 standard deviations
+# Heap profiles: every site's estimated live bytes within 5 standard deviations (and two blocks)
 # of the truth; the dump at exit and on the trigger file from a child. Then the
 # same with the guard sampler more frequent than the profile's (the profile takes
 # one event in four, and guarded blocks carry records too); and the profile read

@@ -259,8 +259,12 @@ out:
 }
 
 /* The estimate of n live blocks of s bytes: each sampled with probability
- * p = 1 - exp(-s / rate), independently, and counted as s / p; its standard
- * deviation is s * sqrt(n (1 - p) / p). */
+ * p = 1 - exp(-s / rate), independently, and counted as s / p. The number
+ * sampled is binomial, of mean np and standard deviation sqrt(np(1 - p)); it
+ * may stray 5 of those, and 2 blocks more: where p is nearly 1 (a 150,000-byte
+ * block at a 16K rate escapes once in 10,000) the deviation is a small fraction
+ * of a block, and one block escaping in a hundred (1 % of runs) is no error.
+ * Three escaping there is a chance of 2e-7. A site with none live must show 0. */
 static const char *profile_check(const char *path, long rate) {
   static char why[1024];
   double est[N_SITES];
@@ -276,10 +280,10 @@ static const char *profile_check(const char *path, long rate) {
     }
     double s = (double)sites[i].size, n = (double)sites[i].live;
     double p = 1 - exp(-s / (double)rate);
-    double truth = s * n, sd = s * sqrt(n * (1 - p) / p);
-    if (fabs(est[i] - truth) > 5 * sd) {
-      snprintf(why, sizeof why, "%s: estimated %.0f live bytes, truly %.0f (5 sd = %.0f)", sites[i].name, est[i],
-               truth, 5 * sd);
+    double truth = s * n, slack = n > 0 ? (5 * sqrt(n * p * (1 - p)) + 2) * s / p : 0;
+    if (fabs(est[i] - truth) > slack) {
+      snprintf(why, sizeof why, "%s: estimated %.0f live bytes, truly %.0f (allowed %.0f)", sites[i].name, est[i],
+               truth, slack);
       return why;
     }
   }
