@@ -13,6 +13,7 @@
  * span and the inbox). Everything else here is the API's edges: errno,
  * alignment, overflow, realloc. */
 #include "internal.h"
+#include "sample.h"
 
 static inline void *tc_pop(unsigned cls) {
   brisk_tlist_t *l = &brisk__tc.list[cls];
@@ -57,126 +58,6 @@ static inline void *malloc_small(size_t size, unsigned cls) {
   return brisk__malloc_slow(size);
 }
 
-/* ------------------------------------------------------------------------------
-   Sampling. malloc subtracts every small request from the thread's countdown;
-   below zero, the request is sampled. The gaps between samples are drawn from an
-   exponential distribution, so that every byte allocated has the same chance to
-   be picked, whatever the sizes and their order, and a program cannot keep its
-   blocks out of reach by its rhythm: a block of s bytes is sampled with
-   probability 1 - exp(-s / mean), independently of every other.
-
-   One countdown serves two samplers: the guard pages (BRISK_GUARD_SAMPLE, small
-   blocks only) and, with BRISK_PROF=1, the heap profile (BRISK_PROF_SAMPLE,
-   every size: large requests count down on their own slow path, never on
-   malloc's fast one). Its mean is the smaller of the two, and a sampler with a
-   larger mean takes a picked request with the probability that makes its own
-   chance for the request what its own countdown would have given it
-   (sampler_takes).
-
-   A sampled block is guarded (guard.c) when a slot is free, else served as
-   usual; a profiled one gets a record (prof.c) hung on a span of its own: a
-   small request is then served as a large block (a page or more), so that its
-   free reaches the large slow path, which finds the record without a look-up.
------------------------------------------------------------------------------- */
-
-/* -ln(u) for u uniform in (0, 1], from 53 random bits: u = m / 2^53 and
- * ln m = e ln 2 + ln f with f in [1, 2), where ln f = 2 atanh((f-1)/(f+1)) by its
- * series (|s| <= 1/3: five terms are good to 1e-6). */
-static double neg_log_uniform(uint64_t r) {
-  uint64_t m = (r >> 11) + 1;
-  int e = 63 - __builtin_clzll(m);
-  uint64_t scale_bits = (uint64_t)(1023 - e) << 52; /* 2^-e, exactly: no division */
-  double scale;
-  memcpy(&scale, &scale_bits, sizeof scale);
-  double f = (double)m * scale;
-  double s = (f - 1) / (f + 1), s2 = s * s;
-  double ln_f = 2 * s * (1 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 / 9))));
-  return (53 - e) * 0.69314718055994531 - ln_f;
-}
-
-static uint64_t sample_random(brisk_tcache_t *tc) {
-  uint64_t x = tc->sample_rng;
-  if (x == 0) x = brisk__os_random() ^ (uintptr_t)tc; /* per thread; the key's generator never gives 0 */
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  tc->sample_rng = x;
-  return x;
-}
-
-static inline size_t prof_mean(void) { return brisk__opt.prof ? brisk__opt.prof_sample : 0; }
-
-/* The countdown's mean: the smaller of the enabled samplers' (0: none). */
-static size_t sample_mean(void) {
-  size_t g = brisk__opt.guard_sample, p = prof_mean();
-  if (g == 0 || p == 0) return g | p;
-  return g < p ? g : p;
-}
-
-static int64_t sample_gap(brisk_tcache_t *tc) {
-  size_t mean = sample_mean();
-  if (mean == 0) return INT64_MAX;
-  double gap = neg_log_uniform(sample_random(tc)) * (double)mean;
-  return gap >= 9e18 ? INT64_MAX : (int64_t)gap;
-}
-
-/* exp(-x) for x >= 0, without libm: exp(-x) = 2^-k exp(-r) with r in [0, ln 2),
- * exp(-r) by its series to the 14th power (good to 1e-15), in Horner's form,
- * and 2^-k made as a double's exponent. */
-static double exp_neg(double x) {
-  if (x > 700) return 0;
-  int k = (int)(x / 0.69314718055994531);
-  double r = x - k * 0.69314718055994531, sum = 1.0 / 87178291200.0; /* 1/14! */
-  static const double inv_fact[14] = {1.0,           1.0,         1.0 / 2,         1.0 / 6,
-                                      1.0 / 24,      1.0 / 120,   1.0 / 720,       1.0 / 5040,
-                                      1.0 / 40320,   1.0 / 362880, 1.0 / 3628800,  1.0 / 39916800,
-                                      1.0 / 479001600, 1.0 / 6227020800.0};
-  for (int i = 13; i >= 0; i--) sum = sum * -r + inv_fact[i];
-  uint64_t bits = (uint64_t)(1023 - k) << 52; /* 2^-k: k <= 1010 */
-  double scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return sum * scale;
-}
-
-/* Whether the sampler of mean own (0: off) takes this event, a request of size
- * bytes that the countdown (of the smaller mean) has picked: with probability
- * (1 - exp(-size / own)) / (1 - exp(-size / mean)), so that the request is the
- * sampler's with probability 1 - exp(-size / own) in all, as if it counted down
- * on its own. */
-static bool sampler_takes(brisk_tcache_t *tc, size_t own, size_t size) {
-  size_t mean = sample_mean();
-  if (own == 0) return false;
-  if (own <= mean) return true;
-  /* The ratio lies between mean / own (1 - exp(-x) is concave) and that over
-   * 1 - size / (2 mean) (as x - x^2/2 <= 1 - exp(-x) <= x): a draw outside
-   * that band is decided without the exponentials (nearly every draw). */
-  double u = (double)(sample_random(tc) >> 11) * 0x1p-53, m = (double)mean, o = (double)own, s = (double)size;
-  if (u * o < m) return true;
-  if (s < 2 * m && u * o * (2 * m - s) >= 2 * m * m) return false;
-  double want = 1 - exp_neg(s / o), got = 1 - exp_neg(s / m);
-  return u * got < want;
-}
-
-/* The countdown went below zero for a request of size bytes: whether it is
- * sampled, with the next gap drawn. Before brisk has started (its options
- * unread) and while the topology loads, the countdown stays at zero and the
- * block is a plain one. */
-static bool sample_due(brisk_tcache_t *tc, size_t size) {
-  if (atomic_load_explicit(&brisk__init_state, memory_order_acquire) != 2 || brisk__boot_active()) {
-    tc->sample_left = 0;
-    return false;
-  }
-  if (tc->sample_rng == 0) { /* the thread's first gap starts with this request */
-    int64_t gap = sample_gap(tc);
-    if (gap >= (int64_t)size) {
-      tc->sample_left = gap - (int64_t)size;
-      return false;
-    }
-  }
-  tc->sample_left = sample_gap(tc);
-  return true;
-}
-
 static inline brisk_span_t *span_of(const void *p) { return brisk__pm_span(brisk__pagemap_entry(p)); }
 
 /* A block of the heap profile: its stack is captured first, outside every
@@ -202,9 +83,10 @@ static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
   brisk_tcache_t *tc = &brisk__tc;
   if (site == NULL) site = __builtin_return_address(0);
   unsigned cls = brisk__size_to_class(size);
-  if (!sample_due(tc, size)) return malloc_small(size, cls);
-  bool guard = sampler_takes(tc, brisk__opt.guard_sample, size);
-  if (sampler_takes(tc, prof_mean(), size) && brisk__prof_ready()) return alloc_profiled(size, 0, false, guard, site);
+  if (!brisk__sample_due(tc, size)) return malloc_small(size, cls);
+  bool guard = brisk__sampler_takes(tc, brisk__opt.guard_sample, size);
+  if (brisk__sampler_takes(tc, brisk__prof_mean(), size) && brisk__prof_ready())
+    return alloc_profiled(size, 0, false, guard, site);
   void *p = guard ? brisk__guard_alloc(size, site) : NULL;
   return p != NULL ? p : malloc_small(size, cls);
 }
@@ -213,13 +95,13 @@ static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
  * (large or aligned): whether it is profiled. */
 static bool prof_due(size_t size) {
   brisk_tcache_t *tc = &brisk__tc;
-  return sample_due(tc, size) && sampler_takes(tc, prof_mean(), size) && brisk__prof_ready();
+  return brisk__sample_due(tc, size) && brisk__sampler_takes(tc, brisk__prof_mean(), size) && brisk__prof_ready();
 }
 
 /* A request that does not pass malloc_at's countdown (large or aligned) counts
  * down here while profiling: whether it is profiled. */
 static bool prof_counts_down(size_t size) {
-  if (prof_mean() == 0) return false;
+  if (brisk__prof_mean() == 0) return false;
   brisk_tcache_t *tc = &brisk__tc;
   return (tc->sample_left -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) < 0 && prof_due(size);
 }

@@ -289,7 +289,10 @@ static bool run_cfa(const cie_t *cie, cursor_t c, uintptr_t loc, uintptr_t targe
         case 0x02: adv = get_fixed(&c, 1); advance = true; break;
         case 0x03: adv = get_fixed(&c, 2); advance = true; break;
         case 0x04: adv = get_fixed(&c, 4); advance = true; break;
-        case 0x05: reg = (unsigned)get_uleb(&c); set_offset_rule(s, reg, (int64_t)get_uleb(&c) * cie->data_align); break;
+        case 0x05:
+          reg = (unsigned)get_uleb(&c);
+          set_offset_rule(s, reg, (int64_t)get_uleb(&c) * cie->data_align);
+          break;
         case 0x06: /* restore_extended */
           reg = (unsigned)get_uleb(&c);
           if (init == NULL) return false;
