@@ -55,13 +55,13 @@ static const metric_def_t proc_rows[] = {
   PROC_ROW("lock_acquired", "", COUNTER, st.lock_acquired, "brisk locks taken by the program's threads"),
   PROC_ROW("lock_contended", "", COUNTER, st.lock_contended, "of those, the ones that waited"),
   PROC_ROW("resident", "bytes", GAUGE, res.total, "resident bytes of brisk's own mappings (mincore, once a second)"),
-  PROC_ROW("resident_in_use", "bytes", GAUGE, res.in_use, "of those, small blocks in use"),
-  PROC_ROW("resident_tcache", "bytes", GAUGE, res.tcache, "of those, thread caches and spare large blocks"),
-  PROC_ROW("resident_central", "bytes", GAUGE, res.central, "of those, free small blocks and unused span ends"),
-  PROC_ROW("resident_heap_free", "bytes", GAUGE, res.heap_free, "of those, free page-heap runs"),
-  PROC_ROW("resident_large", "bytes", GAUGE, res.large, "of those, large blocks in use"),
-  PROC_ROW("resident_guarded", "bytes", GAUGE, res.guarded, "of those, the guarded blocks' pool"),
-  PROC_ROW("resident_metadata", "bytes", GAUGE, res.metadata, "of those, metadata"),
+  PROC_ROW("resident_in_use", "bytes", GAUGE, res.in_use, "resident bytes of small blocks in use"),
+  PROC_ROW("resident_tcache", "bytes", GAUGE, res.tcache, "resident bytes of thread caches and spare large blocks"),
+  PROC_ROW("resident_central", "bytes", GAUGE, res.central, "resident bytes of free small blocks and unused span ends"),
+  PROC_ROW("resident_heap_free", "bytes", GAUGE, res.heap_free, "resident bytes of free page-heap runs"),
+  PROC_ROW("resident_large", "bytes", GAUGE, res.large, "resident bytes of large blocks in use"),
+  PROC_ROW("resident_guarded", "bytes", GAUGE, res.guarded, "resident bytes of the guarded blocks' pool"),
+  PROC_ROW("resident_metadata", "bytes", GAUGE, res.metadata, "resident bytes of brisk's metadata"),
 };
 #define NODE_ROW(name, unit, kind, field, help) {name, unit, help, kind, offsetof(brisk_node_stats_t, field)}
 static const metric_def_t node_rows[] = {
