@@ -148,8 +148,10 @@ static inline bool small_check(void *p, uint64_t e, const char *call) {
  * passes. */
 static brisk_cold void check_double_free(void *p, uint64_t e, const char *call) {
   unsigned cls = brisk__pm_class(e);
-  if (brisk__tcache_contains(&brisk__tc, cls, p) || brisk__small_is_free(brisk__tc.heap, brisk__pm_span(e), p))
-    brisk__fatal(call, "double free", p);
+  bool gate = brisk__gate_enter(&brisk__tc); /* it reads the thread's spans and inbox */
+  bool twice = brisk__tcache_contains(&brisk__tc, cls, p) || brisk__small_is_free(brisk__tc.heap, brisk__pm_span(e), p);
+  brisk__gate_leave(&brisk__tc, gate);
+  if (twice) brisk__fatal(call, "double free", p);
   /* the key was the program's own data */
 }
 

@@ -189,6 +189,7 @@ void brisk__purge_tick(void) {
                                                memory_order_relaxed))
     return;
   brisk__tcache_reap(); /* threads that ended without brisk's TLS destructor */
+  brisk__tcache_reclaim_idle(now, delay);
   brisk__small_drain();
   brisk__heap_decay(now, delay);
   /* A forked child publishes its own metrics from its own purge thread, started

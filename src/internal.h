@@ -386,6 +386,7 @@ int brisk__os_create_file(const char *path);           /* for writing; -1 on fai
 void brisk__os_close(int fd);
 long brisk__os_read_file(const char *path, char *buf, size_t cap); /* length read, or -1 */
 void brisk__os_sleep_ms(uint64_t ms);
+void brisk__os_yield(void);
 void brisk__os_wait_while(atomic_int *addr, int val, uint64_t ms); /* futex wait, bounded */
 void brisk__os_wake_all(atomic_int *addr);
 int brisk__os_pid(void);
@@ -776,7 +777,41 @@ typedef struct brisk_tcache_s {
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tnode_s *reg; /* the thread's registry node (thread_cache.c); NULL until registered */
+  /* The gate (a brisk_gate_t, atomic; see "Idle threads" in thread_cache.c):
+   * who may touch the state that only slow paths use: the small heap's spans,
+   * inbox and kept spans, and large_spare. */
+  uint8_t gate;
+  uint32_t gate_entries; /* the owner's entries, under the gate: the purge tick's sign of life */
 } brisk_tcache_t;
+
+/* OPEN: nobody is in. OWNER: the thread itself, in a slow path. PURGER: the
+ * purge tick, giving back what an idle thread's slow-path state holds. */
+typedef enum { BRISK_GATE_OPEN = 0, BRISK_GATE_OWNER, BRISK_GATE_PURGER } brisk_gate_t;
+
+bool brisk__gate_wait(brisk_tcache_t *tc);
+
+/* The calling thread's own cache tc: its slow path enters the gate (waiting
+ * out the purge tick, which holds it for one heap's give-back). False when the
+ * thread is in already (a nested slow path): then it must not leave. */
+static inline bool brisk__gate_enter(brisk_tcache_t *tc) {
+#ifdef BRISK_DEBUG
+  brisk_assert(brisk__locks_held == 0 && "a gate is entered with no lock held");
+#endif
+  uint8_t open = BRISK_GATE_OPEN;
+  if (brisk_likely(__atomic_compare_exchange_n(&tc->gate, &open, (uint8_t)BRISK_GATE_OWNER, false, __ATOMIC_ACQUIRE,
+                                               __ATOMIC_RELAXED))) {
+    tc->gate_entries++;
+    return true;
+  }
+  if (open == BRISK_GATE_OWNER) return false;
+  return brisk__gate_wait(tc);
+}
+
+static inline void brisk__gate_leave(brisk_tcache_t *tc, bool entered) {
+  if (!entered) return;
+  brisk_assert(__atomic_load_n(&tc->gate, __ATOMIC_RELAXED) == BRISK_GATE_OWNER);
+  __atomic_store_n(&tc->gate, (uint8_t)BRISK_GATE_OPEN, __ATOMIC_RELEASE);
+}
 
 extern __thread brisk_tcache_t brisk__tc;
 static inline bool brisk__boot_active(void) { return brisk_unlikely(brisk__tc.booting); }
@@ -800,6 +835,10 @@ void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended, const bri
  * thread_cache.c) are counted out and their small heaps retired: the purge tick's
  * and brisk_trim's part. */
 void brisk__tcache_reap(void);
+/* The purge tick's: threads that entered no slow path for RECLAIM_IDLE_DELAYS
+ * purge delays give back their heap's inbox, kept spans and spare large block. */
+void brisk__tcache_reclaim_idle(uint64_t now, uint64_t delay);
+uint64_t brisk__tcache_reclaims(void); /* give-backs done so far (tests) */
 extern brisk_lock_t brisk__registry_lock;
 
 /* ------------------------------------------------------------------------------

@@ -17,9 +17,10 @@
  * The spare: a thread keeps the last heap block it freed (up to SPARE_MAX_BYTES)
  * and serves its next request of about that size from it without the heap lock,
  * as a program that frees and allocates a buffer of one size in a loop does; the
- * block it replaces goes back to the heap. It is the thread's (no lock), in state
- * SPARE (a second free of it aborts, coalescing passes it by), and goes back at
- * thread exit and malloc_trim.
+ * block it replaces goes back to the heap. It is the thread's, under its gate
+ * (no lock; see "Idle threads" in thread_cache.c), in state SPARE (a second free
+ * of it aborts, coalescing passes it by), and goes back at thread exit, at
+ * malloc_trim and when the purge tick finds the thread idle.
  *
  * A block of the heap profile (prof.c) carries its record on its span, and its
  * free forgets it; alloc.c serves a profiled small request here as well, so
@@ -130,11 +131,14 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
     bool zeroed = false;
     size_t npages = pages_for(size);
     brisk_tcache_t *tc = &brisk__tc;
+    bool gate = brisk__gate_enter(tc); /* the purge tick may give an idle thread's spare back */
     brisk_span_t *s = tc->large_spare;
     if (s != NULL && s->node == slot && s->npages >= npages && s->npages - npages <= s->npages >> SPARE_SLACK_SHIFT)
       tc->large_spare = NULL;
     else
-      s = brisk__heap_alloc_large(slot, npages, &zeroed);
+      s = NULL;
+    brisk__gate_leave(tc, gate);
+    if (s == NULL) s = brisk__heap_alloc_large(slot, npages, &zeroed);
     if (s != NULL) {
       s->state = BRISK_SPAN_LARGE;
       s->req_size = size;
@@ -195,8 +199,10 @@ void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
     return;
   }
   if (spare) {
+    bool gate = brisk__gate_enter(tc);
     brisk_span_t *old = tc->large_spare;
     tc->large_spare = s;
+    brisk__gate_leave(tc, gate);
     if (old == NULL) return;
     s = old;
   }

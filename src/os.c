@@ -342,6 +342,9 @@ void brisk__os_sleep_ms(uint64_t ms) {
   errno = saved;
 }
 
+/* Give the CPU to another thread (a waiter whose wait is short and bounded). */
+void brisk__os_yield(void) { syscall(SYS_sched_yield); }
+
 /* Sleep while *addr holds val, at most ms (a wake-up, a signal or a spurious
  * return may end it sooner: callers re-check their condition). */
 void brisk__os_wait_while(atomic_int *addr, int val, uint64_t ms) {

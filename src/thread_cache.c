@@ -77,6 +77,8 @@ typedef struct brisk_tnode_s {
   brisk_sheap_t *heap;               /* the thread's small heap once LIVE: what a reaper retires */
   brisk_lock_counts_t *locks;
   uint64_t seen_acquired, seen_contended; /* its lock counts as the last report read them */
+  uint32_t seen_entries;             /* its gate entries as the purge tick last read them */
+  uint64_t idle_since_ms;            /* when the purge tick saw them change (0: not yet) */
   bool robust;                       /* alive is robust: without, a death goes unseen */
 } brisk_tnode_t;
 
@@ -146,6 +148,8 @@ static void node_claim(brisk_tnode_t *n, brisk_tcache_t *tc) {
   n->heap = NULL;
   n->locks = &brisk__lock_counts;
   n->seen_acquired = n->seen_contended = 0;
+  n->seen_entries = 0;
+  n->idle_since_ms = 0;
   tc->reg = n;
 }
 
@@ -229,12 +233,23 @@ static brisk_noinline void remote_flush(brisk_sheap_t *h, unsigned slot) {
   h->remote_bytes = 0;
 }
 
+/* A message goes out under the gate: its span may have become this heap's
+ * since (adopted), and then its blocks go back into the span (small.c). The
+ * open messages themselves are the thread's alone, outside the gate. */
+static brisk_noinline void remote_send_gated(brisk_tcache_t *tc, unsigned i) {
+  bool gate = brisk__gate_enter(tc);
+  remote_send(tc->heap, tc->node, i);
+  brisk__gate_leave(tc, gate);
+}
+
 void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool suspect) {
   if (brisk_unlikely(tc->state == BRISK_TC_NEW)) tcache_init(tc); /* a thread that frees first */
   brisk_span_t *s = brisk__pm_span(e);
   brisk_sheap_t *h = tc->heap;
-  if (brisk_unlikely(suspect)) {
+  if (brisk_unlikely(suspect)) { /* its owner may be this heap: it reads the span */
+    bool gate = brisk__gate_enter(tc);
     brisk__small_send_suspect(h, s, p);
+    brisk__gate_leave(tc, gate);
     return;
   }
   if (brisk_unlikely(h == NULL)) { /* no heap (not LIVE): nothing waits here */
@@ -244,7 +259,7 @@ void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool sus
   }
   unsigned i = remote_slot(s);
   if (h->remote[i].span != s) {
-    if (h->remote[i].n > 0) remote_send(h, tc->node, i);
+    if (h->remote[i].n > 0) remote_send_gated(tc, i);
     h->remote[i].span = s;
     h->remote[i].head = NULL;
     h->remote[i].tail = p;
@@ -253,17 +268,24 @@ void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool sus
   h->remote[i].head = p;
   h->remote[i].n++;
   h->remote_bytes += brisk__classes[brisk__pm_class(e)].size;
-  if (++h->remote_count >= REMOTE_BATCH || h->remote_bytes >= REMOTE_BYTES) remote_flush(h, tc->node);
+  if (++h->remote_count >= REMOTE_BATCH || h->remote_bytes >= REMOTE_BYTES) {
+    bool gate = brisk__gate_enter(tc);
+    remote_flush(h, tc->node);
+    brisk__gate_leave(tc, gate);
+  }
 }
 
 static inline bool remote_waiting(const brisk_tcache_t *tc) { return tc->heap != NULL && tc->heap->remote_count != 0; }
 
 void brisk__tcache_flush(brisk_tcache_t *tc) {
+  bool gate = brisk__gate_enter(tc);
   if (remote_waiting(tc)) remote_flush(tc->heap, tc->node);
   if (tc->large_spare != NULL) brisk__large_spare_release(tc);
-  if (tc->heap == NULL) return;
-  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) list_release(tc, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
-  brisk__small_scavenge(tc->heap, NULL);
+  if (tc->heap != NULL) {
+    for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) list_release(tc, &tc->list[cls], brisk__tl_count(&tc->list[cls]));
+    brisk__small_scavenge(tc->heap, NULL);
+  }
+  brisk__gate_leave(tc, gate);
 }
 
 /* The thread's TLS destructor: the node goes back, its mutex unlocked by the
@@ -351,9 +373,104 @@ void brisk__tcache_reap(void) {
   reap_finish(dead);
 }
 
+/* ------------------------------------------------------------------------------
+   Idle threads
+
+   A thread that stops allocating (parked on a condition variable, blocked in a
+   read) would keep what its slow-path state holds until it next refills or
+   exits: blocks that other threads freed to it (its inbox), each pinning its
+   span; the empty spans its heap keeps for its next refill; its spare large
+   block. The purge tick gives these back for a thread that has entered no slow
+   path for RECLAIM_IDLE_DELAYS purge delays, and again on every tick while it
+   stays idle.
+
+   The gate. Every path of the owner that touches that state (refill and spill,
+   inbox, scavenge, flush, exit, a message that may come home, the double-free
+   check that reads its spans, large.c's spare) runs between brisk__gate_enter
+   and brisk__gate_leave: a compare-and-swap OPEN -> OWNER (acquire) and a
+   release store of OPEN. The purge tick only ever tries OPEN -> PURGER, never
+   waits, and stores OPEN (release) when done; an owner that finds PURGER waits
+   for it. So the owner and the tick are never in at once; each sees the
+   other's writes, through the acquire that reads the other's release; and
+   neither deadlocks: the owner enters holding no lock (asserted), and the tick,
+   which holds the registry lock, never waits on a gate. A thread whose
+   gate_entries is still 0 under the gate has never been in: the tick leaves it
+   alone (nothing it wrote before its first entry, such as becoming LIVE, is
+   ordered before the tick's reads). The tick reads a thread's TLS only while
+   the node is linked and its owner alive, as the statistics walk does.
+
+   What stays: the cache lists. malloc and free pop and push them with plain
+   loads and stores, outside the gate, and a thread stopped between its load of
+   a list's head and its store could be resumed at any time, so no other thread
+   can take blocks from them without a store on those paths (an "in the
+   allocator" flag) or the kernel's restartable sequences, which would cost the
+   fast paths; a signal to the thread would end its sleep or poll with EINTR.
+   They are bounded by the thread's budget and go back when the thread next
+   scavenges or exits.
+------------------------------------------------------------------------------ */
+
+/* Long enough that a thread between two requests keeps its kept spans and its
+ * spare (which its next request would take back), short enough that one that
+ * has gone to sleep gives them back within a few seconds at the default delay. */
+#define RECLAIM_IDLE_DELAYS 2
+
+static _Atomic uint64_t reclaims;
+
+bool brisk__gate_wait(brisk_tcache_t *tc) {
+  for (;;) {
+    uint8_t open = BRISK_GATE_OPEN;
+    if (__atomic_compare_exchange_n(&tc->gate, &open, (uint8_t)BRISK_GATE_OWNER, false, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED)) {
+      tc->gate_entries++;
+      return true;
+    }
+    brisk_assert(open == BRISK_GATE_PURGER);
+    brisk__os_yield(); /* the tick holds it for one heap's give-back */
+  }
+}
+
+/* Under the registry lock, n's owner alive: its heap's slow-path state back,
+ * if its gate is free. */
+static void tcache_reclaim_locked(brisk_tcache_t *tc) {
+  uint8_t open = BRISK_GATE_OPEN;
+  if (!__atomic_compare_exchange_n(&tc->gate, &open, (uint8_t)BRISK_GATE_PURGER, false, __ATOMIC_ACQUIRE,
+                                   __ATOMIC_RELAXED))
+    return; /* the owner is in a slow path: not idle after all */
+  if (tc->gate_entries != 0 && tc->state == BRISK_TC_LIVE && tc->heap != NULL) {
+    if (tc->large_spare != NULL) brisk__large_spare_release(tc);
+    brisk__small_scavenge(tc->heap, NULL); /* its inbox into its spans, and its kept spans */
+    atomic_fetch_add_explicit(&reclaims, 1, memory_order_relaxed);
+  }
+  brisk_assert(__atomic_load_n(&tc->gate, __ATOMIC_RELAXED) == BRISK_GATE_PURGER);
+  __atomic_store_n(&tc->gate, (uint8_t)BRISK_GATE_OPEN, __ATOMIC_RELEASE);
+}
+
+void brisk__tcache_reclaim_idle(uint64_t now, uint64_t delay) {
+  brisk_tnode_t *dead = NULL;
+  brisk__lock(&brisk__registry_lock);
+  for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
+    next = n->next;
+    if (node_reap_locked(n, &dead)) continue; /* its TLS is no more */
+    brisk_tcache_t *tc = n->tc;
+    if (tc == &brisk__tc) continue; /* a tick run by a thread: its own state is in use */
+    uint32_t e = __atomic_load_n(&tc->gate_entries, __ATOMIC_RELAXED); /* a sign of life, read racily */
+    if (e != n->seen_entries || n->idle_since_ms == 0) {
+      n->seen_entries = e;
+      n->idle_since_ms = now;
+      continue;
+    }
+    if (now - n->idle_since_ms >= RECLAIM_IDLE_DELAYS * delay) tcache_reclaim_locked(tc);
+  }
+  brisk__unlock(&brisk__registry_lock);
+  reap_finish(dead);
+}
+
+uint64_t brisk__tcache_reclaims(void) { return atomic_load_explicit(&reclaims, memory_order_relaxed); }
+
 static void tcache_on_thread_exit(void *arg) {
   brisk_tcache_t *tc = arg;
   if (tc->state != BRISK_TC_LIVE && tc->state != BRISK_TC_UNPLACED) return;
+  bool gate = brisk__gate_enter(tc); /* the purge tick sees DEAD, or is done */
   tc->state = BRISK_TC_DEAD;
   brisk__tcache_flush(tc);
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) tc->list[cls].max = tc->list[cls].room = 0;
@@ -363,6 +480,7 @@ static void tcache_on_thread_exit(void *arg) {
     brisk__small_heap_retire(h);
   }
   tcache_unregister(tc);
+  brisk__gate_leave(tc, gate);
 }
 
 /* Every purge delay: lists that saw no refill or spill since the last look give
@@ -452,6 +570,8 @@ static brisk_noinline void numa_refresh(brisk_tcache_t *tc) {
   tc->heap->slot = now;
 }
 
+static void *alloc_live(brisk_tcache_t *tc, unsigned cls);
+
 void *brisk__tcache_alloc_slow(size_t size) {
   brisk__ensure_init();
   brisk_tcache_t *tc = &brisk__tc;
@@ -463,6 +583,14 @@ void *brisk__tcache_alloc_slow(size_t size) {
     if (tc->state != BRISK_TC_LIVE && !(tc->state == BRISK_TC_UNPLACED && tcache_placed(tc)))
       return direct_alloc(cls);
   }
+  bool gate = brisk__gate_enter(tc);
+  void *p = alloc_live(tc, cls);
+  brisk__gate_leave(tc, gate);
+  return p;
+}
+
+/* A LIVE thread's refill, in its gate. */
+static void *alloc_live(brisk_tcache_t *tc, unsigned cls) {
   brisk_tlist_t *l = &tc->list[cls];
   void *p = l->head;
   if (p == NULL && brisk__small_inbox_ready(tc->heap)) {
@@ -495,6 +623,8 @@ void *brisk__tcache_alloc_slow(size_t size) {
   return p;
 }
 
+static void free_spill(brisk_tcache_t *tc, unsigned cls);
+
 /* Only a LIVE thread pushes on its lists: free() sends a thread without a small
  * heap to brisk__tcache_free_remote, since no span's owner is NULL. */
 void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
@@ -504,6 +634,13 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
     class_start(tc, cls);
     if (l->room >= 0) return;
   }
+  bool gate = brisk__gate_enter(tc);
+  free_spill(tc, cls);
+  brisk__gate_leave(tc, gate);
+}
+
+static void free_spill(brisk_tcache_t *tc, unsigned cls) {
+  brisk_tlist_t *l = &tc->list[cls];
   /* Overflow: the newest half stays (the blocks this thread is likeliest to ask
    * for again), the older half goes back to its spans, without a lock. */
   uint32_t count = brisk__tl_count(l);
