@@ -15,3 +15,12 @@ target_compile_definitions(test_numa PRIVATE BRISK_TEST_DATA="${CMAKE_CURRENT_SO
 # in the heap that discovery moves, its pages are where the kernel's first touch
 # put them.
 set_tests_properties(test_numa PROPERTIES ENVIRONMENT "BRISK_GUARD_SAMPLE=0")
+
+# Idle threads given back by the purge tick (thread_cache.c, "Idle threads"): a
+# purge delay of a few milliseconds, so that a thread is idle after two of them.
+brisk_add_test(test_reclaim LABEL unit SOURCES test_reclaim.c LIBS brisk_api
+  ENV "BRISK_GUARD_SAMPLE=0" "BRISK_PURGE_DELAY_MS=5")
+# Its stress of sleeping and waking threads for 30 s, excluded by `ctest -LE long`.
+add_test(NAME test_reclaim_long COMMAND test_reclaim)
+set_tests_properties(test_reclaim_long PROPERTIES LABELS long TIMEOUT 300
+  ENVIRONMENT "BRISK_GUARD_SAMPLE=0;BRISK_PURGE_DELAY_MS=5;RECLAIM_STRESS_MS=30000")
