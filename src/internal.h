@@ -686,6 +686,7 @@ typedef struct brisk_sheap_s {
   } remote[BRISK_REMOTE_SLOTS];
   uint32_t remote_count;
   size_t remote_bytes;
+  uint64_t remote_sent; /* bytes sent to owners so far (the purge thread's start, thread_cache.c) */
   struct brisk_sheap_s *next_all, *next_retired; /* registry lock */
 } __attribute__((aligned(BRISK_CACHE_LINE))) brisk_sheap_t;
 
@@ -912,7 +913,8 @@ static inline void brisk__ensure_init(void) {
 }
 /* Called from slow paths: gives memory back once it has been idle long enough. */
 void brisk__purge_tick(void);
-/* The page heap reports how much idle memory it holds. */
+/* The page heap reports how much idle memory it holds (and a thread cache how
+ * much it has sent to other threads' inboxes, which a parked owner never takes). */
 void brisk__purge_note_idle(uint64_t idle_bytes);
 size_t brisk__purge_all(void);
 void brisk__purge_start(void); /* the purge thread, if not started yet */

@@ -216,7 +216,11 @@ static inline unsigned remote_slot(const brisk_span_t *s) {
   return (unsigned)(a ^ (a >> 4)) % BRISK_REMOTE_SLOTS;
 }
 
-/* Open message i of heap h, whose thread's NUMA slot is slot, to its span's owner. */
+/* Open message i of heap h, whose thread's NUMA slot is slot, to its span's owner.
+ * Blocks in an owner's inbox stay there while the owner sleeps, and only the
+ * purge thread gives them back then ("Idle threads"): so the bytes sent count
+ * toward its start as idle memory does, which a program that hands its blocks
+ * to a thread that then parks would otherwise never reach. */
 static void remote_send(brisk_sheap_t *h, unsigned slot, unsigned i) {
   brisk_span_t *s = h->remote[i].span;
   void *head = h->remote[i].head, *tail = h->remote[i].tail;
@@ -224,7 +228,9 @@ static void remote_send(brisk_sheap_t *h, unsigned slot, unsigned i) {
   h->remote[i].span = NULL;
   h->remote[i].n = 0;
   h->remote_count -= n;
+  h->remote_sent += (uint64_t)n * s->obj_size;
   brisk__small_send(h, slot, s, head, tail, n);
+  brisk__purge_note_idle(h->remote_sent);
 }
 
 static brisk_noinline void remote_flush(brisk_sheap_t *h, unsigned slot) {
