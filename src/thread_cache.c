@@ -402,8 +402,10 @@ void brisk__tcache_reap(void) {
    which holds the registry lock, never waits on a gate. A thread whose
    gate_entries is still 0 under the gate has never been in: the tick leaves it
    alone (nothing it wrote before its first entry, such as becoming LIVE, is
-   ordered before the tick's reads). The tick reads a thread's TLS only while
-   the node is linked and its owner alive, as the statistics walk does.
+   ordered before the tick's reads). The tick touches a thread's TLS only while
+   the node is linked and its owner alive, under the registry lock, which a
+   thread's TLS destructor needs before its TLS goes; a thread that ends unseen
+   leaves the window that the statistics walk has (see above the walks).
 
    What stays: the cache lists. malloc and free pop and push them with plain
    loads and stores, outside the gate, and a thread stopped between its load of
