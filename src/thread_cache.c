@@ -406,6 +406,10 @@ void brisk__tcache_reap(void) {
    the node is linked and its owner alive, under the registry lock, which a
    thread's TLS destructor needs before its TLS goes; a thread that ends unseen
    leaves the window that the statistics walk has (see above the walks).
+   malloc and free, which run outside the gate, never meet the tick: a block
+   in a cache list counts as out of its span, so a span that the tick frees
+   (every object back) has none in a list, and free() reads only the owner and
+   class of a block's span, which stay while any of its blocks is out.
 
    What stays: the cache lists. malloc and free pop and push them with plain
    loads and stores, outside the gate, and a thread stopped between its load of
