@@ -387,6 +387,10 @@ void brisk__os_close(int fd);
 long brisk__os_read_file(const char *path, char *buf, size_t cap); /* length read, or -1 */
 void brisk__os_sleep_ms(uint64_t ms);
 void brisk__os_yield(void);
+/* A full memory barrier on every running thread of the process (membarrier's
+ * private expedited command, registered at the first call); false where the
+ * kernel lacks it. */
+bool brisk__os_membarrier(void);
 void brisk__os_wait_while(atomic_int *addr, int val, uint64_t ms); /* futex wait, bounded */
 void brisk__os_wake_all(atomic_int *addr);
 int brisk__os_pid(void);
@@ -778,40 +782,39 @@ typedef struct brisk_tcache_s {
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tnode_s *reg; /* the thread's registry node (thread_cache.c); NULL until registered */
-  /* The gate (a brisk_gate_t, atomic; see "Idle threads" in thread_cache.c):
-   * who may touch the state that only slow paths use: the small heap's spans,
-   * inbox and kept spans, and large_spare. */
-  uint8_t gate;
+  /* The gate (see "Idle threads" in thread_cache.c): who may touch the state
+   * that only slow paths use: the small heap's spans, inbox and kept spans,
+   * and large_spare. Two flags, each with one writer, so that the owner's
+   * side is a plain store and load (the purge tick pays for the fence). */
+  uint8_t gate_owner;  /* the thread itself is in a slow path (written by it alone) */
+  uint8_t gate_purger; /* the purge tick wants in or is in (written by the tick alone) */
   uint32_t gate_entries; /* the owner's entries, under the gate: the purge tick's sign of life */
 } brisk_tcache_t;
-
-/* OPEN: nobody is in. OWNER: the thread itself, in a slow path. PURGER: the
- * purge tick, giving back what an idle thread's slow-path state holds. */
-typedef enum { BRISK_GATE_OPEN = 0, BRISK_GATE_OWNER, BRISK_GATE_PURGER } brisk_gate_t;
 
 bool brisk__gate_wait(brisk_tcache_t *tc);
 
 /* The calling thread's own cache tc: its slow path enters the gate (waiting
  * out the purge tick, which holds it for one heap's give-back). False when the
- * thread is in already (a nested slow path): then it must not leave. */
+ * thread is in already (a nested slow path): then it must not leave. No
+ * read-modify-write: a store of its flag, then a load of the tick's, which
+ * the tick orders with a process-wide barrier (brisk__os_membarrier) between
+ * its own store and load. */
 static inline bool brisk__gate_enter(brisk_tcache_t *tc) {
 #ifdef BRISK_DEBUG
   brisk_assert(brisk__locks_held == 0 && "a gate is entered with no lock held");
 #endif
-  uint8_t open = BRISK_GATE_OPEN;
-  if (brisk_likely(__atomic_compare_exchange_n(&tc->gate, &open, (uint8_t)BRISK_GATE_OWNER, false, __ATOMIC_ACQUIRE,
-                                               __ATOMIC_RELAXED))) {
-    tc->gate_entries++;
-    return true;
-  }
-  if (open == BRISK_GATE_OWNER) return false;
-  return brisk__gate_wait(tc);
+  if (tc->gate_owner) return false;
+  __atomic_store_n(&tc->gate_owner, (uint8_t)1, __ATOMIC_RELAXED);
+  __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the compiler keeps the store before the load */
+  if (brisk_unlikely(__atomic_load_n(&tc->gate_purger, __ATOMIC_ACQUIRE))) return brisk__gate_wait(tc);
+  __atomic_store_n(&tc->gate_entries, tc->gate_entries + 1, __ATOMIC_RELAXED); /* the tick reads it racily */
+  return true;
 }
 
 static inline void brisk__gate_leave(brisk_tcache_t *tc, bool entered) {
   if (!entered) return;
-  brisk_assert(__atomic_load_n(&tc->gate, __ATOMIC_RELAXED) == BRISK_GATE_OWNER);
-  __atomic_store_n(&tc->gate, (uint8_t)BRISK_GATE_OPEN, __ATOMIC_RELEASE);
+  brisk_assert(tc->gate_owner == 1);
+  __atomic_store_n(&tc->gate_owner, (uint8_t)0, __ATOMIC_RELEASE);
 }
 
 extern __thread brisk_tcache_t brisk__tc;

@@ -345,6 +345,28 @@ void brisk__os_sleep_ms(uint64_t ms) {
 /* Give the CPU to another thread (a waiter whose wait is short and bounded). */
 void brisk__os_yield(void) { syscall(SYS_sched_yield); }
 
+/* membarrier(2)'s commands (linux/membarrier.h), since Linux 4.14. */
+#define MEMBARRIER_PRIVATE_EXPEDITED (1 << 3)
+#define MEMBARRIER_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+
+bool brisk__os_membarrier(void) {
+  static _Atomic int registered; /* 0 not yet, 1 yes, -1 the kernel refused */
+  int state = atomic_load_explicit(&registered, memory_order_acquire);
+  if (state < 0) return false;
+  int saved = errno;
+  if (state == 0 || syscall(SYS_membarrier, MEMBARRIER_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    /* Not registered yet, or in a forked child (the registration is the
+     * address space's): register, then try once more. */
+    bool ok = syscall(SYS_membarrier, MEMBARRIER_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+              syscall(SYS_membarrier, MEMBARRIER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    atomic_store_explicit(&registered, ok ? 1 : -1, memory_order_release);
+    errno = saved;
+    return ok;
+  }
+  errno = saved;
+  return true;
+}
+
 /* Sleep while *addr holds val, at most ms (a wake-up, a signal or a spurious
  * return may end it sooner: callers re-check their condition). */
 void brisk__os_wait_while(atomic_int *addr, int val, uint64_t ms) {

@@ -79,6 +79,7 @@ typedef struct brisk_tnode_s {
   uint64_t seen_acquired, seen_contended; /* its lock counts as the last report read them */
   uint32_t seen_entries;             /* its gate entries as the purge tick last read them */
   uint64_t idle_since_ms;            /* when the purge tick saw them change (0: not yet) */
+  bool given_back;                   /* the tick gave back since it last saw them change */
   bool robust;                       /* alive is robust: without, a death goes unseen */
 } brisk_tnode_t;
 
@@ -150,6 +151,7 @@ static void node_claim(brisk_tnode_t *n, brisk_tcache_t *tc) {
   n->seen_acquired = n->seen_contended = 0;
   n->seen_entries = 0;
   n->idle_since_ms = 0;
+  n->given_back = false;
   tc->reg = n;
 }
 
@@ -393,23 +395,33 @@ void brisk__tcache_reap(void) {
    The gate. Every path of the owner that touches that state (refill and spill,
    inbox, scavenge, flush, exit, a message that may come home, the double-free
    check that reads its spans, large.c's spare) runs between brisk__gate_enter
-   and brisk__gate_leave: a compare-and-swap OPEN -> OWNER (acquire) and a
-   release store of OPEN. The purge tick only ever tries OPEN -> PURGER, never
-   waits, and stores OPEN (release) when done; an owner that finds PURGER waits
-   for it. So the owner and the tick are never in at once; each sees the
-   other's writes, through the acquire that reads the other's release; and
-   neither deadlocks: the owner enters holding no lock (asserted), and the tick,
-   which holds the registry lock, never waits on a gate. A thread whose
-   gate_entries is still 0 under the gate has never been in: the tick leaves it
-   alone (nothing it wrote before its first entry, such as becoming LIVE, is
-   ordered before the tick's reads). The tick touches a thread's TLS only while
-   the node is linked and its owner alive, under the registry lock, which a
-   thread's TLS destructor needs before its TLS goes; a thread that ends unseen
-   leaves the window that the statistics walk has (see above the walks).
-   malloc and free, which run outside the gate, never meet the tick: a block
-   in a cache list counts as out of its span, so a span that the tick frees
-   (every object back) has none in a list, and free() reads only the owner and
-   class of a block's span, which stay while any of its blocks is out.
+   and brisk__gate_leave, and costs the owner no read-modify-write: it stores
+   its flag gate_owner, then loads the tick's gate_purger, and steps back and
+   waits while that is set (brisk__gate_wait); it leaves with a release store.
+   The tick stores gate_purger for each thread it means to visit, then has
+   every running thread of the process pass a full barrier (membarrier's
+   private expedited command, once for all of them), then loads gate_owner:
+   Dekker's exclusion, with the owner's half of the fence paid by the tick. A
+   thread whose store of gate_owner the tick does not see has its load after
+   the barrier, which shows it gate_purger; so the owner and the tick are never
+   in at once. Each sees the other's writes through an acquire load of the
+   flag the other cleared with a release store. Neither deadlocks: the owner
+   enters holding no lock (asserted), and the tick, which holds the registry
+   lock, never waits on a gate: a thread it finds in is simply left for a
+   later tick. Where the kernel has no membarrier the tick gives nothing back.
+   A thread whose gate_entries is still 0 under the gate has never been in: the
+   tick leaves it alone (nothing it wrote before its first entry, such as
+   becoming LIVE, is ordered before the tick's reads). The tick touches a
+   thread's TLS only while the node is linked and its owner alive, under the
+   registry lock, which a thread's TLS destructor needs before its TLS goes; a
+   thread that ends unseen leaves the window that the statistics walk has (see
+   above the walks). malloc and free, which run outside the gate, never meet
+   the tick: a block in a cache list counts as out of its span, so a span that
+   the tick frees (every object back) has none in a list, and free() reads only
+   the owner and class of a block's span, which stay while any of its blocks is
+   out. A thread is visited once when it goes idle, and again only when blocks
+   arrive in its inbox, so that an idle process is not sent a barrier at every
+   tick.
 
    What stays: the cache lists. malloc and free pop and push them with plain
    loads and stores, outside the gate, and a thread stopped between its load of
@@ -428,39 +440,40 @@ void brisk__tcache_reap(void) {
 
 static _Atomic uint64_t reclaims;
 
+/* Threads visited in one tick, at most (the rest wait for the next). */
+#define RECLAIM_BATCH 64
+
 bool brisk__gate_wait(brisk_tcache_t *tc) {
-  for (;;) {
-    uint8_t open = BRISK_GATE_OPEN;
-    if (__atomic_compare_exchange_n(&tc->gate, &open, (uint8_t)BRISK_GATE_OWNER, false, __ATOMIC_ACQUIRE,
-                                    __ATOMIC_RELAXED)) {
-      tc->gate_entries++;
+  for (;;) { /* the tick wants in or is in: step back until it is done */
+    __atomic_store_n(&tc->gate_owner, (uint8_t)0, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&tc->gate_purger, __ATOMIC_ACQUIRE)) brisk__os_yield();
+    __atomic_store_n(&tc->gate_owner, (uint8_t)1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&tc->gate_purger, __ATOMIC_ACQUIRE)) {
+      __atomic_store_n(&tc->gate_entries, tc->gate_entries + 1, __ATOMIC_RELAXED);
       return true;
     }
-    brisk_assert(open == BRISK_GATE_PURGER);
-    brisk__os_yield(); /* the tick holds it for one heap's give-back */
   }
 }
 
-/* Under the registry lock, n's owner alive: its heap's slow-path state back,
- * if its gate is free. */
-static void tcache_reclaim_locked(brisk_tcache_t *tc) {
-  uint8_t open = BRISK_GATE_OPEN;
-  if (!__atomic_compare_exchange_n(&tc->gate, &open, (uint8_t)BRISK_GATE_PURGER, false, __ATOMIC_ACQUIRE,
-                                   __ATOMIC_RELAXED))
-    return; /* the owner is in a slow path: not idle after all */
+/* Under the registry lock, with tc's gate_purger set and the barrier passed:
+ * its heap's slow-path state back, unless its owner is in (false: then it is
+ * visited again at a later tick). */
+static bool tcache_reclaim_locked(brisk_tcache_t *tc) {
+  if (__atomic_load_n(&tc->gate_owner, __ATOMIC_ACQUIRE)) return false; /* in a slow path: not idle after all */
   if (tc->gate_entries != 0 && tc->state == BRISK_TC_LIVE && tc->heap != NULL) {
     if (tc->large_spare != NULL) brisk__large_spare_release(tc);
     brisk__small_scavenge(tc->heap, NULL); /* its inbox into its spans, and its kept spans */
     atomic_fetch_add_explicit(&reclaims, 1, memory_order_relaxed);
   }
-  brisk_assert(__atomic_load_n(&tc->gate, __ATOMIC_RELAXED) == BRISK_GATE_PURGER);
-  __atomic_store_n(&tc->gate, (uint8_t)BRISK_GATE_OPEN, __ATOMIC_RELEASE);
+  return true;
 }
 
 void brisk__tcache_reclaim_idle(uint64_t now, uint64_t delay) {
-  brisk_tnode_t *dead = NULL;
+  brisk_tnode_t *dead = NULL, *visit[RECLAIM_BATCH];
+  unsigned nvisit = 0;
   brisk__lock(&brisk__registry_lock);
-  for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
+  for (brisk_tnode_t *n = registry, *next; n != NULL && nvisit < RECLAIM_BATCH; n = next) {
     next = n->next;
     if (node_reap_locked(n, &dead)) continue; /* its TLS is no more */
     brisk_tcache_t *tc = n->tc;
@@ -469,9 +482,23 @@ void brisk__tcache_reclaim_idle(uint64_t now, uint64_t delay) {
     if (e != n->seen_entries || n->idle_since_ms == 0) {
       n->seen_entries = e;
       n->idle_since_ms = now;
+      n->given_back = false;
       continue;
     }
-    if (now - n->idle_since_ms >= RECLAIM_IDLE_DELAYS * delay) tcache_reclaim_locked(tc);
+    if (now - n->idle_since_ms < RECLAIM_IDLE_DELAYS * delay) continue;
+    if (n->given_back && (n->heap == NULL || !brisk__small_inbox_ready(n->heap))) continue; /* nothing new */
+    __atomic_store_n(&tc->gate_purger, (uint8_t)1, __ATOMIC_RELAXED);
+    visit[nvisit++] = n;
+  }
+  if (nvisit > 0) {
+    /* Every owner's store of its flag before this is seen below, and every
+     * owner's load after it sees gate_purger. */
+    bool fenced = brisk__os_membarrier();
+    for (unsigned i = 0; i < nvisit; i++) {
+      brisk_tcache_t *tc = visit[i]->tc;
+      visit[i]->given_back = fenced && tcache_reclaim_locked(tc);
+      __atomic_store_n(&tc->gate_purger, (uint8_t)0, __ATOMIC_RELEASE);
+    }
   }
   brisk__unlock(&brisk__registry_lock);
   reap_finish(dead);

@@ -234,6 +234,73 @@ static void *stress_thread(void *arg) {
   return NULL;
 }
 
+/* ------------------------------------------------------------------------------
+   A thread inside its gate
+------------------------------------------------------------------------------ */
+
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int step; /* 1: inside its gate; 2: told to leave; 3: left; 4: told to end */
+  brisk_tcache_t *tc;
+} inside = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL};
+
+static void inside_to(int step) {
+  pthread_mutex_lock(&inside.lock);
+  inside.step = step;
+  pthread_cond_broadcast(&inside.cond);
+  pthread_mutex_unlock(&inside.lock);
+}
+
+static void inside_wait(int step) {
+  pthread_mutex_lock(&inside.lock);
+  while (inside.step < step) pthread_cond_wait(&inside.cond, &inside.lock);
+  pthread_mutex_unlock(&inside.lock);
+}
+
+static void *inside_main(void *arg) {
+  (void)arg;
+  void *small = brisk_malloc(PARKED_SIZE); /* the thread's cache and heap: LIVE */
+  brisk_free(brisk_malloc(PARKED_LARGE)); /* its spare now */
+  brisk_free(small);
+  inside.tc = &brisk__tc;
+  bool entered = brisk__gate_enter(&brisk__tc); /* as a slow path that takes its time */
+  inside_to(1);
+  inside_wait(2);
+  brisk__gate_leave(&brisk__tc, entered);
+  inside_to(3);
+  inside_wait(4);
+  return NULL;
+}
+
+/* The tick leaves alone a thread that is inside its gate, however long it
+ * stays (its spare and its heap are in use), and visits it once it has left. */
+static void test_a_thread_inside_its_gate_is_left_alone(void **state) {
+  (void)state;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, inside_main, NULL), 0);
+  inside_wait(1);
+  assert_non_null(__atomic_load_n(&inside.tc->large_spare, __ATOMIC_RELAXED));
+  uint64_t reclaims = brisk__tcache_reclaims();
+  for (int i = 0; i < 50; i++) {
+    brisk__tcache_reclaim_idle(now_ms(), 0);
+    sleep_ms(1);
+  }
+  assert_int_equal(brisk__tcache_reclaims(), reclaims);
+  assert_non_null(__atomic_load_n(&inside.tc->large_spare, __ATOMIC_RELAXED));
+  inside_to(2);
+  inside_wait(3);
+  uint64_t until = now_ms() + 5000;
+  while (__atomic_load_n(&inside.tc->large_spare, __ATOMIC_RELAXED) != NULL && now_ms() < until) {
+    brisk__tcache_reclaim_idle(now_ms(), 0);
+    sleep_ms(1);
+  }
+  assert_null(__atomic_load_n(&inside.tc->large_spare, __ATOMIC_RELAXED));
+  assert_true(brisk__tcache_reclaims() > reclaims);
+  inside_to(4);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
 static void test_threads_sleeping_and_waking_while_the_tick_gives_back(void **state) {
   (void)state;
   brisk__purge_start();
@@ -256,6 +323,7 @@ static void test_threads_sleeping_and_waking_while_the_tick_gives_back(void **st
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_parked_thread_gives_back_what_others_freed_and_its_spare),
+    cmocka_unit_test(test_a_thread_inside_its_gate_is_left_alone),
     cmocka_unit_test(test_threads_sleeping_and_waking_while_the_tick_gives_back),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
