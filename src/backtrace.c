@@ -11,7 +11,9 @@
  * and never reused, so a reader that sees an address as a key sees that
  * address's rule. Tables replaced stay in metadata, unused. A dlclose can put other code at an
  * address the table knows, so each walk first compares the loader's count of
- * removed objects with the table's, and starts a new table when it moved.
+ * removed objects with the table's, and starts a new table when it moved. In
+ * the child of a multithreaded fork, where the loader's lock may be held by a
+ * thread that is gone, the walks keep no table and never ask the loader.
  *
  * Anything the table cannot express (signal frames, a CFA that is not %rsp or
  * %rbp plus an offset or the usual realigned one, a register rule that moves
@@ -95,6 +97,8 @@ typedef struct {
 } rule_table_t;
 
 static _Atomic(rule_table_t *) table;
+/* Set in the child of a multithreaded fork: no dl_iterate_phdr, no table. */
+static atomic_bool no_loader;
 static _Atomic unsigned tables_made; /* after a dlclose: not counting growth */
 static _Atomic uint64_t rules_read, fallbacks;
 
@@ -486,6 +490,7 @@ static rule_table_t *table_make(unsigned slots, unsigned long long subs, const r
  * when half full. Several threads may get here at once: one table wins, the
  * others' memory stays in metadata unused. */
 static rule_table_t *table_now(void) {
+  if (atomic_load_explicit(&no_loader, memory_order_relaxed)) return NULL;
   unsigned long long subs = 0;
   if (dl_iterate_phdr(subs_of, &subs) != 1) return NULL;
   rule_table_t *t = atomic_load_explicit(&table, memory_order_acquire), *nt;
@@ -609,6 +614,8 @@ slow:
   __asm__ volatile("" ::: "memory");
   return n;
 }
+
+void brisk__backtrace_after_fork_child(void) { atomic_store_explicit(&no_loader, true, memory_order_relaxed); }
 
 void brisk__unwind_counts(uint64_t *rules, uint64_t *falls) {
   *rules = atomic_load_explicit(&rules_read, memory_order_relaxed);

@@ -16,6 +16,12 @@ unsigned brisk__unwind(uintptr_t *pcs, unsigned max);
  * and what the tests compare it with. */
 unsigned brisk__unwind_slow(uintptr_t *pcs, unsigned max);
 
+/* In the child of a fork from a multithreaded process: another thread may have
+ * been inside dl_iterate_phdr, whose lock glibc does not reset, so the walks
+ * no longer ask the loader for its count of closed objects; they keep no rules
+ * and read each frame's from the unwind tables (libgcc's lookup takes no lock). */
+void brisk__backtrace_after_fork_child(void);
+
 /* Frame rules read from the unwind tables so far, and walks that fell back to
  * libgcc's unwinder (for the tests and the statistics of the profiler). */
 void brisk__unwind_counts(uint64_t *rules, uint64_t *fallbacks);

@@ -25,6 +25,7 @@
  *    where the parent was, as glibc's malloc guarantees. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "backtrace.h"
 
 #include <sched.h>
 #include <sys/single_threaded.h>
@@ -80,6 +81,7 @@ static atomic_int purger_state; /* a purger_state_t */
 static void fork_child(void) {
   if (!fork_locked) return; /* one thread: nothing to reset, nothing held */
   atomic_store(&purger_state, PURGER_NONE); /* the parent's purger does not exist here */
+  brisk__backtrace_after_fork_child(); /* the loader's lock may be held by a thread gone */
   brisk__numa_after_fork_child();
   brisk__tcache_after_fork_child(); /* the registry lock is still ours here */
   fork_unlock_all();
