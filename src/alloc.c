@@ -29,12 +29,15 @@ static inline void *tc_pop(unsigned cls) {
   return p;
 }
 
-/* Out of memory for a small block: a free slot of the guard pool is memory as
- * well (its address space is reserved already), so that a guarded block freed
- * under a hard limit still makes room for a block of its size. */
+/* Out of memory for a small block (no span could be made): a free slot of the
+ * guard pool is memory as well (its address space is reserved already), and so
+ * is a free run of pages too short for a span, which serves the block as a
+ * large one, as a profiled block is served (page-aligned: any small class's
+ * alignment). So a guarded or profiled block freed under a hard limit still
+ * makes room for a block of its size. */
 static brisk_noinline void *small_out_of_memory(size_t size, const void *site) {
-  if (brisk__opt.guard_sample == 0) return NULL;
-  void *p = brisk__guard_alloc(size, site);
+  void *p = brisk__opt.guard_sample != 0 ? brisk__guard_alloc(size, site) : NULL;
+  if (p == NULL) p = brisk__large_alloc(size, 0, false);
   if (p == NULL) errno = ENOMEM;
   return p;
 }
@@ -85,9 +88,14 @@ static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
   unsigned cls = brisk__size_to_class(size);
   if (!brisk__sample_due(tc, size)) return malloc_small(size, cls);
   bool guard = brisk__sampler_takes(tc, brisk__opt.guard_sample, size);
-  if (brisk__sampler_takes(tc, brisk__prof_mean(), size) && brisk__prof_ready())
-    return alloc_profiled(size, 0, false, guard, site);
-  void *p = guard ? brisk__guard_alloc(size, site) : NULL;
+  void *p = NULL;
+  if (brisk__sampler_takes(tc, brisk__prof_mean(), size) && brisk__prof_ready()) {
+    int saved = errno;
+    if ((p = alloc_profiled(size, 0, false, guard, site)) != NULL) return p;
+    errno = saved; /* no page-heap run left (an address-space limit): the block a plain one */
+  } else if (guard) {
+    p = brisk__guard_alloc(size, site);
+  }
   return p != NULL ? p : malloc_small(size, cls);
 }
 
@@ -397,7 +405,12 @@ static inline bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
  * a profiled one is a large block, which any class's alignment fits (never
  * guarded: a guarded block is only 16-byte aligned). */
 static brisk_noinline void *aligned_small_sampled(size_t size, size_t align, unsigned cls, const void *site) {
-  if (prof_due(size)) return alloc_profiled(size, align, false, false, site);
+  if (prof_due(size)) {
+    int saved = errno;
+    void *p = alloc_profiled(size, align, false, false, site);
+    if (p != NULL) return p;
+    errno = saved; /* as in malloc_sampled: a plain block rather than none */
+  }
   return malloc_small(brisk__classes[cls].size, cls);
 }
 
