@@ -79,6 +79,17 @@ static brisk_noinline void *alloc_profiled(size_t size, size_t align, bool zero,
   return p;
 }
 
+/* A profiled small block of class cls, or a plain one when its page-heap run
+ * cannot be had (an address-space limit): sampling never fails a request that
+ * a plain block would serve. */
+static void *small_profiled(size_t size, size_t align, unsigned cls, bool guard, const void *site) {
+  int saved = errno;
+  void *p = alloc_profiled(size, align, false, guard, site);
+  if (p != NULL) return p;
+  errno = saved;
+  return malloc_small(brisk__classes[cls].size, cls);
+}
+
 /* malloc_at's slow path: the countdown went below zero. site NULL: malloc's
  * caller is this function's return address, as malloc() reaches it by a jump
  * (it has no frame), and malloc does not pay for reading it. */
@@ -88,14 +99,9 @@ static brisk_noinline void *malloc_sampled(size_t size, const void *site) {
   unsigned cls = brisk__size_to_class(size);
   if (!brisk__sample_due(tc, size)) return malloc_small(size, cls);
   bool guard = brisk__sampler_takes(tc, brisk__opt.guard_sample, size);
-  void *p = NULL;
-  if (brisk__sampler_takes(tc, brisk__prof_mean(), size) && brisk__prof_ready()) {
-    int saved = errno;
-    if ((p = alloc_profiled(size, 0, false, guard, site)) != NULL) return p;
-    errno = saved; /* no page-heap run left (an address-space limit): the block a plain one */
-  } else if (guard) {
-    p = brisk__guard_alloc(size, site);
-  }
+  if (brisk__sampler_takes(tc, brisk__prof_mean(), size) && brisk__prof_ready())
+    return small_profiled(size, 0, cls, guard, site);
+  void *p = guard ? brisk__guard_alloc(size, site) : NULL;
   return p != NULL ? p : malloc_small(size, cls);
 }
 
@@ -405,12 +411,7 @@ static inline bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
  * a profiled one is a large block, which any class's alignment fits (never
  * guarded: a guarded block is only 16-byte aligned). */
 static brisk_noinline void *aligned_small_sampled(size_t size, size_t align, unsigned cls, const void *site) {
-  if (prof_due(size)) {
-    int saved = errno;
-    void *p = alloc_profiled(size, align, false, false, site);
-    if (p != NULL) return p;
-    errno = saved; /* as in malloc_sampled: a plain block rather than none */
-  }
+  if (prof_due(size)) return small_profiled(size, align, cls, false, site);
   return malloc_small(brisk__classes[cls].size, cls);
 }
 
