@@ -131,7 +131,7 @@ static const opt_row_t opt_table[] = {
   OPT("HEAP_GROW", OPT_SIZE, heap_grow, "4M", "how much the page heap asks the OS for at a time"),
   OPT("NUMA", OPT_NUMA, numa, "auto", "NUMA policy: pools per node, or off, or interleaved large blocks"),
   OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source, "auto", "where the NUMA topology comes from: hwloc, else sysfs"),
-  OPT("GUARD_SAMPLE", OPT_SIZE, guard_sample, "16M", "mean bytes allocated between blocks put before a guard page; 0: none"),
+  OPT("GUARD_SAMPLE", OPT_SIZE, guard_sample, "128M", "mean bytes allocated between blocks put before a guard page; 0: none"),
   OPT("PROF", OPT_BOOL, prof, "0", "sample a heap profile of the live allocations (README, Heap profiles)"),
   OPT("PROF_SAMPLE", OPT_SIZE, prof_sample, "512K", "mean bytes allocated between profiled allocations; 0: none"),
   OPT("PROF_FILE", OPT_PATH, prof_file, "brisk.%p.heap", "the heap profile written at exit"),

@@ -4,7 +4,7 @@
  *                    an overflow, an underflow, a use after free and a double
  *                    free, each in a forked child that must abort with one line;
  *   test_guard_rate  (argument "rate") with the default rate: about one block
- *                    per 16 MiB allocated is guarded. */
+ *                    per 128 MiB allocated is guarded. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stdbool.h>
@@ -195,14 +195,14 @@ static void test_free_inside_a_guarded_block_aborts(void **state) {
    The default rate (test_guard_rate)
 ------------------------------------------------------------------------------ */
 
-/* 1 GiB in 1000-byte blocks, each freed at once: with gaps of mean 16 MiB, 64
+/* 8 GiB in 1000-byte blocks, each freed at once: with gaps of mean 128 MiB, 64
  * samples are expected (a Poisson count: below 30 or above 110 happens with
  * odds under one in a million), and every one finds a free slot. */
-static void test_default_rate_guards_one_block_per_16_mib(void **state) {
+static void test_default_rate_guards_one_block_per_128_mib(void **state) {
   (void)state;
   size_t total = 0;
   unsigned n = 0;
-  while (total < GiB) {
+  while (total < 8 * GiB) {
     char *p = brisk_malloc(1000);
     assert_non_null(p);
     n += guarded(p, 1000);
@@ -210,7 +210,7 @@ static void test_default_rate_guards_one_block_per_16_mib(void **state) {
     brisk_free(p);
     total += 1000;
   }
-  expect(n >= 30 && n <= 110, "%u guarded blocks in 1 GiB allocated, want about 64", n);
+  expect(n >= 30 && n <= 110, "%u guarded blocks in 8 GiB allocated, want about 64", n);
 }
 
 static int setup(void **state) {
@@ -230,7 +230,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_free_inside_a_guarded_block_aborts),
   };
   const struct CMUnitTest rate[] = {
-      cmocka_unit_test(test_default_rate_guards_one_block_per_16_mib),
+      cmocka_unit_test(test_default_rate_guards_one_block_per_128_mib),
   };
   if (argc > 1 && strcmp(argv[1], "rate") == 0) return cmocka_run_group_tests(rate, setup, NULL);
   return cmocka_run_group_tests(tests, setup, NULL);
