@@ -576,12 +576,150 @@ __attribute__((noinline)) unsigned brisk__unwind_slow(uintptr_t *pcs, unsigned m
  * and it stops where it must). */
 #define FRAME_MAX (64u << 20)
 
+/* ------------------------------------------------------------------------------
+   Recent walks
+
+   A program samples the same few stacks over and over (a loop that allocates),
+   and a walk from the same stack pointer over the same stack contents gives
+   the same frames. So the last walks are kept, each as the list of words it read
+   (return addresses, saved %rbp, realigned CFAs) with their values; a walk that
+   starts at a kept walk's stack pointer (and %rbp, where that walk used the
+   register before reading it from the stack) reads those words again, in the
+   same order, and if every one still holds its value it has the kept frames, at
+   a few instructions a frame instead of a rule look-up and a step each.
+
+   Why that is safe and exact: a walk is a function of its start (the label's
+   address, %rsp, %rbp), the rules, which are fixed for the loader's count of
+   closed objects (a kept walk is tied to it), and the words it reads. While the
+   words read so far are equal, the next word a fresh walk would read is the one
+   the kept walk read next; so the check reads no word a fresh walk would not,
+   stops at the first that differs (the fresh walk then runs), and when all are
+   equal the frames are the fresh walk's own.
+
+   WALKS_KEPT slots, direct-mapped by stack pointer, each behind a sequence
+   count (odd while a walk is written into it): a reader copies the slot and
+   uses it only if the count did not move, so it never follows an address from
+   a half-written slot. A writer that finds the slot being written leaves it.
+------------------------------------------------------------------------------ */
+
+#define WALKS_KEPT 64u   /* kept walks: the distinct stacks a program samples in a loop */
+#define WALK_READS 64u   /* words a kept walk may have read and frames it may have */
+#define RECALL_CHUNK 16u /* addresses a recall copies out of its slot at a time */
+
+typedef struct {
+  uint64_t seq;   /* even: stable; odd: being written; 0: never written */
+  uintptr_t sp;   /* 0: holds no walk */
+  uintptr_t bp, subs;
+  uint32_t max, m, n, bp_used;
+  uintptr_t addr[WALK_READS], value[WALK_READS]; /* the words read, in order */
+  uintptr_t pcs[WALK_READS];                     /* the frames found */
+} kept_walk_t;
+
+static kept_walk_t *_Atomic kept; /* WALKS_KEPT slots in metadata, made at the first walk */
+static _Atomic uint64_t walks_recalled;
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+static kept_walk_t *kept_slot(uintptr_t sp) {
+  kept_walk_t *k = atomic_load_explicit(&kept, memory_order_acquire);
+  if (k == NULL) {
+    kept_walk_t *made = brisk__meta_alloc(WALKS_KEPT * sizeof *made); /* zeroed: no slot written */
+    if (made == NULL) return NULL;
+    if (!atomic_compare_exchange_strong_explicit(&kept, &k, made, memory_order_acq_rel, memory_order_acquire))
+      made = k; /* another thread's won; this one stays in metadata unused */
+    k = made;
+  }
+  return &k[(unsigned)(((sp >> 3) * 0x9e3779b97f4a7c15ull) >> 58) % WALKS_KEPT];
+}
+
+/* The frames of the walk kept in e if it started at (sp, bp), checked word by
+ * word against the stack; -1 when it did not or a word differs. Addresses are
+ * copied out of the slot a chunk at a time and followed only once the sequence
+ * count shows that the slot has not changed since the first look; the values
+ * and frames are read in place, and a last look at the count vouches for them. */
+static int walk_recall(kept_walk_t *e, const rule_table_t *t, uintptr_t sp, uintptr_t bp, uintptr_t *pcs,
+                       unsigned max) {
+  uint64_t seq = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+  if (seq == 0 || (seq & 1) || LOAD(e->sp) != sp || LOAD(e->subs) != t->subs || LOAD(e->max) != max ||
+      (LOAD(e->bp_used) && LOAD(e->bp) != bp))
+    return -1;
+  unsigned m = LOAD(e->m), n = LOAD(e->n);
+  if (m > WALK_READS || n > m || n > max) return -1;
+  for (unsigned at = 0; at < m; at += RECALL_CHUNK) {
+    uintptr_t addr[RECALL_CHUNK];
+    unsigned c = m - at < RECALL_CHUNK ? m - at : RECALL_CHUNK;
+    for (unsigned i = 0; i < c; i++) addr[i] = LOAD(e->addr[at + i]);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != seq) return -1; /* rewritten meanwhile */
+    for (unsigned i = 0; i < c; i++)
+      if (*(const uintptr_t *)addr[i] != LOAD(e->value[at + i])) return -1;
+  }
+  for (unsigned i = 0; i < n; i++) pcs[i] = LOAD(e->pcs[i]);
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != seq) return -1;
+  atomic_fetch_add_explicit(&walks_recalled, 1, memory_order_relaxed);
+  return (int)n;
+}
+
+/* Takes slot e for writing the walk about to run (false: another thread is
+ * writing it; the walk is then not kept). */
+static bool walk_keep_begin(kept_walk_t *e) {
+  uint64_t seq = __atomic_load_n(&e->seq, __ATOMIC_RELAXED);
+  if ((seq & 1) || !__atomic_compare_exchange_n(&e->seq, &seq, seq + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    return false;
+  __atomic_thread_fence(__ATOMIC_RELEASE); /* the odd count before any word of the slot */
+  STORE(e->sp, (uintptr_t)0);
+  return true;
+}
+
+static inline void walk_log(kept_walk_t *e, uint32_t *m, uintptr_t addr, uintptr_t value) {
+  if (e == NULL) return;
+  if (*m < WALK_READS) {
+    STORE(e->addr[*m], addr);
+    STORE(e->value[*m], value);
+  }
+  (*m)++; /* past WALK_READS: too long to keep */
+}
+
+/* Publishes the walk written into e, or leaves e holding none (sp 0: the walk
+ * fell back to libgcc, or read more words than a slot holds). */
+static void walk_keep_end(kept_walk_t *e, bool keep, const rule_table_t *t, uintptr_t sp, uintptr_t bp,
+                          bool bp_used, unsigned max, uint32_t m, const uintptr_t *pcs, unsigned n) {
+  if (keep && m <= WALK_READS && n <= WALK_READS) {
+    for (unsigned i = 0; i < n; i++) STORE(e->pcs[i], pcs[i]);
+    STORE(e->bp, bp);
+    STORE(e->subs, t->subs);
+    STORE(e->max, max);
+    STORE(e->bp_used, (uint32_t)bp_used);
+    STORE(e->m, m);
+    STORE(e->n, n);
+    STORE(e->sp, sp);
+  }
+  __atomic_store_n(&e->seq, __atomic_load_n(&e->seq, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
+}
+
 __attribute__((noinline)) unsigned brisk__unwind(uintptr_t *pcs, unsigned max) {
   uintptr_t ip, sp, bp;
   /* The registers at label 1, which the rule for the label's address describes. */
   __asm__ volatile("lea 1f(%%rip), %0\n1:\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
                    : "=&r"(ip), "=&r"(sp), "=&r"(bp));
   rule_table_t *t = table_now();
+  /* Without a table (a fork child, or metadata exhausted) nothing is kept. */
+  kept_walk_t *e = t != NULL ? kept_slot(sp) : NULL;
+  if (e != NULL) {
+    int n = walk_recall(e, t, sp, bp, pcs, max);
+    if (n >= 0) return (unsigned)n;
+    if (!walk_keep_begin(e)) e = NULL;
+  }
+  /* What the kept walk must check: every return address, and a saved %rbp only
+   * once a later frame uses %rbp (most frames save it as a plain register, and
+   * no later step depends on it). The start's %rbp counts where a frame uses it
+   * before any is read. A word is logged after every word its address came from. */
+  const uintptr_t sp0 = sp, bp0 = bp;
+  bool bp_read = false, bp_pending = false, bp_used = false;
+  uintptr_t bp_at = 0;
+  uint32_t m = 0;
   unsigned n = 0;
   uintptr_t at = ip;
   while (n < max) {
@@ -589,26 +727,40 @@ __attribute__((noinline)) unsigned brisk__unwind(uintptr_t *pcs, unsigned max) {
     unsigned kind = r.flags & RULE_KIND;
     if (kind == RULE_END) break;
     if (kind != RULE_FRAME) goto slow;
+    unsigned uses_bp = RULE_CFA_RBP | ((r.flags & RULE_RBP_SAVED) ? RULE_RBP_AT_RBP : 0);
+    if (r.flags & uses_bp) {
+      if (!bp_read) bp_used = true;
+      else if (bp_pending) walk_log(e, &m, bp_at, bp);
+      bp_pending = false;
+    }
     uintptr_t cfa = ((r.flags & RULE_CFA_RBP) ? bp : sp) + (intptr_t)r.cfa_off;
     if (r.flags & RULE_CFA_DEREF) { /* a realigned frame: the CFA was saved at %rbp + cfa_off */
       if (cfa - sp >= FRAME_MAX || (cfa & 7)) goto slow;
-      cfa = *(const uintptr_t *)cfa;
+      uintptr_t at_cfa = cfa;
+      cfa = *(const uintptr_t *)at_cfa;
+      walk_log(e, &m, at_cfa, cfa);
     }
     if (cfa - sp - 1 >= FRAME_MAX || (cfa & 7)) goto slow; /* above sp, and near */
-    uintptr_t ra = *(const uintptr_t *)(cfa + (intptr_t)r.ra_off);
+    uintptr_t at_ra = cfa + (intptr_t)r.ra_off;
+    uintptr_t ra = *(const uintptr_t *)at_ra;
+    walk_log(e, &m, at_ra, ra);
     if (r.flags & RULE_RBP_SAVED) {
       uintptr_t at_bp = ((r.flags & RULE_RBP_AT_RBP) ? bp : cfa) + (intptr_t)r.rbp_off;
       if (at_bp - sp > cfa - sp - 8 || (at_bp & 7)) goto slow; /* inside the frame */
       bp = *(const uintptr_t *)at_bp;
+      bp_at = at_bp;
+      bp_read = bp_pending = true;
     }
     sp = cfa;
     if (ra == 0) break;
     pcs[n++] = ra;
     at = ra - 1; /* inside the call: its row, not the next instruction's */
   }
+  if (e != NULL) walk_keep_end(e, true, t, sp0, bp0, bp_used, max, m, pcs, n);
   __asm__ volatile("" ::: "memory");
   return n;
 slow:
+  if (e != NULL) walk_keep_end(e, false, t, 0, 0, false, max, m, pcs, 0);
   atomic_fetch_add_explicit(&fallbacks, 1, memory_order_relaxed);
   n = slow_walk(pcs, max);
   __asm__ volatile("" ::: "memory");
@@ -616,6 +768,8 @@ slow:
 }
 
 void brisk__backtrace_after_fork_child(void) { atomic_store_explicit(&no_loader, true, memory_order_relaxed); }
+
+uint64_t brisk__unwind_recalled(void) { return atomic_load_explicit(&walks_recalled, memory_order_relaxed); }
 
 void brisk__unwind_counts(uint64_t *rules, uint64_t *falls) {
   *rules = atomic_load_explicit(&rules_read, memory_order_relaxed);

@@ -25,4 +25,8 @@ void brisk__backtrace_after_fork_child(void);
 /* Frame rules read from the unwind tables so far, and walks that fell back to
  * libgcc's unwinder (for the tests and the statistics of the profiler). */
 void brisk__unwind_counts(uint64_t *rules, uint64_t *fallbacks);
+
+/* Walks that were a kept walk's frames, checked against the stack (see
+ * "Recent walks" in backtrace.c). */
+uint64_t brisk__unwind_recalled(void);
 #endif

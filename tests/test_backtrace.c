@@ -2,7 +2,9 @@
  * for frame: plain and deep recursion, frames in libc (qsort's comparator),
  * frames kept by %rbp (alloca), a realigned frame, unoptimised code, a signal
  * handler (which must fall back to libgcc, and still agree), and threads
- * walking at once. Also that the rules are read once, not at every walk. */
+ * walking at once. Also that the rules are read once, not at every walk, and
+ * that a walk kept from an earlier sample is used only where the stack still
+ * holds what it read. */
 #include <alloca.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -230,6 +232,82 @@ static void test_many_sites(void **state) {
   assert_int_equal(after[0], before[0]);
 }
 
+/* A walk from a stack already walked is the kept one, checked against the
+ * stack, and the same as libgcc's. */
+static void test_recalled_walk_is_the_same(void **state) {
+  (void)state;
+  walks_t w;
+  uint64_t before = brisk__unwind_recalled();
+  for (int i = 0; i < 50; i++) {
+    recurse(&w, 7);
+    assert_same(&w);
+  }
+  assert_true(brisk__unwind_recalled() - before >= 45);
+}
+
+/* Two callers with the same frame: walks through either start at the same
+ * stack pointer, so each finds the other's walk kept. The return address into
+ * the caller differs, and the check must see it. */
+__attribute__((noinline)) static void via_a(walks_t *w) {
+  walk_both(w);
+  sink++;
+}
+__attribute__((noinline)) static void via_b(walks_t *w) {
+  walk_both(w);
+  sink++;
+}
+
+static void test_other_caller_at_the_same_stack_pointer(void **state) {
+  (void)state;
+  for (int i = 0; i < 40; i++) {
+    walks_t w;
+    (i & 1 ? via_b : via_a)(&w);
+    assert_same(&w);
+    assert_true(w.fast[1] - (uintptr_t)(i & 1 ? via_b : via_a) < 64); /* the caller's own */
+  }
+}
+
+/* A frame kept by %rbp (alloca) whose %rbp differs while the stack pointer
+ * at the walk does not: two outer callers of different frame sizes, the
+ * deeper one asking for less alloca. The frame's return address is then found
+ * through a different saved %rbp, and the check must compare that word too. */
+__attribute__((noinline)) static void framed(walks_t *w, size_t n, uintptr_t *sp) {
+  char *buf = alloca(n);
+  __asm__ volatile("" : : "r"(buf) : "memory");
+  *sp = (uintptr_t)buf; /* the bottom of the frame: where walk_both's starts */
+  walk_both(w);
+  sink++;
+}
+__attribute__((noinline)) static void outer_small(walks_t *w, size_t n, uintptr_t *sp) {
+  framed(w, n, sp);
+  sink++;
+}
+__attribute__((noinline)) static void outer_big(walks_t *w, size_t n, uintptr_t *sp) {
+  volatile char pad[96];
+  pad[0] = 1;
+  framed(w, n, sp);
+  sink += pad[0];
+}
+
+static void test_other_saved_rbp_at_the_same_stack_pointer(void **state) {
+  (void)state;
+  walks_t w;
+  uintptr_t sp_small, sp_big;
+  outer_small(&w, 512, &sp_small);
+  outer_big(&w, 512, &sp_big);
+  assert_true(sp_big < sp_small && sp_small - sp_big <= 256);
+  size_t n_big = 512 - (sp_small - sp_big);
+  outer_big(&w, n_big, &sp_big);
+  assert_int_equal(sp_big, sp_small); /* the same stack pointer, another %rbp */
+  for (int i = 0; i < 40; i++) {
+    uintptr_t sp;
+    if (i & 1) outer_big(&w, n_big, &sp);
+    else outer_small(&w, 512, &sp);
+    assert_same(&w);
+    assert_true(w.fast[2] - (uintptr_t)(i & 1 ? outer_big : outer_small) < 256); /* framed's caller */
+  }
+}
+
 static void *thread_walks(void *arg) {
   (void)arg;
   for (int i = 0; i < 2000; i++) {
@@ -252,6 +330,8 @@ int main(void) {
     cmocka_unit_test(test_recursion),  cmocka_unit_test(test_libc_frames), cmocka_unit_test(test_rbp_frames),
     cmocka_unit_test(test_realigned),  cmocka_unit_test(test_unoptimised), cmocka_unit_test(test_signal_frame),
     cmocka_unit_test(test_rules_kept), cmocka_unit_test(test_many_sites), cmocka_unit_test(test_threads),
+    cmocka_unit_test(test_recalled_walk_is_the_same), cmocka_unit_test(test_other_caller_at_the_same_stack_pointer),
+    cmocka_unit_test(test_other_saved_rbp_at_the_same_stack_pointer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
