@@ -15,6 +15,11 @@
  * the child of a multithreaded fork, where the loader's lock may be held by a
  * thread that is gone, the walks keep no table and never ask the loader.
  *
+ * Also owns the kept walks (see "Recent walks"): the last walks' words and
+ * frames, so that a walk from the same stack checks words instead of stepping
+ * through frames; each slot behind a sequence count, written by one thread at
+ * a time.
+ *
  * Anything the table cannot express (signal frames, a CFA that is not %rsp or
  * %rbp plus an offset or the usual realigned one, a register rule that moves
  * %rbp or the return address elsewhere) makes that walk libgcc's, whole. */
