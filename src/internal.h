@@ -1,5 +1,6 @@
-/* Every layer's header at once, which every .c includes for now; the headers
- * themselves (base.h, os.h, ..., alloc.h) are one per layer, named after its .c. */
+/* For the module tests only (tests/test_*.c): every layer's header at once. No
+ * file of the library includes it; each .c includes its own header and those of
+ * the layers it calls, so that a call upwards shows in its includes. */
 #ifndef BRISK_INTERNAL_H
 #define BRISK_INTERNAL_H
 #include "base.h"
@@ -11,11 +12,13 @@
 #include "block.h"
 #include "numa.h"
 #include "page_heap.h"
+#include "backtrace.h"
 #include "prof.h"
 #include "large.h"
 #include "small.h"
 #include "thread_cache.h"
 #include "guard.h"
+#include "sample.h"
 #include "stats.h"
 #include "metrics.h"
 #include "init.h"
