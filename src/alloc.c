@@ -7,13 +7,25 @@
  *           thread cache's list.
  *
  * A free list entry holds its successor in word 0, encoded, and brisk__free_key
- * in word 1 (internal.h, "Free blocks"); malloc checks the link it follows and
+ * in word 1 (block.h); malloc checks the link it follows and
  * clears word 1 again. free() seeing the key in word 1 is the cheap hint
  * of a double free that sends it to the full check (the thread's list, the
  * span and the inbox). Everything else here is the API's edges: errno,
  * alignment, overflow, realloc. */
-#include "internal.h"
+#include "alloc.h"
+#include "init.h"
 #include "sample.h"
+#include "guard.h"
+#include "thread_cache.h"
+#include "small.h"
+#include "large.h"
+#include "prof.h"
+#include "numa.h"
+#include "block.h"
+#include "size_class.h"
+#include "pagemap.h"
+#include "options.h"
+#include "os.h"
 
 static inline void *tc_pop(unsigned cls) {
   brisk_tlist_t *l = &brisk__tc.list[cls];

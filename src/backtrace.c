@@ -24,8 +24,8 @@
  * %rbp plus an offset or the usual realigned one, a register rule that moves
  * %rbp or the return address elsewhere) makes that walk libgcc's, whole. */
 #define _GNU_SOURCE
-#include "internal.h"
 #include "backtrace.h"
+#include "meta.h"
 
 #include <link.h>
 #include <unwind.h>

@@ -14,7 +14,11 @@
  * that moved it to TAKEN. No system call is made under the lock but the
  * check of the SIGSEGV handler. The fault handler reads the table without the
  * lock: it runs on a thread that has just touched the block, and only reports. */
-#include "internal.h"
+#include "guard.h"
+#include "prof.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "os.h"
 
 #include <stdlib.h>
 

@@ -24,8 +24,21 @@
  *    no lock at all: nobody else can hold one, and the child goes on exactly
  *    where the parent was, as glibc's malloc guarantees. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "init.h"
+#include "metrics.h"
+#include "guard.h"
+#include "thread_cache.h"
+#include "small.h"
+#include "large.h"
+#include "prof.h"
 #include "backtrace.h"
+#include "page_heap.h"
+#include "numa.h"
+#include "size_class.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "options.h"
+#include "os.h"
 
 #include <sched.h>
 #include <sys/single_threaded.h>

@@ -29,7 +29,16 @@
  * The blocks mapped alone are on a list (alone_lock, through their spans'
  * next/prev), for the statistics' residency walk: a block leaves it before its
  * memory is unmapped or moved, and the walk measures each under the lock. */
-#include "internal.h"
+#include "large.h"
+#include "prof.h"
+#include "page_heap.h"
+#include "numa.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "options.h"
+#include "os.h"
+#include "thread_cache.h" /* upward: BRISK_TC_LIVE, brisk__boot_active, brisk__gate_enter, brisk__gate_leave, brisk__tc, brisk_tcache_t */
+#include "init.h" /* upward: brisk__purge_tick, brisk__stat_mapped */
 
 /* Blocks mapped alone are sized in whole brisk pages (or OS pages, if larger): the
  * page map knows such a block by its first brisk page, and a mapping of a single

@@ -3,7 +3,10 @@
  * PROT_NONE guard pages so that no program block can overflow into them, and
  * kept for the life of the process; freed span descriptors go on a free list
  * for reuse. meta_lock guards everything in this file. */
-#include "internal.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "os.h"
+#include "init.h" /* upward: brisk__counters */
 
 #define META_CHUNK ((size_t)256 * 1024)
 
@@ -12,7 +15,7 @@ typedef struct meta_chunk_s {
   struct meta_chunk_s *next;
   size_t bytes; /* the chunk's, this line included */
 } __attribute__((aligned(BRISK_CACHE_LINE))) meta_chunk_t;
-_Static_assert(sizeof(meta_chunk_t) == BRISK_META_CHUNK_HEADER, "the header internal.h names");
+_Static_assert(sizeof(meta_chunk_t) == BRISK_META_CHUNK_HEADER, "the header meta.h names");
 
 static brisk_lock_t meta_lock = BRISK_LOCK_INIT(BRISK_RANK_META);
 static char *meta_cur, *meta_end;

@@ -12,7 +12,10 @@
  * allocator): the rows are written straight into the mapping. A forked child
  * inherits the parent's mapping; it never writes there, and publishes its own
  * file once its own purge thread runs. */
-#include "internal.h"
+#include "metrics.h"
+#include "stats.h"
+#include "options.h"
+#include "os.h"
 
 #include "brisk_metrics.h"
 

@@ -33,7 +33,15 @@
  * the large-block cache. Everything that talks to the OS goes through
  * brisk__numa_os, which tests replace to describe machines that are not there. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "numa.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "options.h"
+#include "os.h"
+#include "page_heap.h" /* upward: BRISK_EARLY_RANGES, brisk__heap_first_address, brisk__heap_take_early, brisk_range_t */
+#include "small.h" /* upward: brisk__small_add_slots */
+#include "thread_cache.h" /* upward: brisk__registry_lock, brisk__tc */
+#include "init.h" /* upward: brisk__counters */
 
 #include <dlfcn.h>
 #include <fcntl.h>

@@ -5,7 +5,8 @@
  * with plain system calls, falling back to environ where /proc is missing. A bad
  * value warns on stderr and keeps the default; it never stops the program. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "options.h"
+#include "os.h"
 
 #include <fcntl.h>
 #include <strings.h>

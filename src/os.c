@@ -9,7 +9,7 @@
  * abort). The calls that libc makes cancellable go to the kernel directly
  * through syscall(), which never acts on a pending cancel. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "os.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>

@@ -38,7 +38,13 @@
  * and a transparent huge page goes whole to its first toucher's node), yet they
  * all belong to slot 0. Their ranges are kept (contiguous sbrk chunks merge) and
  * handed to discovery once, which moves stray pages to slot 0's node. */
-#include "internal.h"
+#include "page_heap.h"
+#include "numa.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "options.h"
+#include "os.h"
+#include "init.h" /* upward: brisk__purge_note_idle, brisk__stat_mapped */
 
 #define HEAP_EXACT 128
 /* Runs longer than HEAP_EXACT pages: four bins per doubling (the last catches the

@@ -4,7 +4,9 @@
  * pm_lock, between guard pages (an overflowing program block faults instead of
  * rewriting entries), and never freed, so a reader never sees a leaf go away. Entries are
  * written by whoever owns the span at that moment (page heap or large lock). */
-#include "internal.h"
+#include "pagemap.h"
+#include "os.h"
+#include "init.h" /* upward: brisk__counters */
 
 _Atomic(brisk_pm_leaf_t *) brisk__pagemap_root[(size_t)1 << BRISK_PM_ROOT_BITS];
 static brisk_lock_t pm_lock = BRISK_LOCK_INIT(BRISK_RANK_PAGEMAP);

@@ -9,8 +9,13 @@
  * with no lock held, or after the guard lock is dropped; meta's lock nests in
  * it). Stacks are captured before the lock, by backtrace.c; a per-thread flag
  * makes the allocations that libgcc's unwinder makes plain ones. */
-#include "internal.h"
+#include "prof.h"
 #include "backtrace.h"
+#include "meta.h"
+#include "options.h"
+#include "os.h"
+#include "stats.h" /* upward: brisk__expand_path */
+#include "init.h" /* upward: brisk__init_state */
 
 /* Frames kept per stack: enough for the callers that tell sites apart, as
  * gperftools keeps 30 or so. */

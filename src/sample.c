@@ -25,8 +25,11 @@
  * small request is then served as a large block (a page or more), so that its
  * free reaches the large slow path, which finds the record without a look-up
  * (alloc.c). */
-#include "internal.h"
 #include "sample.h"
+#include "thread_cache.h"
+#include "options.h"
+#include "os.h"
+#include "init.h" /* upward: brisk__init_state */
 
 
 /* -ln(u) for u uniform in (0, 1], from 53 random bits: u = m / 2^53 and

@@ -2,7 +2,8 @@
  * heap profile take. Used by alloc.c's slow paths; calls nothing above it. */
 #ifndef BRISK_SAMPLE_H
 #define BRISK_SAMPLE_H
-#include "internal.h"
+#include "options.h"
+#include "thread_cache.h"
 
 /* The heap profile's mean gap in bytes; 0 when BRISK_PROF is off. */
 static inline size_t brisk__prof_mean(void) { return brisk__opt.prof ? brisk__opt.prof_sample : 0; }

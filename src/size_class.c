@@ -7,7 +7,7 @@
  * Classes: 16, 32, ..., 128 (16-byte steps), then 8 per doubling: 144, 160, ...,
  * 256, 288, ..., 512, ... up to BRISK_SMALL_MAX. A request just above a class
  * boundary 2^k wastes at most 2^(k-3) - 1 bytes, under 1/8 of it. */
-#include "internal.h"
+#include "size_class.h"
 
 brisk_class_info_t brisk__classes[BRISK_CLASSES];
 uint8_t brisk__class_table[BRISK_CLASS_TABLE_MAX / 16 + 1];

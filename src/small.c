@@ -34,9 +34,17 @@
  * orphan span of its slot and class before it takes a new one, and the purge
  * tick drains the orphans' inboxes, so spans of exited threads empty and return.
  *
- * Lock order: see "Locks" in internal.h (registry, orphan class, heap, boot,
+ * Lock order: see "Locks" in base.h (registry, orphan class, heap, boot,
  * metadata, page map), checked in debug builds. */
-#include "internal.h"
+#include "small.h"
+#include "page_heap.h"
+#include "numa.h"
+#include "block.h"
+#include "size_class.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "os.h"
+#include "thread_cache.h" /* upward: brisk__registry_lock */
 
 /* Spans of one class whose objects have all come back that a thread heap keeps
  * for its next refill, instead of giving them to the page heap. */

@@ -5,7 +5,19 @@
  * Two reports, text and JSON (schema in docs/stats-schema.md), both written
  * without malloc: formatted into stack buffers, then into the caller's buffer or
  * out to a file descriptor through os.c. */
-#include "internal.h"
+#include "stats.h"
+#include "guard.h"
+#include "thread_cache.h"
+#include "small.h"
+#include "large.h"
+#include "page_heap.h"
+#include "numa.h"
+#include "size_class.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "options.h"
+#include "os.h"
+#include "init.h" /* upward: brisk__counters, brisk__ensure_init, brisk__init_state */
 
 typedef struct class_row_s {
   uint64_t out, free, spans, tc;

@@ -45,7 +45,17 @@
  * the statistics walk probe each node and reap such a thread from outside (see
  * "Threads that ended unseen"). The TLS cache itself is never linked anywhere. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "thread_cache.h"
+#include "small.h"
+#include "large.h"
+#include "numa.h"
+#include "block.h"
+#include "size_class.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "options.h"
+#include "os.h"
+#include "init.h" /* upward: brisk__ensure_init, brisk__purge_note_idle, brisk__purge_tick */
 
 #define LIST_MAX_BATCHES 8
 /* A thread always gets at least this budget, however many threads there are:
@@ -93,7 +103,7 @@ static void tcache_on_thread_exit(void *arg);
 
 void brisk__tcache_global_init(void) {
   brisk__free_key = brisk__os_random();
-  /* Never zero in the low bits: see "Free blocks" in internal.h. */
+  /* Never zero in the low bits: see block.h. */
   uintptr_t k = (uintptr_t)brisk__os_random();
   brisk__list_key = (k & ~BRISK_BLOCK_ALIGN_MASK) | ((k & BRISK_BLOCK_ALIGN_MASK) ? (k & BRISK_BLOCK_ALIGN_MASK) : 1);
   pthread_key_create(&tc_key, tcache_on_thread_exit);

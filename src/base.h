@@ -1,0 +1,170 @@
+/* The base of every layer: compiler hints and the debug assert, the sizes and
+ * constants all layers share, the kinds of mapping, and the lock type with its
+ * ranks ("Locks" below: the lock order, written once). Every other header
+ * includes it; each layer's own declarations are in the header of its .c.
+ *
+ * Layers, from the program down:
+ *   alloc.c        public entry points and the malloc/free fast paths
+ *   thread_cache.c per-thread free lists (owned by their thread, no locks)
+ *   small.c        spans of the size classes, each owned by one thread's small
+ *                  heap; remote frees reach the owner through its inbox
+ *   large.c        blocks above the small limit: runs of the page heap, or an
+ *                  mmap each for the largest
+ *   page_heap.c    spans of pages carved from sbrk'd (or mmap'd) regions
+ *   pagemap.c      address -> span map, read without locks
+ *   meta.c         span descriptors and other metadata, never from malloc
+ *   options.c os.c stats.c init.c, and numa.c size_class.c guard.c prof.c
+ *   backtrace.c sample.c metrics.c
+ * Names: public brisk_*, cross-file internal brisk__*, types brisk_*_t. */
+
+#ifndef BRISK_BASE_H
+#define BRISK_BASE_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "brisk.h"
+
+/* Everything declared in brisk's internal headers is internal to the library:
+ * hidden, so that the fast paths reach brisk's own globals directly rather than
+ * through the GOT. Each header pushes and pops it. */
+#pragma GCC visibility push(hidden)
+
+#define brisk_likely(x) __builtin_expect(!!(x), 1)
+#define brisk_unlikely(x) __builtin_expect(!!(x), 0)
+#define brisk_noinline __attribute__((noinline))
+#define brisk_always_inline inline __attribute__((always_inline))
+/* Out of line, and opaque to the caller's optimiser: a cold path that only
+ * aborts stays a plain jump (GCC would otherwise see it never returns and give
+ * the hot caller a stack frame for the call). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define brisk_opaque __attribute__((noipa))
+#else
+#define brisk_opaque __attribute__((noinline))
+#endif
+#define brisk_cold __attribute__((cold, noinline))
+#define BRISK_CACHE_LINE 64
+
+__attribute__((noreturn, cold)) void brisk__assert_fail(const char *c, const char *file, int line);
+#ifdef BRISK_DEBUG
+#define brisk_assert(c) ((c) ? (void)0 : brisk__assert_fail(#c, __FILE__, __LINE__))
+#else
+#define brisk_assert(c) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------------------
+   Sizes
+------------------------------------------------------------------------------ */
+
+/* A brisk page is the unit of spans and of the page map. 8 KiB keeps the map small
+ * while a span of the smallest classes still holds hundreds of objects. It is not
+ * the OS page: that is read at run time (brisk__os_page) and only matters when
+ * memory is given back. */
+#define BRISK_PAGE_SHIFT 13
+#define BRISK_PAGE_SIZE ((size_t)1 << BRISK_PAGE_SHIFT)
+
+/* Every block is 16-byte aligned (max_align_t on x86-64 and aarch64). */
+#define BRISK_ALIGN 16
+
+/* Small classes: 16-byte steps up to 128 B, then 8 classes per doubling, so the
+ * rounding waste of a request of 128 B or more stays under 1/8. 64 KiB keeps the
+ * 4-64 KiB buffers that servers churn in thread caches. */
+#define BRISK_SMALL_MAX ((size_t)64 * 1024)
+#define BRISK_CLASS_STEP_MAX 128 /* the end of the 16-byte steps */
+#define BRISK_CLASSES 81         /* class 0 is never used; 1..80 */
+
+/* NUMA pools (numa.c): one set per memory node, named by its slot. */
+#define BRISK_MAX_NODES 64        /* pools; more memory nodes than this share them */
+
+static inline size_t brisk__align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
+
+/* ------------------------------------------------------------------------------
+   Mappings: the kinds of memory brisk maps, named in /proc/PID/maps and listed
+   by each layer for the statistics' residency walk (stats.c). The values are
+   the public brisk_region_kind_t's.
+------------------------------------------------------------------------------ */
+/* What a mapping holds: its name in /proc/PID/maps (os.c, "Mapping names"). */
+typedef enum brisk_vma_e {
+  BRISK_VMA_HEAP = 0, /* page-heap chunks (sbrk'd or mmap'd): "brisk:heap" */
+  BRISK_VMA_LARGE,    /* a large block mapped alone: "brisk:large" */
+  BRISK_VMA_META,     /* metadata, page-map leaves, the bootstrap area: "brisk:meta" */
+  BRISK_VMA_GUARD,    /* the guarded blocks' pool: "brisk:guard" */
+} brisk_vma_t;
+_Static_assert(BRISK_VMA_HEAP == (int)BRISK_REGION_HEAP && BRISK_VMA_LARGE == (int)BRISK_REGION_LARGE &&
+                   BRISK_VMA_META == (int)BRISK_REGION_META && BRISK_VMA_GUARD == (int)BRISK_REGION_GUARD,
+               "brisk_vma_t is brisk_region_kind_t");
+/* A layer's listing of the mappings it holds (brisk__*_regions): fn is called
+ * for each, under the layer's lock, so that it may measure the range (mincore)
+ * while nothing can unmap it; it must take no lock. */
+typedef void (*brisk_region_fn)(void *arg, uintptr_t start, size_t len, brisk_vma_t kind);
+
+/* ------------------------------------------------------------------------------
+   Locks: pthread mutexes, statically initialised, so they need no allocation and
+   sleep under contention instead of spinning on a 2-core machine. Every lock is
+   registered with the fork handler in init.c.
+
+   The lock order, written once: a thread takes a lock only while it holds none
+   of the same or a later rank (so never two orphan class locks at once), and
+   BRISK_DEBUG builds check it at every acquisition. The fork handler takes all
+   of them in this order, through brisk__lock_all_fork, outside the check.
+------------------------------------------------------------------------------ */
+typedef enum brisk_lock_rank_e {
+  BRISK_RANK_REGISTRY = 0, /* thread registry and heap records (thread_cache.c, small.c) */
+  BRISK_RANK_ORPHAN,       /* an orphan heap's class lock (small.c) */
+  BRISK_RANK_HEAP,         /* the page heap (page_heap.c) */
+  BRISK_RANK_BOOT,         /* the bootstrap area (numa.c) */
+  BRISK_RANK_GUARD,        /* the guarded blocks' slots (guard.c) */
+  BRISK_RANK_PROF,         /* the heap profile's records and stacks (prof.c) */
+  BRISK_RANK_LARGE,        /* the list of large blocks mapped alone (large.c) */
+  BRISK_RANK_META,         /* metadata (meta.c) */
+  BRISK_RANK_PAGEMAP,      /* page-map leaves (pagemap.c) */
+} brisk_lock_rank_t;
+
+typedef struct brisk_lock_s {
+  pthread_mutex_t mutex;
+  uint8_t rank; /* brisk_lock_rank_t */
+} brisk_lock_t;
+#define BRISK_LOCK_INIT(rank) {PTHREAD_MUTEX_INITIALIZER, (rank)}
+
+#ifdef BRISK_DEBUG
+extern __thread uint32_t brisk__locks_held; /* bit r: a lock of rank r is held */
+#endif
+
+/* Every acquisition is counted, and so is every one that found the lock taken
+ * (a failed trylock before the wait): figures that do not depend on the core
+ * count, per thread and without atomics; thread_cache.c sums the live threads'
+ * and keeps the exited threads' (brisk_stats_t.lock_acquired/_contended). */
+typedef struct brisk_lock_counts_s {
+  uint64_t acquired, contended;
+} brisk_lock_counts_t;
+extern __thread brisk_lock_counts_t brisk__lock_counts;
+
+static inline void brisk__lock(brisk_lock_t *l) {
+#ifdef BRISK_DEBUG
+  brisk_assert((brisk__locks_held >> l->rank) == 0 && "lock order");
+  brisk__locks_held |= 1u << l->rank;
+#endif
+  if (brisk_unlikely(pthread_mutex_trylock(&l->mutex) != 0)) {
+    brisk__lock_counts.contended++;
+    pthread_mutex_lock(&l->mutex);
+  }
+  brisk__lock_counts.acquired++;
+}
+static inline void brisk__unlock(brisk_lock_t *l) {
+#ifdef BRISK_DEBUG
+  brisk__locks_held &= ~(1u << l->rank);
+#endif
+  pthread_mutex_unlock(&l->mutex);
+}
+/* The fork handler's: every lock, in rank order, several of one rank. */
+static inline void brisk__lock_fork(brisk_lock_t *l) { pthread_mutex_lock(&l->mutex); }
+static inline void brisk__unlock_fork(brisk_lock_t *l) { pthread_mutex_unlock(&l->mutex); }
+
+#pragma GCC visibility pop
+#endif /* BRISK_BASE_H */

@@ -1,0 +1,52 @@
+/* Page heap (page_heap.c): runs of brisk pages for the small spans and the large
+ * blocks, per NUMA slot. heap_lock (rank HEAP) guards every free list, every FREE
+ * span, the length of every LARGE one and the heap's counters. */
+
+#ifndef BRISK_PAGE_HEAP_H
+#define BRISK_PAGE_HEAP_H
+#include "pagemap.h"
+
+#pragma GCC visibility push(hidden)
+
+extern brisk_lock_t brisk__heap_lock;
+/* A span of npages in state SMALL, every page in the page map. NULL when memory
+ * is exhausted. */
+brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages);
+void brisk__heap_free(brisk_span_t *s);
+/* A large block of npages (state LARGE, its first and last page in the page map),
+ * the best fit among the slot's free runs. *zeroed tells whether every page is
+ * fresh or was given back since its last use (so reads as zero). */
+brisk_span_t *brisk__heap_alloc_large(unsigned slot, size_t npages, bool *zeroed);
+void brisk__heap_free_large(brisk_span_t *s);
+/* Grow large block s in place to npages from the free run that follows it; false
+ * when there is none that long. Shrink gives its tail back as a free run. */
+bool brisk__heap_grow_large(brisk_span_t *s, size_t npages);
+void brisk__heap_shrink_large(brisk_span_t *s, size_t npages);
+/* Give back free spans idle for at least min_idle_ms; returns bytes purged. */
+size_t brisk__heap_purge(uint64_t now_ms, uint64_t min_idle_ms);
+/* The purge tick's part: free runs idle for delay_ms go back, and so do free
+ * pages beyond the recent swing of the heap's use (page_heap.c, "Decay"); returns
+ * bytes. */
+size_t brisk__heap_decay(uint64_t now_ms, uint64_t delay_ms);
+void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t *sbrk_bytes);
+/* One slot's part: bytes grown for it, and free ones still backed by memory. */
+void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_bytes);
+/* The first address the heap ever got (0 if none yet): where pre-NUMA memory lives. */
+uintptr_t brisk__heap_first_address(void);
+/* The heap's ranges (chunks that touch merged), for the statistics. */
+void brisk__heap_regions(brisk_region_fn fn, void *arg);
+/* Every resident byte of the heap's ranges, in address order, as runs with the
+ * span that owns them (NULL: a small span on its way back to the free runs).
+ * fn runs under the heap lock and must take no lock. */
+typedef void (*brisk_span_bytes_fn)(void *arg, const brisk_span_t *s, uintptr_t start, size_t len);
+void brisk__heap_resident(brisk_span_bytes_fn fn, void *arg);
+/* Heap chunks grown before NUMA discovery, handed over once (page_heap.c). */
+typedef struct brisk_range_s {
+  uintptr_t start;
+  size_t len;
+} brisk_range_t;
+#define BRISK_EARLY_RANGES 32
+unsigned brisk__heap_take_early(brisk_range_t *out);
+
+#pragma GCC visibility pop
+#endif /* BRISK_PAGE_HEAP_H */

@@ -1,0 +1,54 @@
+/* Size classes (size_class.c): the request -> class table and per-class
+ * figures, filled once at start (init.c) and read-only after; the inline
+ * classing and object-index arithmetic of the fast paths. */
+
+#ifndef BRISK_SIZE_CLASS_H
+#define BRISK_SIZE_CLASS_H
+#include "base.h"
+
+#pragma GCC visibility push(hidden)
+
+/* Sizes up to this are classed through a table; above, by arithmetic. */
+#define BRISK_CLASS_TABLE_MAX 1024
+
+/* 32 bytes, so free() indexes the table with a shift. */
+typedef struct brisk_class_info_s {
+  uint32_t size;       /* object size */
+  uint32_t batch;      /* objects moved between a thread cache and spans at once */
+  uint32_t span_pages; /* pages in a span of this class */
+  uint32_t span_objs;  /* objects in such a span */
+  uint64_t inv;        /* the inverse mod 2^64 of size's odd part (brisk__obj_index) */
+  uint32_t rot;        /* size's trailing zero bits */
+  uint32_t limit;      /* span_objs * size: where a span's objects end */
+} brisk_class_info_t;
+
+extern brisk_class_info_t brisk__classes[BRISK_CLASSES];
+extern uint8_t brisk__class_table[BRISK_CLASS_TABLE_MAX / 16 + 1];
+
+void brisk__size_class_init(void);
+unsigned brisk__size_to_class_slow(size_t size); /* any size <= BRISK_SMALL_MAX */
+/* The smallest class whose size is >= size and a multiple of align (0 if none). */
+unsigned brisk__size_to_class_aligned(size_t size, size_t align);
+
+/* For size <= BRISK_SMALL_MAX. Above the table: 8 classes per doubling, the
+ * class read off the top four bits of size - 1. */
+static inline unsigned brisk__size_to_class(size_t size) {
+  if (brisk_likely(size <= BRISK_CLASS_TABLE_MAX)) return brisk__class_table[(size + 15) >> 4];
+  size_t s = size - 1;
+  unsigned k = 63u - (unsigned)__builtin_clzll(s);
+  return BRISK_CLASS_STEP_MAX / 16 + (k - 7) * 8 + ((unsigned)(s >> (k - 3)) & 7) + 1;
+}
+
+/* The index of the object at byte offset off of a span of class ci, or a value
+ * of span_objs or more when off is not an object's start or lies past the last:
+ * the exact-division test of Granlund and Montgomery. For off = q * size the
+ * product with the odd part's inverse is q << rot, and rotating it back gives
+ * q; for any other off the rotated product exceeds 2^64 / size, which is more
+ * than span_objs. One multiply, one rotate, one compare in free(). */
+static inline uint64_t brisk__obj_index(const brisk_class_info_t *ci, uintptr_t off) {
+  uint64_t x = (uint64_t)off * ci->inv;
+  return (x >> ci->rot) | (x << ((64 - ci->rot) & 63));
+}
+
+#pragma GCC visibility pop
+#endif /* BRISK_SIZE_CLASS_H */
