@@ -47,8 +47,6 @@
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <hwloc.h>
-#include <sched.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 /* hwloc: a program that links it (a test, or a static program built with
@@ -90,8 +88,6 @@ static bool hwloc_resolve(void) {
 /* Linux's mempolicy constants (numaif.h belongs to libnuma, which brisk does not use). */
 #define BRISK_MPOL_PREFERRED 1
 #define BRISK_MPOL_INTERLEAVE 3
-#define BRISK_MPOL_F_NODE (1 << 0)
-#define BRISK_MPOL_F_ADDR (1 << 1)
 #define BRISK_MPOL_MF_MOVE (1 << 1)
 /* Migrating is a copy per stray page; past this much early heap only later
  * first touches follow the binding. A program that built a large heap on one
@@ -153,35 +149,14 @@ static int os_topology_setup(struct hwloc_topology *topo) {
   return 0;
 }
 
-/* glibc 2.35+ registers rseq for every thread and exports where its area is: the
- * kernel keeps cpu_id there, a load instead of a call. */
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-
-static int os_current_cpu(void) {
-  if (&__rseq_size != NULL && __rseq_size >= 8) {
-    int32_t cpu = *(volatile int32_t *)((char *)__builtin_thread_pointer() + __rseq_offset + 4);
-    if (cpu >= 0) return cpu;
-  }
-  return sched_getcpu();
-}
+static int os_current_cpu(void) { return brisk__os_current_cpu(); }
 
 static int os_bind(void *p, size_t len, brisk_bind_t how, const uint64_t *mask) {
-  int saved = errno;
-  long r = syscall(SYS_mbind, p, len, how == BRISK_BIND_INTERLEAVE ? BRISK_MPOL_INTERLEAVE : BRISK_MPOL_PREFERRED,
-                   mask, (unsigned long)BRISK_NODEMASK_WORDS * 64, how == BRISK_BIND_MOVE ? BRISK_MPOL_MF_MOVE : 0u);
-  int err = r == 0 ? 0 : -errno;
-  errno = saved;
-  return err;
+  return brisk__os_mbind(p, len, how == BRISK_BIND_INTERLEAVE ? BRISK_MPOL_INTERLEAVE : BRISK_MPOL_PREFERRED, mask,
+                         (unsigned long)BRISK_NODEMASK_WORDS * 64, how == BRISK_BIND_MOVE ? BRISK_MPOL_MF_MOVE : 0u);
 }
 
-static int os_page_node(const void *p) {
-  int node = -1, saved = errno;
-  if (syscall(SYS_get_mempolicy, &node, NULL, 0ul, p, (unsigned long)(BRISK_MPOL_F_NODE | BRISK_MPOL_F_ADDR)) != 0)
-    node = -1;
-  errno = saved;
-  return node;
-}
+static int os_page_node(const void *p) { return brisk__os_page_node(p); }
 
 brisk_numa_os_t brisk__numa_os = {os_online_nodes, os_topology_setup, os_current_cpu, os_bind, os_page_node,
                                   brisk__os_read_file};

@@ -14,6 +14,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdarg.h>
@@ -425,6 +426,43 @@ void brisk__os_close_pages(void *p, size_t size) {
     vma_name(p, size, BRISK_VMA_GUARD); /* a new VMA: the pool's name again */
   }
   errno = saved;
+}
+
+/* ------------------------------------------------------------------------------
+   NUMA: the calls behind numa.c's seam (brisk_numa_os_t)
+------------------------------------------------------------------------------ */
+
+/* glibc 2.35+ registers rseq for every thread and exports where its area is: the
+ * kernel keeps cpu_id there, a load instead of a call. */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+int brisk__os_current_cpu(void) {
+  if (&__rseq_size != NULL && __rseq_size >= 8) {
+    int32_t cpu = *(volatile int32_t *)((char *)__builtin_thread_pointer() + __rseq_offset + 4);
+    if (cpu >= 0) return cpu;
+  }
+  return sched_getcpu();
+}
+
+int brisk__os_mbind(void *p, size_t len, int mode, const uint64_t *mask, unsigned long maxnode, unsigned flags) {
+  int saved = errno;
+  long r = syscall(SYS_mbind, p, len, mode, mask, maxnode, flags);
+  int err = r == 0 ? 0 : -errno;
+  errno = saved;
+  return err;
+}
+
+/* get_mempolicy's flags (linux/mempolicy.h; numaif.h is libnuma's, which brisk
+ * does not use): the node of the page at the address given. */
+#define OS_MPOL_F_NODE (1 << 0)
+#define OS_MPOL_F_ADDR (1 << 1)
+
+int brisk__os_page_node(const void *p) {
+  int node = -1, saved = errno;
+  if (syscall(SYS_get_mempolicy, &node, NULL, 0ul, p, (unsigned long)(OS_MPOL_F_NODE | OS_MPOL_F_ADDR)) != 0) node = -1;
+  errno = saved;
+  return node;
 }
 
 /* "0xADDR (object+0xOFFSET)", the object being the executable or library that

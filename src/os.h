@@ -1,7 +1,7 @@
-/* OS layer (os.c): system calls, the formatting of messages without malloc,
+/* OS layer (os.c): the system calls, numa.c's among them (its seam,
+ * brisk_numa_os_t, calls these), the formatting of messages without malloc,
  * fatal errors and robust mutexes; none of its calls is a cancellation point.
- * (numa.c's OS seam, brisk_numa_os_t, makes its own few: mbind, get_mempolicy,
- * sched_getcpu.) Nothing here allocates or takes a brisk lock. */
+ * Nothing here allocates or takes a brisk lock. */
 
 #ifndef BRISK_OS_H
 #define BRISK_OS_H
@@ -28,6 +28,11 @@ uint64_t brisk__os_vec_runs(const unsigned char *vec, uintptr_t base, uintptr_t 
 /* The resident bytes of [start, start + len), each run also handed to fn. */
 uint64_t brisk__os_resident(uintptr_t start, size_t len, brisk_resident_fn fn, void *arg);
 void brisk__os_munmap(void *p, size_t size);
+/* NUMA: the CPU this thread runs on (rseq's copy, else sched_getcpu); mbind
+ * (0 or -errno, errno kept); the OS node of the page at p (-1: unknown). */
+int brisk__os_current_cpu(void);
+int brisk__os_mbind(void *p, size_t len, int mode, const uint64_t *mask, unsigned long maxnode, unsigned flags);
+int brisk__os_page_node(const void *p);
 void *brisk__os_mremap(void *p, size_t old_size, size_t new_size); /* NULL on failure */
 void *brisk__os_sbrk(size_t size);                     /* NULL on failure */
 bool brisk__os_sbrk_release(size_t size);             /* lower the break; false on failure */

@@ -1,5 +1,7 @@
 /* The samplers' countdown (sample.c): which requests the guard pages and the
- * heap profile take. Used by alloc.c's slow paths; calls nothing above it. */
+ * heap profile take. Used by alloc.c's slow paths; it calls nothing above it,
+ * and reads one thing from above: init.c's start-up state (nothing is sampled
+ * before brisk has started). */
 #ifndef BRISK_SAMPLE_H
 #define BRISK_SAMPLE_H
 #include "options.h"
