@@ -149,16 +149,12 @@ static int os_topology_setup(struct hwloc_topology *topo) {
   return 0;
 }
 
-static int os_current_cpu(void) { return brisk__os_current_cpu(); }
-
 static int os_bind(void *p, size_t len, brisk_bind_t how, const uint64_t *mask) {
   return brisk__os_mbind(p, len, how == BRISK_BIND_INTERLEAVE ? BRISK_MPOL_INTERLEAVE : BRISK_MPOL_PREFERRED, mask,
                          (unsigned long)BRISK_NODEMASK_WORDS * 64, how == BRISK_BIND_MOVE ? BRISK_MPOL_MF_MOVE : 0u);
 }
 
-static int os_page_node(const void *p) { return brisk__os_page_node(p); }
-
-brisk_numa_os_t brisk__numa_os = {os_online_nodes, os_topology_setup, os_current_cpu, os_bind, os_page_node,
+brisk_numa_os_t brisk__numa_os = {os_online_nodes, os_topology_setup, brisk__os_current_cpu, os_bind, brisk__os_page_node,
                                   brisk__os_read_file};
 
 /* ------------------------------------------------------------------------------
