@@ -3,18 +3,28 @@
  * ranks ("Locks" below: the lock order, written once). Every other header
  * includes it; each layer's own declarations are in the header of its .c.
  *
- * Layers, from the program down:
- *   alloc.c        public entry points and the malloc/free fast paths
- *   thread_cache.c per-thread free lists (owned by their thread, no locks)
- *   small.c        spans of the size classes, each owned by one thread's small
- *                  heap; remote frees reach the owner through its inbox
- *   large.c        blocks above the small limit: runs of the page heap, or an
- *                  mmap each for the largest
- *   page_heap.c    spans of pages carved from sbrk'd (or mmap'd) regions
- *   pagemap.c      address -> span map, read without locks
- *   meta.c         span descriptors and other metadata, never from malloc
- *   options.c os.c stats.c init.c, and numa.c size_class.c guard.c prof.c
- *   backtrace.c sample.c metrics.c
+ * Layers, from the program down. Each .c includes its own header and those of
+ * the layers below it; an include of a layer above is marked "upward" where it
+ * is made (the purge tick and start-up state that slow paths below read or
+ * call, and NUMA discovery, which adds pools to the heaps above it).
+ *   alloc.c          public entry points and the malloc/free fast paths
+ *   init.c           start-up, fork, the purge tick and its thread
+ *   metrics.c        the live-metrics file; stats.c: statistics and residency
+ *   sample.c         the samplers' countdowns; guard.c: guarded blocks
+ *   thread_cache.c   per-thread free lists (owned by their thread, no locks)
+ *   small.c          spans of the size classes, each owned by one thread's small
+ *                    heap; remote frees reach the owner through its inbox
+ *   large.c          blocks above the small limit: runs of the page heap, or an
+ *                    mmap each for the largest
+ *   prof.c           heap-profile records; backtrace.c: their stack walk
+ *   page_heap.c      spans of pages carved from sbrk'd (or mmap'd) regions
+ *   numa.c           topology, pools per node, binding, the bootstrap area
+ *   block.h          the free-block links; size_class.c: the class table
+ *   meta.c           span descriptors and other metadata, never from malloc
+ *   pagemap.c        address -> span map, read without locks
+ *   options.c        BRISK_* options, read once
+ *   os.c             every system call
+ *   counters.c       the process-wide counters every layer adds to
  * Names: public brisk_*, cross-file internal brisk__*, types brisk_*_t. */
 
 #ifndef BRISK_BASE_H

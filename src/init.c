@@ -44,7 +44,6 @@
 #include <sys/single_threaded.h>
 
 atomic_int brisk__init_state;
-brisk_counters_t brisk__counters;
 
 /* glibc's; weak, so that brisk links against a C library without them. */
 extern void _IO_list_lock(void) __attribute__((weak));
@@ -141,16 +140,6 @@ __attribute__((constructor(101))) static void brisk_constructor(void) {
 __attribute__((destructor(101))) static void brisk_destructor(void) {
   brisk__prof_at_exit();
   brisk__metrics_at_exit();
-}
-
-void brisk__stat_mapped(int64_t delta) {
-  uint64_t now = atomic_fetch_add_explicit(&brisk__counters.mapped, (uint64_t)delta, memory_order_relaxed) +
-                 (uint64_t)delta;
-  uint64_t peak = atomic_load_explicit(&brisk__counters.peak_mapped, memory_order_relaxed);
-  while (delta > 0 && now > peak &&
-         !atomic_compare_exchange_weak_explicit(&brisk__counters.peak_mapped, &peak, now,
-                                                memory_order_relaxed, memory_order_relaxed)) {
-  }
 }
 
 /* ------------------------------------------------------------------------------

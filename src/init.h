@@ -1,6 +1,6 @@
 /* Start-up, fork, purging (init.c): brisk__ensure_init for every entry point,
- * the purge tick called from slow paths, and the process-wide counters (atomic,
- * updated on slow paths only). */
+ * and the purge tick called from slow paths. (The process-wide counters are
+ * counters.h's.) */
 
 #ifndef BRISK_INIT_H
 #define BRISK_INIT_H
@@ -21,15 +21,6 @@ void brisk__purge_tick(void);
 void brisk__purge_note_idle(uint64_t idle_bytes);
 size_t brisk__purge_all(void);
 void brisk__purge_start(void); /* the purge thread, if not started yet */
-
-/* Process-wide counters, updated on slow paths only. */
-typedef struct brisk_counters_s {
-  _Atomic uint64_t mapped;
-  _Atomic uint64_t peak_mapped;
-  _Atomic uint64_t meta;
-} brisk_counters_t;
-extern brisk_counters_t brisk__counters;
-void brisk__stat_mapped(int64_t delta);
 
 #pragma GCC visibility pop
 #endif /* BRISK_INIT_H */

@@ -4,6 +4,7 @@
 #ifndef BRISK_INTERNAL_H
 #define BRISK_INTERNAL_H
 #include "base.h"
+#include "counters.h"
 #include "os.h"
 #include "options.h"
 #include "pagemap.h"

@@ -38,7 +38,8 @@
 #include "options.h"
 #include "os.h"
 #include "thread_cache.h" /* upward: BRISK_TC_LIVE, brisk__boot_active, brisk__gate_enter, brisk__gate_leave, brisk__tc, brisk_tcache_t */
-#include "init.h" /* upward: brisk__purge_tick, brisk__stat_mapped */
+#include "counters.h"
+#include "init.h" /* upward: brisk__purge_tick */
 
 /* Blocks mapped alone are sized in whole brisk pages (or OS pages, if larger): the
  * page map knows such a block by its first brisk page, and a mapping of a single

@@ -6,7 +6,7 @@
 #include "meta.h"
 #include "pagemap.h"
 #include "os.h"
-#include "init.h" /* upward: brisk__counters */
+#include "counters.h"
 
 #define META_CHUNK ((size_t)256 * 1024)
 
@@ -29,7 +29,7 @@ static void *meta_alloc_locked(size_t size) {
     size_t chunk = need > META_CHUNK ? brisk__align_up(need, brisk__os_page) : META_CHUNK;
     meta_chunk_t *c = brisk__os_mmap_guarded(chunk);
     if (c == NULL) return NULL;
-    atomic_fetch_add_explicit(&brisk__counters.meta, chunk, memory_order_relaxed);
+    brisk__stat_meta(chunk);
     c->bytes = chunk;
     c->next = chunks;
     chunks = c;

@@ -41,7 +41,7 @@
 #include "page_heap.h" /* upward: BRISK_EARLY_RANGES, brisk__heap_first_address, brisk__heap_take_early, brisk_range_t */
 #include "small.h" /* upward: brisk__small_add_slots */
 #include "thread_cache.h" /* upward: brisk__registry_lock, brisk__tc */
-#include "init.h" /* upward: brisk__counters */
+#include "counters.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -184,7 +184,7 @@ static bool boot_grow_locked(size_t need) {
   s->state = BRISK_SPAN_BOOT;
   s->next = boot_chunks;
   boot_chunks = s;
-  atomic_fetch_add_explicit(&brisk__counters.meta, bytes, memory_order_relaxed);
+  brisk__stat_meta(bytes);
   boot_cur = (uintptr_t)p;
   boot_end = (uintptr_t)p + bytes;
   return true;

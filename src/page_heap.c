@@ -44,7 +44,8 @@
 #include "pagemap.h"
 #include "options.h"
 #include "os.h"
-#include "init.h" /* upward: brisk__purge_note_idle, brisk__stat_mapped */
+#include "counters.h"
+#include "init.h" /* upward: brisk__purge_note_idle */
 
 #define HEAP_EXACT 128
 /* Runs longer than HEAP_EXACT pages: four bins per doubling (the last catches the

@@ -6,7 +6,7 @@
  * written by whoever owns the span at that moment (page heap or large lock). */
 #include "pagemap.h"
 #include "os.h"
-#include "init.h" /* upward: brisk__counters */
+#include "counters.h"
 
 _Atomic(brisk_pm_leaf_t *) brisk__pagemap_root[(size_t)1 << BRISK_PM_ROOT_BITS];
 static brisk_lock_t pm_lock = BRISK_LOCK_INIT(BRISK_RANK_PAGEMAP);
@@ -21,7 +21,7 @@ static brisk_pm_leaf_t *leaf_for(uintptr_t ri) {
   if (leaf == NULL) {
     leaf = brisk__os_mmap_guarded(sizeof(brisk_pm_leaf_t)); /* guarded like all metadata */
     if (leaf != NULL) {
-      atomic_fetch_add_explicit(&brisk__counters.meta, sizeof(brisk_pm_leaf_t), memory_order_relaxed);
+      brisk__stat_meta(sizeof(brisk_pm_leaf_t));
       atomic_store_explicit(&brisk__pagemap_root[ri], leaf, memory_order_release);
     }
   }

@@ -17,7 +17,8 @@
 #include "pagemap.h"
 #include "options.h"
 #include "os.h"
-#include "init.h" /* upward: brisk__counters, brisk__ensure_init, brisk__init_state */
+#include "counters.h"
+#include "init.h" /* upward: brisk__ensure_init, brisk__init_state */
 
 typedef struct class_row_s {
   uint64_t out, free, spans, tc;
