@@ -7,9 +7,10 @@
 
 /* Fills pcs[0..max) with the return addresses of the frames above the caller's
  * own (pcs[0] is where the caller of brisk__unwind will return to); returns how
- * many. Takes no brisk lock and does not allocate, except that libgcc may
- * allocate the first time it looks at an object's tables (the caller makes such
- * allocations plain ones). */
+ * many. Never calls malloc: its rule table and kept walks are metadata
+ * (meta.c's lock, a leaf, is the only brisk lock it takes, when it makes or
+ * grows them); libgcc may allocate the first time it looks at an object's
+ * tables (the caller makes such allocations plain ones). */
 unsigned brisk__unwind(uintptr_t *pcs, unsigned max);
 
 /* The same stack from libgcc's unwinder alone: what brisk__unwind falls back to,
