@@ -21,6 +21,7 @@
 #include "large.h"
 #include "prof.h"
 #include "numa.h"
+#include "boot.h"
 #include "block.h"
 #include "size_class.h"
 #include "pagemap.h"

@@ -18,9 +18,10 @@
  *                    mmap each for the largest
  *   prof.c           heap-profile records; backtrace.c: their stack walk
  *   page_heap.c      spans of pages carved from sbrk'd (or mmap'd) regions
- *   numa.c           topology, pools per node, binding, the bootstrap area
+ *   numa.c           topology, pools per node, binding
  *   block.h          the free-block links; size_class.c: the class table
- *   meta.c           span descriptors and other metadata, never from malloc
+ *   meta.c boot.c    span descriptors and other metadata, never from malloc;
+ *                    the bootstrap area (blocks of the thread loading the topology)
  *   pagemap.c        address -> span map, read without locks
  *   options.c        BRISK_* options, read once
  *   os.c             every system call

@@ -34,6 +34,7 @@
 #include "backtrace.h"
 #include "page_heap.h"
 #include "numa.h"
+#include "boot.h"
 #include "size_class.h"
 #include "meta.h"
 #include "pagemap.h"
@@ -61,7 +62,7 @@ static void fork_prepare(void) {
   brisk__lock_fork(&brisk__registry_lock);
   brisk__small_fork_lock();
   brisk__lock_fork(&brisk__heap_lock);
-  brisk__numa_fork_lock();
+  brisk__boot_fork_lock();
   brisk__guard_fork_lock();
   brisk__prof_fork_lock();
   brisk__large_fork_lock();
@@ -75,7 +76,7 @@ static void fork_unlock_all(void) {
   brisk__large_fork_unlock();
   brisk__prof_fork_unlock();
   brisk__guard_fork_unlock();
-  brisk__numa_fork_unlock();
+  brisk__boot_fork_unlock();
   brisk__unlock_fork(&brisk__heap_lock);
   brisk__small_fork_unlock();
   brisk__unlock_fork(&brisk__registry_lock);

@@ -9,6 +9,7 @@
 #include "options.h"
 #include "pagemap.h"
 #include "meta.h"
+#include "boot.h"
 #include "size_class.h"
 #include "block.h"
 #include "numa.h"

@@ -33,6 +33,7 @@
 #include "prof.h"
 #include "page_heap.h"
 #include "numa.h"
+#include "boot.h"
 #include "meta.h"
 #include "pagemap.h"
 #include "options.h"

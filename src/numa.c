@@ -15,9 +15,9 @@
  * kernel's sysfs, through the same description of the machine (topo_t).
  * Threads that start meanwhile wait for it while it makes progress (see
  * DISCOVERY_STALL_MS). hwloc allocates hundreds of times while it loads: those calls come
- * back into brisk from the loading thread, which serves them from a bootstrap
- * area (mmap'd here, marked in the page map, never reused; free() of such a
- * block does nothing), so the pools see none of it.
+ * back into brisk from the loading thread, which serves them from the bootstrap
+ * area (boot.c: mmap'd apart, marked in the page map, never reused; free() of
+ * such a block does nothing), so the pools see none of it.
  *
  * Publication: the tables and the new slots' orphan heaps are filled before the
  * slot count is stored (release, under the registry lock, which the fork handler
@@ -41,7 +41,7 @@
 #include "page_heap.h" /* upward: BRISK_EARLY_RANGES, brisk__heap_first_address, brisk__heap_take_early, brisk_range_t */
 #include "small.h" /* upward: brisk__small_add_slots */
 #include "thread_cache.h" /* upward: brisk__registry_lock, brisk__tc */
-#include "counters.h"
+#include "boot.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -156,80 +156,6 @@ static int os_bind(void *p, size_t len, brisk_bind_t how, const uint64_t *mask) 
 
 brisk_numa_os_t brisk__numa_os = {os_online_nodes, os_topology_setup, brisk__os_current_cpu, os_bind, brisk__os_page_node,
                                   brisk__os_read_file};
-
-/* ------------------------------------------------------------------------------
-   The bootstrap area
------------------------------------------------------------------------------- */
-#define BOOT_CHUNK ((size_t)1 << 20)
-#define BOOT_HEADER 16
-
-static brisk_lock_t boot_lock = BRISK_LOCK_INIT(BRISK_RANK_BOOT);
-static uintptr_t boot_cur, boot_end;
-static uint64_t boot_count;
-static brisk_span_t *boot_chunks; /* every chunk's span, linked through next */
-
-static bool boot_grow_locked(size_t need) {
-  size_t bytes = brisk__align_up(need > BOOT_CHUNK ? need : BOOT_CHUNK, BRISK_PAGE_SIZE);
-  void *p = brisk__os_mmap_aligned(bytes, BRISK_PAGE_SIZE, BRISK_VMA_META);
-  if (p == NULL) return false;
-  brisk_span_t *s = brisk__span_new();
-  if (s == NULL || !brisk__pagemap_set((uintptr_t)p >> BRISK_PAGE_SHIFT, bytes / BRISK_PAGE_SIZE, s)) {
-    if (s) brisk__span_delete(s);
-    brisk__os_munmap(p, bytes);
-    return false;
-  }
-  s->start = (uintptr_t)p;
-  s->npages = bytes / BRISK_PAGE_SIZE;
-  s->map_size = bytes;
-  s->state = BRISK_SPAN_BOOT;
-  s->next = boot_chunks;
-  boot_chunks = s;
-  brisk__stat_meta(bytes);
-  boot_cur = (uintptr_t)p;
-  boot_end = (uintptr_t)p + bytes;
-  return true;
-}
-
-/* align 0: the size's own power-of-two alignment (16 to a page), which is what
- * brisk__alloc_aligned expects of a block of a size class. */
-void *brisk__boot_alloc(size_t size, size_t align) {
-  if (size > PTRDIFF_MAX / 2) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  if (align == 0) align = size & (~size + 1);
-  if (align < BRISK_ALIGN) align = BRISK_ALIGN;
-  if (align > brisk__os_page && size <= BRISK_SMALL_MAX) align = brisk__os_page;
-  size_t need = size + align + BOOT_HEADER;
-  brisk__lock(&boot_lock);
-  if (boot_end - boot_cur < need && !boot_grow_locked(need)) {
-    brisk__unlock(&boot_lock);
-    errno = ENOMEM;
-    return NULL;
-  }
-  uintptr_t p = brisk__align_up(boot_cur + BOOT_HEADER, align);
-  ((size_t *)p)[-1] = size;
-  boot_cur = p + (size ? size : 1);
-  boot_count++;
-  atomic_fetch_add_explicit(&discovery_beat, 1, memory_order_relaxed);
-  brisk__unlock(&boot_lock);
-  return (void *)p; /* fresh mmap memory: zero, as calloc needs */
-}
-
-size_t brisk__boot_usable(const void *p) { return ((const size_t *)p)[-1]; }
-
-void brisk__boot_regions(brisk_region_fn fn, void *arg) {
-  brisk__lock(&boot_lock);
-  for (const brisk_span_t *s = boot_chunks; s != NULL; s = s->next) fn(arg, s->start, s->map_size, BRISK_VMA_META);
-  brisk__unlock(&boot_lock);
-}
-
-uint64_t brisk__boot_count(void) {
-  brisk__lock(&boot_lock);
-  uint64_t n = boot_count;
-  brisk__unlock(&boot_lock);
-  return n;
-}
 
 /* ------------------------------------------------------------------------------
    Discovery
@@ -620,11 +546,17 @@ static bool discovery_start(void) { return brisk__os_thread_start(discovery_main
 
 /* Sleep until the slots are published, while the loader makes progress (see
  * DISCOVERY_STALL_MS). Returns false if it gave up. */
+/* The loader's sign of life: its steps, and the blocks it takes from the
+ * bootstrap area (every allocation of the discovery thread is one). */
+static unsigned discovery_progress(void) {
+  return atomic_load_explicit(&discovery_beat, memory_order_relaxed) + (unsigned)brisk__boot_count();
+}
+
 static brisk_noinline bool wait_for_discovery(void) {
-  unsigned beat = atomic_load_explicit(&discovery_beat, memory_order_relaxed);
+  unsigned beat = discovery_progress();
   uint64_t since = brisk__os_now_ms();
   while (atomic_load_explicit(&discovery, memory_order_acquire) == DISCOVERY_LOADING) {
-    unsigned now_beat = atomic_load_explicit(&discovery_beat, memory_order_relaxed);
+    unsigned now_beat = discovery_progress();
     uint64_t now = brisk__os_now_ms();
     if (now_beat != beat) {
       beat = now_beat;
@@ -675,8 +607,6 @@ void brisk__numa_after_fork_child(void) {
 
 bool brisk__numa_settled(void) { return atomic_load_explicit(&discovery, memory_order_acquire) == DISCOVERY_SETTLED; }
 
-void brisk__numa_fork_lock(void) { brisk__lock_fork(&boot_lock); }
-void brisk__numa_fork_unlock(void) { brisk__unlock_fork(&boot_lock); }
 
 /* ------------------------------------------------------------------------------
    Queries, binding, statistics

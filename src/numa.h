@@ -3,8 +3,9 @@
  * *slot*, 0..brisk__numa_nodes-1. Until the topology is known (and always on a
  * one-node machine or with BRISK_NUMA=off) there is one slot, 0.
  *
- * boot_lock (rank BOOT) guards the bootstrap area; the slot count is stored
- * under the registry lock (release) after the new slots' tables. */
+ * The slot count is stored under the registry lock (release) after the new
+ * slots' tables. Allocations of the thread that loads the topology come from
+ * the bootstrap area (boot.h). */
 
 #ifndef BRISK_NUMA_H
 #define BRISK_NUMA_H
@@ -68,14 +69,6 @@ const char *brisk__numa_topology_source_name(void); /* "none", "hwloc", "sysfs" 
 void brisk__numa_after_fork_child(void);
 /* Discovery has finished, early memory adopted (or there was none to do). */
 bool brisk__numa_settled(void);
-void brisk__numa_fork_lock(void);
-void brisk__numa_fork_unlock(void);
-/* Allocations made by the thread that is loading the topology come from the
- * bootstrap area: they are never reused, and free() of one does nothing. */
-void *brisk__boot_alloc(size_t size, size_t align); /* align 0: natural for size */
-size_t brisk__boot_usable(const void *p);
-uint64_t brisk__boot_count(void); /* blocks it has served */
-void brisk__boot_regions(brisk_region_fn fn, void *arg); /* its chunks */
 
 #pragma GCC visibility pop
 #endif /* BRISK_NUMA_H */

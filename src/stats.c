@@ -12,6 +12,7 @@
 #include "large.h"
 #include "page_heap.h"
 #include "numa.h"
+#include "boot.h"
 #include "size_class.h"
 #include "meta.h"
 #include "pagemap.h"

@@ -49,6 +49,7 @@
 #include "small.h"
 #include "large.h"
 #include "numa.h"
+#include "boot.h"
 #include "block.h"
 #include "size_class.h"
 #include "meta.h"
