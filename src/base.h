@@ -129,7 +129,7 @@ typedef enum brisk_lock_rank_e {
   BRISK_RANK_REGISTRY = 0, /* thread registry and heap records (thread_cache.c, small.c) */
   BRISK_RANK_ORPHAN,       /* an orphan heap's class lock (small.c) */
   BRISK_RANK_HEAP,         /* the page heap (page_heap.c) */
-  BRISK_RANK_BOOT,         /* the bootstrap area (numa.c) */
+  BRISK_RANK_BOOT,         /* the bootstrap area (boot.c) */
   BRISK_RANK_GUARD,        /* the guarded blocks' slots (guard.c) */
   BRISK_RANK_PROF,         /* the heap profile's records and stacks (prof.c) */
   BRISK_RANK_LARGE,        /* the list of large blocks mapped alone (large.c) */

@@ -15,7 +15,7 @@ typedef enum brisk_span_state_e {
   BRISK_SPAN_LARGE,     /* one large block in use (from the page heap, or mapped alone) */
   BRISK_SPAN_SPARE,     /* a freed large block that its thread keeps for the next request */
   BRISK_SPAN_BOOT,      /* the bootstrap area that serves allocations made while
-                           brisk itself loads the NUMA topology (numa.c) */
+                           brisk itself loads the NUMA topology (boot.c) */
   BRISK_SPAN_FREEING,   /* a large block whose free has claimed it and is on its way
                            to the heap (not FREE yet: no neighbour may coalesce it) */
   BRISK_SPAN_GUARD,     /* the pool of guarded blocks (guard.c); never a free run */
