@@ -54,7 +54,7 @@ static void assert_same(const walks_t *w) {
   }
 }
 
-static volatile int sink;
+static __thread volatile int sink; /* per thread: test_threads walks from four at once */
 
 __attribute__((noinline)) static void recurse(walks_t *w, int depth) {
   if (depth == 0) walk_both(w);
