@@ -19,8 +19,8 @@
  * Bounds: every list's capacity (max * object size) is charged to the thread's
  * budget, min(BRISK_TCACHE_BYTES, BRISK_TCACHE_TOTAL / live threads), so the
  * budget bounds the cache and, through the total, all caches together. A list
- * starts at one batch (less when the budget is short, at least one object) and
- * grows by a batch on each refill, up to LIST_MAX_BATCHES batches, while the
+ * starts at one batch, or at LIST_START_BYTES when malloc starts it (less when
+ * the budget is short, at least one object), and grows by a batch on each refill, up to LIST_MAX_BATCHES batches, while the
  * budget allows. Lists with no slow-path activity for a purge delay give half
  * their objects back, and an emptied one returns its whole charge.
  *
@@ -59,6 +59,9 @@
 #include "init.h" /* upward: brisk__ensure_init, brisk__purge_note_idle, brisk__purge_tick */
 
 #define LIST_MAX_BATCHES 8
+/* What a list started by malloc may hold before its class first runs dry: a
+ * 4 KiB OS page (see class_start). */
+#define LIST_START_BYTES ((size_t)4096)
 /* A thread always gets at least this budget, however many threads there are:
  * enough for a batch of the classes a typical thread uses. */
 #define TCACHE_MIN_BUDGET ((size_t)64 * 1024)
@@ -196,13 +199,23 @@ static bool tcache_placed(brisk_tcache_t *tc) {
   return brisk__numa_published() && tcache_go_live(tc);
 }
 
-/* First use of a class in this thread (or after scavenging emptied it). */
-static void class_start(brisk_tcache_t *tc, unsigned cls) {
+/* First use of a class in this thread (or after scavenging emptied it). A list
+ * first started by malloc holds at most LIST_START_BYTES (at least 2 objects)
+ * until its class runs dry again: the first refill carves, and so faults in,
+ * only that much of a fresh span. Most classes a program touches at all it
+ * touches a few times (start-up, a library's tables), and a full batch of 32
+ * KiB for each of them was most of brisk's memory in small programs. A class in
+ * steady use grows its list by a batch per refill as before. A list started by
+ * free() gets a whole batch: a thread that frees blocks of its own spans first
+ * would otherwise spill every other free. */
+static void class_start(brisk_tcache_t *tc, unsigned cls, bool by_malloc) {
   const brisk_class_info_t *ci = &brisk__classes[cls];
   brisk_tlist_t *l = &tc->list[cls];
   size_t budget = thread_budget();
   size_t avail = budget > tc->budget_used ? budget - tc->budget_used : 0;
   uint32_t m = ci->batch;
+  if (by_malloc && (size_t)m * ci->size > LIST_START_BYTES)
+    m = LIST_START_BYTES / ci->size > 2 ? (uint32_t)(LIST_START_BYTES / ci->size) : 2;
   if ((size_t)m * ci->size > avail) m = avail / ci->size > 0 ? (uint32_t)(avail / ci->size) : 1;
   l->max = m;
   l->room += (int32_t)m;
@@ -650,7 +663,7 @@ static void *alloc_live(brisk_tcache_t *tc, unsigned cls) {
   if (p == NULL) {
     const brisk_class_info_t *ci = &brisk__classes[cls];
     if (brisk__numa_count() > 1) numa_refresh(tc);
-    if (l->max == 0) class_start(tc, cls);
+    if (l->max == 0) class_start(tc, cls, true);
     uint32_t n = brisk__small_refill(tc->heap, cls, l->max < ci->batch ? l->max : ci->batch, l->max, &p);
     if (n == 0) {
       errno = ENOMEM;
@@ -681,7 +694,7 @@ void brisk__tcache_free_slow(brisk_tcache_t *tc, unsigned cls) {
   brisk_tlist_t *l = &tc->list[cls];
   brisk_assert(tc->state == BRISK_TC_LIVE && tc->heap != NULL);
   if (l->max == 0) {
-    class_start(tc, cls);
+    class_start(tc, cls, false);
     if (l->room >= 0) return;
   }
   bool gate = brisk__gate_enter(tc);

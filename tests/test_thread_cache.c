@@ -38,6 +38,29 @@ static void test_first_malloc_refills_one_batch(void **state) {
   assert_true((uintptr_t)run_in_thread(first_malloc_refills_one_batch, NULL));
 }
 
+/* The first refill of a class that malloc starts takes one 4 KiB page of
+ * objects, so a class used once faults in no more than that; a class in steady
+ * use still earns lists of whole batches. */
+static void *first_list_is_one_page_then_batches(void *arg) {
+  (void)arg;
+  enum { SIZE = 1024, FIRST = 4096 / SIZE, N = 200 };
+  unsigned cls = brisk__size_to_class(SIZE);
+  brisk_tlist_t *l = &brisk__tc.list[cls];
+  static void *p[N];
+  p[0] = brisk_malloc(SIZE);
+  uintptr_t ok = p[0] != NULL && brisk__tc.state == BRISK_TC_LIVE && brisk__classes[cls].batch > FIRST &&
+                 brisk__tl_count(l) == FIRST - 1; /* the first refill took FIRST */
+  for (int i = 1; i < N; i++) p[i] = brisk_malloc(SIZE);
+  ok = ok && l->max >= FIRST + 2 * brisk__classes[cls].batch;
+  for (int i = 0; i < N; i++) brisk_free(p[i]);
+  return (void *)ok;
+}
+
+static void test_first_list_is_one_page_then_batches(void **state) {
+  (void)state;
+  assert_true((uintptr_t)run_in_thread(first_list_is_one_page_then_batches, NULL));
+}
+
 static void *lists_stay_bounded(void *arg) {
   (void)arg;
   enum { N = 50000 };
@@ -557,6 +580,7 @@ static void test_threads_registered_in_the_last_destructor_round_among_ordinary_
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_first_malloc_refills_one_batch),
+    cmocka_unit_test(test_first_list_is_one_page_then_batches),
     cmocka_unit_test(test_lists_stay_bounded_when_a_thread_frees_much),
     cmocka_unit_test(test_thread_exit_returns_the_cache),
     cmocka_unit_test(test_thread_cache_stays_within_its_budget),
