@@ -409,7 +409,12 @@ static brisk_span_t *find_locked(unsigned slot, size_t npages) {
 
 /* A run of exactly npages out of the free lists (the slot's own, grown, or as a
  * last resort another slot's), split from a longer one; NULL when memory is
- * exhausted. Its page-map entries are still the free run's (first and last). */
+ * exhausted. Its page-map entries are still the free run's (first and last).
+ * Without a descriptor for the rest (metadata exhausted), a run at most 1/8
+ * longer than asked goes out whole (its length says so); a longer one stays
+ * free and the request fails: otherwise a span of a few objects, or a block of
+ * a few pages, would hold the heap's longest run until it is freed, and under
+ * an address-space limit each request then swallowed another. */
 static brisk_span_t *take_locked(unsigned slot, size_t npages) {
   brisk_span_t *s = find_locked(slot, npages);
   /* A second growth when the first did not join the top run (another user of
@@ -432,7 +437,10 @@ static brisk_span_t *take_locked(unsigned slot, size_t npages) {
       brisk__pagemap_put(span_first_page(rest), rest);
       brisk__pagemap_put(span_last_page(rest), rest);
       list_push(rest);
-    } /* else: hand out the whole span; its length says so */
+    } else if (s->npages - npages > npages / 8) {
+      list_push(s);
+      return NULL;
+    }
   }
   if (s->node != slot) { /* the pages join the asking slot: its pools own them now */
     size_t bytes = s->npages * BRISK_PAGE_SIZE;

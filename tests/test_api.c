@@ -800,6 +800,8 @@ static const char *const oom_failure[] = {
     [18] = "malloc(8 MiB) failed after freeing all 1 MiB blocks (freed large blocks stay "
            "cached instead of being released when the OS refuses memory); it worked only "
            "after brisk_trim()",
+    [19] = "after small blocks ran out, more than 8 MiB of the heap was in no block, cache, "
+           "span or free run (spans that took whole free runs)",
 };
 
 static size_t vm_size_bytes(void) {
@@ -883,6 +885,14 @@ static int oom_child(void) {
     small[nsmall++] = p;
     if (nsmall == MAX_SMALL) return 7;
   }
+  /* Every byte the heap holds is still in a block, a cache, a span's free
+   * objects or a free run, whatever ran out first (on the machine this was
+   * written on, metadata for span descriptors): no span of a few objects holds
+   * a whole free run. */
+  brisk_stats_t st;
+  brisk_get_stats(&st);
+  uint64_t held = st.metadata + st.in_use + st.tcache + st.central + st.heap_free + st.returned;
+  if (st.mapped > held + 8 * MiB) return 19;
   for (size_t i = 0; i < nsmall; i += 3) small[i] = (brisk_free(small[i]), NULL);
   for (size_t i = 0; i < nsmall; i += 3) {
     small[i] = brisk_malloc(4 * KiB);
