@@ -42,15 +42,44 @@ static inline void *tc_pop(unsigned cls) {
   return p;
 }
 
-/* Out of memory for a small block (no span could be made): a free slot of the
- * guard pool is memory as well (its address space is reserved already), and so
- * is a free run of pages too short for a span, which serves the block as a
- * large one, as a profiled block is served (page-aligned: any small class's
- * alignment). So a guarded or profiled block freed under a hard limit still
- * makes room for a block of its size. */
-static brisk_noinline void *small_out_of_memory(size_t size, const void *site) {
+/* ------------------------------------------------------------------------------
+   Out of memory, handled once, here
+------------------------------------------------------------------------------ */
+
+/* Every layer below answers a request it cannot serve with NULL, and none of
+ * them purges another's memory to make room. Here, once per failed request,
+ * brisk__purge_all gives back what this thread's cache, its spare large block
+ * and kept spans and the orphans' inboxes hold, to their spans and the page
+ * heap (where freed spans coalesce), and returns idle pages to the OS; then
+ * the request is tried once more. The blocks a cache held may be what split
+ * the heap's free runs too short for a large request, under an address-space
+ * limit that lets the heap grow no further. False for a size no memory can
+ * serve, and in the thread that loads the topology (its blocks come from the
+ * bootstrap area, which no purge refills): the request fails at once. */
+static brisk_noinline brisk_cold bool out_of_memory_purge(size_t size) {
+  if (size > PTRDIFF_MAX || brisk__boot_active()) return false; /* the loader's thread: see boot.c */
+  brisk__purge_all();
+  errno = ENOMEM; /* whatever the purge's calls left there, if the retry fails too */
+  return true;
+}
+
+/* A small block that its class could not serve (no span could be made): a free
+ * slot of the guard pool is memory as well (its address space is reserved
+ * already), and so is a free run of pages too short for a span, which serves
+ * the block as a large one, as a profiled block is served (page-aligned: any
+ * small class's alignment). So a guarded or profiled block freed under a hard
+ * limit still makes room for a block of its size. */
+static void *small_elsewhere(size_t size, const void *site) {
   void *p = brisk__opt.guard_sample != 0 ? brisk__guard_alloc(size, site) : NULL;
-  if (p == NULL) p = brisk__large_alloc(size, 0, false);
+  return p != NULL ? p : brisk__large_alloc(size, 0, false);
+}
+
+static brisk_noinline void *small_out_of_memory(size_t size, const void *site) {
+  void *p = small_elsewhere(size, site);
+  if (p == NULL && out_of_memory_purge(size)) {
+    p = brisk__tcache_alloc_slow(size);
+    if (p == NULL) p = small_elsewhere(size, site);
+  }
   if (p == NULL) errno = ENOMEM;
   return p;
 }
@@ -133,11 +162,18 @@ static bool prof_counts_down(size_t size) {
   return (tc->sample_left -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) < 0 && prof_due(size);
 }
 
-/* A large block (or an aligned one) for the caller at site. */
+/* A large block (or an aligned one) for the caller at site. Large requests
+ * also drive the purge tick where no purge thread runs (yet): the tick is
+ * rate-limited, and a program that only takes large blocks never reaches the
+ * thread cache's slow path, which drives it otherwise. */
 static void *large_at(size_t size, size_t align, bool zero, const void *site) {
   brisk__ensure_init();
-  if (brisk_unlikely(prof_counts_down(size))) return alloc_profiled(size, align, zero, false, site);
-  return brisk__large_alloc(size, align, zero);
+  brisk__purge_tick();
+  void *p;
+  if (brisk_unlikely(prof_counts_down(size))) p = alloc_profiled(size, align, zero, false, site);
+  else p = brisk__large_alloc(size, align, zero);
+  if (brisk_unlikely(p == NULL) && out_of_memory_purge(size)) p = brisk__large_alloc(size, align, zero);
+  return p;
 }
 
 /* malloc for the caller at site (NULL: see malloc_sampled). */
@@ -394,7 +430,9 @@ void *brisk_realloc(void *p, size_t size) {
     /* Large blocks stay large: in place, moved within the heap, or mremap. */
     if (s->state != BRISK_SPAN_LARGE) brisk__fatal("realloc()", large_freed(s, p) ? "double free" : "invalid pointer", p);
     if (brisk_unlikely(brisk__opt.prof)) return realloc_profiled(s, p, size, __builtin_return_address(0));
-    return brisk__large_realloc(s, p, size);
+    void *q = brisk__large_realloc(s, p, size);
+    if (brisk_unlikely(q == NULL) && out_of_memory_purge(size)) q = brisk__large_realloc(s, p, size);
+    return q;
   }
   const void *site = __builtin_return_address(0);
   void *q = malloc_at(size, site);

@@ -40,7 +40,6 @@
 #include "os.h"
 #include "thread_cache.h" /* upward: BRISK_TC_LIVE, brisk__boot_active, brisk__gate_enter, brisk__gate_leave, brisk__tc, brisk_tcache_t */
 #include "counters.h"
-#include "init.h" /* upward: brisk__purge_tick */
 
 /* Blocks mapped alone are sized in whole brisk pages (or OS pages, if larger): the
  * page map knows such a block by its first brisk page, and a mapping of a single
@@ -136,7 +135,6 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
   }
   if (brisk__boot_active()) return brisk__boot_alloc(size, align);
   unsigned slot = brisk__numa_count() > 1 ? brisk__numa_large_slot(brisk__numa_slot_now()) : 0;
-  brisk__purge_tick();
   void *p = NULL;
   if (!goes_alone(size, align)) {
     bool zeroed = false;

@@ -800,7 +800,10 @@ static const char *const oom_failure[] = {
     [18] = "malloc(8 MiB) failed after freeing all 1 MiB blocks (freed large blocks stay "
            "cached instead of being released when the OS refuses memory); it worked only "
            "after brisk_trim()",
-    [19] = "after small blocks ran out, more than 8 MiB of the heap was in no block, cache, "
+    [19] = "malloc(3 MiB) failed where the thread's spare 1 MiB block lay between two free "
+           "1 MiB runs",
+    [20] = "no three 1 MiB blocks lay end to end",
+    [21] = "after small blocks ran out, more than 8 MiB of the heap was in no block, cache, "
            "span or free run (spans that took whole free runs)",
 };
 
@@ -813,6 +816,11 @@ static size_t vm_size_bytes(void) {
   if (n <= 0) return 0;
   buf[n] = 0;
   return (size_t)strtoull(buf, NULL, 10) * os_page();
+}
+
+static int cmp_addr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+  return (x > y) - (x < y);
 }
 
 static int oom_child(void) {
@@ -861,6 +869,23 @@ static int oom_child(void) {
   for (int i = 0; i < 1000; i++)
     if (keep[i] != 0x5C) return 13;
 
+  /* A block the thread keeps as its spare splits two free runs: a block as long
+   * as the three of them is still served, without brisk_trim (the spare and
+   * what caches hold go back before brisk answers ENOMEM). Three 1 MiB blocks
+   * that lie end to end, freed as a, c, b: the spare keeps b, a and c are free
+   * runs, and no other run of the heap is 1 MiB long (it is full). */
+  qsort(big, nbig, sizeof *big, cmp_addr);
+  size_t k = 0;
+  while (k + 2 < nbig && !((char *)big[k] + MiB == (char *)big[k + 1] && (char *)big[k + 1] + MiB == (char *)big[k + 2])) k++;
+  if (k + 2 >= nbig) return 20;
+  brisk_free(big[k]);
+  brisk_free(big[k + 2]);
+  brisk_free(big[k + 1]);
+  void *three = brisk_malloc(3 * MiB);
+  if (three == NULL) return 19;
+  brisk_free(three);
+  big[k] = big[k + 1] = big[k + 2] = NULL;
+
   /* Freed large blocks make room for a large block of another size: a cache that
    * holds them must give them back before brisk answers ENOMEM. */
   for (size_t i = 0; i < nbig; i++) brisk_free(big[i]);
@@ -892,7 +917,7 @@ static int oom_child(void) {
   brisk_stats_t st;
   brisk_get_stats(&st);
   uint64_t held = st.metadata + st.in_use + st.tcache + st.central + st.heap_free + st.returned;
-  if (st.mapped > held + 8 * MiB) return 19;
+  if (st.mapped > held + 8 * MiB) return 21;
   for (size_t i = 0; i < nsmall; i += 3) small[i] = (brisk_free(small[i]), NULL);
   for (size_t i = 0; i < nsmall; i += 3) {
     small[i] = brisk_malloc(4 * KiB);
