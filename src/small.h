@@ -26,7 +26,7 @@ typedef struct brisk_ring_cell_s {
   uint64_t n;
 } brisk_ring_cell_t;
 
-#define BRISK_REMOTE_SLOTS 16
+#define BRISK_REMOTE_SLOTS 128 /* see REMOTE_BATCH in thread_cache.c */
 
 typedef struct brisk_sheap_s {
   /* Written by other threads: the linked inbox and the ring's claim counter. */

@@ -212,17 +212,19 @@ static void free_twice_with_cancel_pending(void) {
 
 /* A block freed twice by two threads that do not own it, while the first of them
  * is still running: the first free's copy left that thread with its remote
- * list (here pushed out by 200 more frees of another class, which a cache of
+ * list (here pushed out by PUSH_OUT more frees of another class, more than the
+ * REMOTE_BATCH of thread_cache.c that sends what waits, which a cache of
  * the freeing thread would have kept apart), the second free finds the hint
  * and cannot look further itself, so it sends the block marked; the owner finds
  * the first copy and aborts. */
+enum { PUSH_OUT = 1000 };
 static void *second_free[2];
 static _Atomic int first_done, may_exit;
 
 static void *free_first_and_wait(void *arg) {
   void **q = arg;
   brisk_free(second_free[0]);
-  for (int i = 0; i < 200; i++) brisk_free(q[i]);
+  for (int i = 0; i < PUSH_OUT; i++) brisk_free(q[i]);
   atomic_store(&first_done, 1);
   while (!atomic_load(&may_exit)) sched_yield(); /* alive: what it caches stays */
   return NULL;
@@ -234,10 +236,10 @@ static void *free_again(void *p) {
 }
 
 static void free_small_block_twice_from_other_threads(void) {
-  static void *q[200];
+  static void *q[PUSH_OUT];
   second_free[0] = brisk_malloc(64);
   void *keep = brisk_malloc(64); /* the class stays in use here */
-  for (int i = 0; i < 200; i++) q[i] = brisk_malloc(32);
+  for (int i = 0; i < PUSH_OUT; i++) q[i] = brisk_malloc(32);
   pthread_t first, second;
   if (pthread_create(&first, NULL, free_first_and_wait, q) != 0) abort();
   while (!atomic_load(&first_done)) sched_yield();
