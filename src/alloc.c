@@ -165,10 +165,12 @@ static bool prof_counts_down(size_t size) {
 /* A large block (or an aligned one) for the caller at site. Large requests
  * also drive the purge tick where no purge thread runs (yet): the tick is
  * rate-limited, and a program that only takes large blocks never reaches the
- * thread cache's slow path, which drives it otherwise. */
+ * thread cache's slow path, which drives it otherwise. Not in the thread that
+ * loads the topology: its blocks come from the bootstrap area, and the tick
+ * takes the locks of the heaps that discovery is filling in. */
 static void *large_at(size_t size, size_t align, bool zero, const void *site) {
   brisk__ensure_init();
-  brisk__purge_tick();
+  if (!brisk__boot_active()) brisk__purge_tick();
   void *p;
   if (brisk_unlikely(prof_counts_down(size))) p = alloc_profiled(size, align, zero, false, site);
   else p = brisk__large_alloc(size, align, zero);
