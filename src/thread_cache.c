@@ -20,8 +20,8 @@
  * budget, min(BRISK_TCACHE_BYTES, BRISK_TCACHE_TOTAL / live threads), so the
  * budget bounds the cache and, through the total, all caches together. A list
  * starts at one batch, or at LIST_START_BYTES when malloc starts it (less when
- * the budget is short, at least one object), and grows by a batch on each refill, up to LIST_MAX_BATCHES batches, while the
- * budget allows. Lists with no slow-path activity for a purge delay give half
+ * the budget is short, at least one object), and grows by a batch on each
+ * refill, up to LIST_MAX_BATCHES batches, while the budget allows. Lists with no slow-path activity for a purge delay give half
  * their objects back, and an emptied one returns its whole charge.
  *
  * Remote frees: free() puts a block of a span another heap owns in an open
@@ -59,8 +59,8 @@
 #include "init.h" /* upward: brisk__ensure_init, brisk__purge_note_idle, brisk__purge_tick */
 
 #define LIST_MAX_BATCHES 8
-/* What a list started by malloc may hold before its class first runs dry: a
- * 4 KiB OS page (see class_start). */
+/* What the first refill of a list that malloc starts takes: a 4 KiB OS page of
+ * objects (see class_start). */
 #define LIST_START_BYTES ((size_t)4096)
 /* A thread always gets at least this budget, however many threads there are:
  * enough for a batch of the classes a typical thread uses. */
@@ -200,9 +200,9 @@ static bool tcache_placed(brisk_tcache_t *tc) {
 }
 
 /* First use of a class in this thread (or after scavenging emptied it). A list
- * first started by malloc holds at most LIST_START_BYTES (at least 2 objects)
- * until its class runs dry again: the first refill carves, and so faults in,
- * only that much of a fresh span. Most classes a program touches at all it
+ * that malloc starts gets a max of LIST_START_BYTES (at least 2 objects), so
+ * its first refill carves, and so faults in, only that much of a fresh span;
+ * the refill's slow start then adds a batch to the max, as every refill does. Most classes a program touches at all it
  * touches a few times (start-up, a library's tables), and a full batch of 32
  * KiB for each of them was most of brisk's memory in small programs. A class in
  * steady use grows its list by a batch per refill as before. A list started by
