@@ -128,7 +128,9 @@ typedef void (*brisk_region_fn)(void *arg, uintptr_t start, size_t len, brisk_vm
 typedef enum brisk_lock_rank_e {
   BRISK_RANK_REGISTRY = 0, /* thread registry and heap records (thread_cache.c, small.c) */
   BRISK_RANK_ORPHAN,       /* an orphan heap's class lock (small.c) */
-  BRISK_RANK_HEAP,         /* the page heap (page_heap.c) */
+  BRISK_RANK_HEAP,         /* a page-heap arena (page_heap.c; one at a time, but for the
+                              statistics' walk and fork) */
+  BRISK_RANK_HEAP_GROW,    /* what the page heap's arenas share when they grow (page_heap.c) */
   BRISK_RANK_BOOT,         /* the bootstrap area (boot.c) */
   BRISK_RANK_GUARD,        /* the guarded blocks' slots (guard.c) */
   BRISK_RANK_PROF,         /* the heap profile's records and stacks (prof.c) */
@@ -167,11 +169,40 @@ static inline void brisk__lock(brisk_lock_t *l) {
   }
   brisk__lock_counts.acquired++;
 }
+/* Without waiting: true if taken (and counted). */
+static inline bool brisk__trylock(brisk_lock_t *l) {
+#ifdef BRISK_DEBUG
+  brisk_assert((brisk__locks_held >> l->rank) == 0 && "lock order");
+#endif
+  if (pthread_mutex_trylock(&l->mutex) != 0) return false;
+#ifdef BRISK_DEBUG
+  brisk__locks_held |= 1u << l->rank;
+#endif
+  brisk__lock_counts.acquired++;
+  return true;
+}
 static inline void brisk__unlock(brisk_lock_t *l) {
 #ifdef BRISK_DEBUG
   brisk__locks_held &= ~(1u << l->rank);
 #endif
   pthread_mutex_unlock(&l->mutex);
+}
+/* Several locks of one rank taken together, in a fixed order (page_heap.c's
+ * arenas, through brisk__lock_fork): the check sees them as one. */
+static inline void brisk__lock_rank_enter(brisk_lock_rank_t rank) {
+#ifdef BRISK_DEBUG
+  brisk_assert((brisk__locks_held >> rank) == 0 && "lock order");
+  brisk__locks_held |= 1u << rank;
+#else
+  (void)rank;
+#endif
+}
+static inline void brisk__lock_rank_leave(brisk_lock_rank_t rank) {
+#ifdef BRISK_DEBUG
+  brisk__locks_held &= ~(1u << rank);
+#else
+  (void)rank;
+#endif
 }
 /* The fork handler's: every lock, in rank order, several of one rank. */
 static inline void brisk__lock_fork(brisk_lock_t *l) { pthread_mutex_lock(&l->mutex); }

@@ -61,7 +61,7 @@ static void fork_prepare(void) {
   if (_IO_list_lock != NULL) _IO_list_lock();
   brisk__lock_fork(&brisk__registry_lock);
   brisk__small_fork_lock();
-  brisk__lock_fork(&brisk__heap_lock);
+  brisk__heap_fork_lock();
   brisk__boot_fork_lock();
   brisk__guard_fork_lock();
   brisk__prof_fork_lock();
@@ -77,7 +77,7 @@ static void fork_unlock_all(void) {
   brisk__prof_fork_unlock();
   brisk__guard_fork_unlock();
   brisk__boot_fork_unlock();
-  brisk__unlock_fork(&brisk__heap_lock);
+  brisk__heap_fork_unlock();
   brisk__small_fork_unlock();
   brisk__unlock_fork(&brisk__registry_lock);
 }

@@ -11,11 +11,11 @@
  * realloc: a heap block grows in place into the free run after it, or else moves
  * into the best fit (a copy into pages that are usually resident); it shrinks in
  * place, its tail going back to the heap. A block mapped alone grows with mremap
- * and shrinks by unmapping its tail. No lock of its own: the heap lock guards the
+ * and shrinks by unmapping its tail. No lock of its own: the arena's lock guards the
  * runs, and the counters are atomic.
  *
  * The spare: a thread keeps the last heap block it freed (up to SPARE_MAX_BYTES)
- * and serves its next request of about that size from it without the heap lock,
+ * and serves its next request of about that size from it without a heap lock,
  * as a program that frees and allocates a buffer of one size in a loop does; the
  * block it replaces goes back to the heap. It is the thread's, under its gate
  * (no lock; see "Idle threads" in thread_cache.c), in state SPARE (a second free

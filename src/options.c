@@ -99,11 +99,12 @@ static bool parse_numa(const char *s, size_t len, uint8_t *out) {
    them. An option is added by adding its field to brisk_options_t and its row
    here, and its line to the README's table.
 ------------------------------------------------------------------------------ */
-typedef enum { OPT_BOOL, OPT_SIZE, OPT_MS, OPT_NUMA, OPT_STATS, OPT_PATH, OPT_NUMA_SOURCE, OPT_DIR } opt_kind_t;
+typedef enum { OPT_BOOL, OPT_SIZE, OPT_NUMBER, OPT_MS, OPT_NUMA, OPT_STATS, OPT_PATH, OPT_NUMA_SOURCE, OPT_DIR } opt_kind_t;
 
 /* What each kind accepts, for the listing (brisk_option_t.values). */
 #define OPT_VALUES_OPT_BOOL "0|1 (also no|yes, off|on, false|true)"
 #define OPT_VALUES_OPT_SIZE "bytes, with an optional K, M or G suffix"
+#define OPT_VALUES_OPT_NUMBER "a whole number"
 #define OPT_VALUES_OPT_MS "milliseconds"
 #define OPT_VALUES_OPT_NUMA "auto|off|interleave"
 #define OPT_VALUES_OPT_STATS "0|1|text|json"
@@ -130,6 +131,7 @@ static const opt_row_t opt_table[] = {
   OPT("PURGE_THREAD", OPT_BOOL, purge_thread, "1", "purge on time from a background thread"),
   OPT("LARGE_MMAP", OPT_SIZE, large_mmap_bytes, "128M", "large blocks from this size up are mapped alone"),
   OPT("HEAP_GROW", OPT_SIZE, heap_grow, "4M", "how much the page heap asks the OS for at a time"),
+  OPT("HEAP_SHARDS", OPT_NUMBER, heap_shards, "0", "page-heap arenas per NUMA node, each with its own lock; 0: one per 4 CPUs, at most 8"),
   OPT("NUMA", OPT_NUMA, numa, "auto", "NUMA policy: pools per node, or off, or interleaved large blocks"),
   OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source, "auto", "where the NUMA topology comes from: hwloc, else sysfs"),
   OPT("GUARD_SAMPLE", OPT_SIZE, guard_sample, "128M", "mean bytes allocated between blocks put before a guard page; 0: none"),
@@ -153,6 +155,12 @@ static bool opt_set(brisk_options_t *o, const opt_row_t *d, const char *s, size_
     *(bool *)field = b;
     return true;
   case OPT_SIZE:
+    if (!brisk__parse_size(s, len, &v) || v > SIZE_MAX) return false;
+    *(size_t *)field = (size_t)v;
+    return true;
+  case OPT_NUMBER:
+    for (size_t i = 0; i < len; i++)
+      if (s[i] < '0' || s[i] > '9') return false;
     if (!brisk__parse_size(s, len, &v) || v > SIZE_MAX) return false;
     *(size_t *)field = (size_t)v;
     return true;
@@ -202,6 +210,7 @@ static void warn(const char *what, const char *entry, size_t len) {
 static const char *const opt_bad[] = {
   [OPT_BOOL] = "bad boolean in",
   [OPT_SIZE] = "bad size in",
+  [OPT_NUMBER] = "bad number in",
   [OPT_MS] = "bad number in",
   [OPT_NUMA] = "bad NUMA mode (auto, off, interleave) in",
   [OPT_STATS] = "bad statistics mode (0, 1, text, json) in",

@@ -445,6 +445,17 @@ int brisk__os_current_cpu(void) {
   return sched_getcpu();
 }
 
+unsigned brisk__os_cpu_count(void) {
+  uint64_t mask[16]; /* 1024 CPUs */
+  int saved = errno;
+  long r = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+  errno = saved;
+  if (r <= 0) return 1;
+  unsigned n = 0;
+  for (long i = 0; i < r / 8; i++) n += (unsigned)__builtin_popcountll(mask[i]);
+  return n > 0 ? n : 1;
+}
+
 int brisk__os_mbind(void *p, size_t len, int mode, const uint64_t *mask, unsigned long maxnode, unsigned flags) {
   int saved = errno;
   long r = syscall(SYS_mbind, p, len, mode, mask, maxnode, flags);

@@ -31,6 +31,7 @@ void brisk__os_munmap(void *p, size_t size);
 /* NUMA: the CPU this thread runs on (rseq's copy, else sched_getcpu); mbind
  * (0 or -errno, errno kept); the OS node of the page at p (-1: unknown). */
 int brisk__os_current_cpu(void);
+unsigned brisk__os_cpu_count(void); /* CPUs this thread may run on (sched_getaffinity), at least 1 */
 int brisk__os_mbind(void *p, size_t len, int mode, const uint64_t *mask, unsigned long maxnode, unsigned flags);
 int brisk__os_page_node(const void *p);
 void *brisk__os_mremap(void *p, size_t old_size, size_t new_size); /* NULL on failure */

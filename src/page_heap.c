@@ -17,21 +17,46 @@
  * best fit (the shortest run that is long enough, the lowest address among equals
  * in its bin) and splits it. Only a free span's first and last pages are in the
  * page map, and so only a large block's, which is all coalescing needs (a SMALL
- * span has every page mapped, for free()). heap_lock guards every free list,
- * every FREE span, the length of every LARGE one and the counters below.
+ * span has every page mapped, for free()).
  *
- * Decay: the heap keeps backed as many free pages as its use has fallen from its
- * peak of the last DEMAND_WINDOW_MS (what recent demand may take again); the rest
+ * Arenas: each slot's heap is split into up to HEAP_SHARDS_MAX arenas (BRISK_HEAP_SHARDS,
+ * by default one per 4 CPUs the process may run on, at most 8), each with its own
+ * lock, free lists, descriptors and decay, so that threads taking spans and
+ * large blocks do not queue on one mutex (tcmalloc's page heap lock, its issue
+ * 40). A thread is given one arena of each slot, round robin, at its first
+ * request; runs of more than 1 MiB come from the slot's first arena. An arena owns the chunks it grows, for good: a span's pages belong
+ * to one arena (span->arena), which its free goes back to, whoever frees it,
+ * and free runs of different arenas never coalesce. A request its own arena
+ * cannot serve without growing first takes a resident free run of another
+ * arena of its slot (memory already faulted in beats fresh pages), then grows,
+ * then, out of memory, takes what any arena has.
+ *   Neighbours across arenas: coalescing reads the descriptor in the page map
+ * next to a run, and that may be another arena's, written under a lock not
+ * held. It only goes on when that descriptor's arena is its own. That is a
+ * sound test because a descriptor's arena is set once, under the arena's lock,
+ * and the descriptor is never handed back to the metadata (an arena keeps the
+ * ones it no longer needs): a descriptor that reads as this arena's is this
+ * arena's, with every field fixed by the lock held; any other reads as another
+ * arena's or none, whatever it is being turned into.
+ *   Locks: an arena's lock (rank HEAP) guards its free lists, its FREE spans,
+ * the length of its LARGE ones and its counters; no thread holds two but the
+ * statistics' walk and fork, which take all in index order. grow_lock (rank
+ * HEAP_GROW, taken under an arena's) guards what growing shares: the break,
+ * the ranges, the early chunks. An arena's free and returned page counts are
+ * also read without its lock (relaxed) for the purger's start and the totals.
+ *
+ * Decay: each arena keeps backed as many free pages as its use has fallen from
+ * its peak of the last DEMAND_WINDOW_MS (what recent demand may take again); the rest
  * goes back (madvise) once DECAY_MIN_AGE_MS old, longest runs first. Memory freed
  * in bulk thus returns soon after the program stops asking, steady churn keeps
  * its swing, and anything free for the purge delay goes back too. The madvise
- * calls are made under the heap lock.
+ * calls are made under the arena's lock.
  *
- * NUMA: every span belongs to a slot (numa.c). Each slot has its own free lists;
- * a chunk the heap grows by belongs to the slot that asked for it and is bound to
- * that slot's node before anything touches it. Free spans of different slots
- * never coalesce. A slot whose node cannot grow (out of memory) takes another
- * slot's free pages rather than fail.
+ * NUMA: every span belongs to a slot (numa.c). Each slot has its own arenas; a
+ * chunk an arena grows by is bound to the arena's node before anything touches
+ * it. A slot whose node cannot grow (out of memory) takes another slot's free
+ * pages rather than fail: the span is lent (its node says the asking slot's
+ * while in use), and its pages go back to their own arena when freed.
  *
  * Chunks grown before discovery are bound to no node: their pages lie wherever
  * the threads that first touched them ran (a main thread may move between nodes,
@@ -63,26 +88,91 @@
 #define DECAY_MIN_AGE_MS 100
 #define DEMAND_SAMPLES 4
 
-brisk_lock_t brisk__heap_lock = BRISK_LOCK_INIT(BRISK_RANK_HEAP);
+typedef struct demand_sample_s {
+  uint64_t ms, peak;
+} demand_sample_t;
 
-typedef struct heap_slot_s {
+typedef struct heap_arena_s {          /* guarded by its lock (arena_lock) */
   brisk_span_t *list[HEAP_LISTS];      /* free spans by list_index of their length */
   uint64_t mask[HEAP_MASK_WORDS];      /* bit i: list[i] is not empty */
-  size_t free_pages;                   /* pages in free spans */
-  size_t returned_pages;               /* of those, given back with madvise */
-  size_t mapped;                       /* bytes grown for this slot */
-} heap_slot_t;
+  size_t free_pages;                   /* pages in free spans (also read unlocked) */
+  size_t returned_pages;               /* of those, given back with madvise (also read unlocked) */
+  size_t mapped;                       /* bytes grown by this arena */
+  /* Pages grown; the most of them in use (not free) since the last decay tick,
+   * and that figure of the ticks before. */
+  uint64_t pages, interval_peak;
+  demand_sample_t demand[DEMAND_SAMPLES];
+  unsigned demand_next;
+  brisk_span_t *spare; /* descriptors it no longer needs, through next: never given back */
+} __attribute__((aligned(BRISK_CACHE_LINE))) heap_arena_t;
 
-static heap_slot_t heap[BRISK_MAX_NODES];
-static size_t free_pages;     /* over all slots */
-static size_t returned_pages; /* over all slots */
+#define HEAP_ARENAS (BRISK_MAX_NODES * HEAP_SHARDS_MAX)
+/* Arena i is shard i % HEAP_SHARDS_MAX of slot i / HEAP_SHARDS_MAX; its spans carry i + 1. */
+static heap_arena_t arenas[HEAP_ARENAS]; /* in .bss: an arena costs memory once used */
+/* Arena i's lock, apart: initialised data, which the arenas' 800 KiB would make
+ * of .bss. */
+static brisk_lock_t arena_locks[HEAP_ARENAS] = {[0 ... HEAP_ARENAS - 1] = BRISK_LOCK_INIT(BRISK_RANK_HEAP)};
+static brisk_lock_t grow_lock = BRISK_LOCK_INIT(BRISK_RANK_HEAP_GROW);
+static _Atomic unsigned shard_count; /* arenas per slot in use; 0 until the first request */
+static _Atomic unsigned shard_next;  /* round robin over the threads */
+/* This thread's shard + 1 (0: none yet), the same in every slot. */
+static __thread uint8_t thread_shard;
+
+static inline unsigned arena_index(const heap_arena_t *a) { return (unsigned)(a - arenas); }
+static inline unsigned arena_slot(const heap_arena_t *a) { return arena_index(a) / HEAP_SHARDS_MAX; }
+static inline uint16_t arena_id(const heap_arena_t *a) { return (uint16_t)(arena_index(a) + 1); }
+static inline brisk_lock_t *arena_lock(const heap_arena_t *a) { return &arena_locks[arena_index(a)]; }
+/* The arena the pages of span s belong to (s->arena != 0). */
+static inline heap_arena_t *arena_of(const brisk_span_t *s) { return &arenas[s->arena - 1]; }
+/* Read where another arena may be writing (see "Arenas"). */
+static inline uint16_t span_arena(const brisk_span_t *s) { return __atomic_load_n(&s->arena, __ATOMIC_RELAXED); }
+
+/* By default an arena per 4 CPUs: a lock that at most 4 threads can want at
+ * once queues little, and each arena more keeps its own free runs and decay
+ * swing (on 2 CPUs, two arenas held 25-40 % more memory in scal/realloc and
+ * scal/large_churn at 2 and 4 threads). */
+#define HEAP_CPUS_PER_SHARD 4
+
+static unsigned shards(void) {
+  unsigned n = atomic_load_explicit(&shard_count, memory_order_relaxed);
+  if (brisk_likely(n != 0)) return n;
+  n = brisk__opt.heap_shards != 0 ? (unsigned)brisk__opt.heap_shards : brisk__os_cpu_count() / HEAP_CPUS_PER_SHARD;
+  if (n > HEAP_SHARDS_MAX) n = HEAP_SHARDS_MAX;
+  if (n == 0) n = 1;
+  unsigned none = 0; /* two first requests at once agree anyway */
+  atomic_compare_exchange_strong(&shard_count, &none, n);
+  return atomic_load_explicit(&shard_count, memory_order_relaxed);
+}
+
+/* Runs longer than this (1 MiB) come from each slot's first arena, whoever asks:
+ * for blocks that size the lock is a small part of the cost (their pages are
+ * faulted in or copied), and one pool of them reuses memory best, where split
+ * among the arenas each would keep its own swing of big runs (jemalloc's
+ * oversize arena does the same from 8 MiB). */
+#define SHARDED_MAX_PAGES ((size_t)(1 << 20) / BRISK_PAGE_SIZE)
+
+/* The arena of slot that this thread asks first for npages. */
+static heap_arena_t *home_arena(unsigned slot, size_t npages) {
+  if (npages > SHARDED_MAX_PAGES) return &arenas[slot * HEAP_SHARDS_MAX];
+  if (brisk_unlikely(thread_shard == 0))
+    thread_shard = (uint8_t)(atomic_fetch_add_explicit(&shard_next, 1, memory_order_relaxed) % shards() + 1);
+  return &arenas[slot * HEAP_SHARDS_MAX + thread_shard - 1];
+}
+
+/* Counters another thread reads without the lock: a plain read-modify-write
+ * under the lock, published with a relaxed store. */
+static inline void counter_add(size_t *c, size_t n) { __atomic_store_n(c, *c + n, __ATOMIC_RELAXED); }
+static inline size_t counter_read(const size_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
+
+/* What the heap grows by, under grow_lock. */
 static size_t sbrk_bytes;
 static uintptr_t first_address;
 static uintptr_t sbrk_failed_at; /* the break when sbrk last failed; 0 while it works */
 static brisk_range_t kept;       /* sbrk'd, without metadata yet, below a moved break */
 static brisk_range_t early[BRISK_EARLY_RANGES];
 static unsigned early_count;
-static uintptr_t brk_end; /* where the heap's last sbrk chunk ends (0: none yet) */
+/* Where the heap's last sbrk chunk ends (0: none yet); also read under an arena's lock alone. */
+static _Atomic uintptr_t brk_end;
 /* The heap's address ranges, for the statistics (brisk__heap_resident): every
  * chunk grown, those that touch merged (a free run may cross from one chunk
  * into the next, so spans tile each range exactly), sorted by address. Nodes
@@ -93,15 +183,6 @@ typedef struct heap_region_s {
   struct heap_region_s *next;
 } heap_region_t;
 static heap_region_t *regions, *region_spare;
-/* Pages grown over all slots; the most of them in use (not free) since the last
- * decay tick, and that figure of the ticks before. */
-static uint64_t heap_pages;
-static uint64_t interval_peak;
-typedef struct demand_sample_s {
-  uint64_t ms, peak;
-} demand_sample_t;
-static demand_sample_t demand[DEMAND_SAMPLES];
-static unsigned demand_next;
 
 static void note_early(uintptr_t p, size_t bytes) {
   if (early_count > 0 && early[early_count - 1].start + early[early_count - 1].len == p)
@@ -112,29 +193,38 @@ static void note_early(uintptr_t p, size_t bytes) {
    * never had the break; those stay where first touch put them */
 }
 
-/* Descriptors that coalescing gives up and splitting needs again, kept under the
- * heap lock: a block freed next to a free run and taken again costs no trip to
- * the metadata lock. */
-#define SPARE_DESCRIPTORS 16
-static brisk_span_t *spare[SPARE_DESCRIPTORS];
-static unsigned spare_count;
+/* A descriptor becomes arena a's, for good (see "Arenas"). */
+static void desc_adopt_locked(heap_arena_t *a, brisk_span_t *s) {
+  __atomic_store_n(&s->arena, arena_id(a), __ATOMIC_RELAXED);
+}
 
-static brisk_span_t *desc_new_locked(void) {
-  if (spare_count == 0) return brisk__span_new();
-  brisk_span_t *s = spare[--spare_count];
+/* Descriptors that coalescing gives up and splitting needs again stay with the
+ * arena (never back to the metadata); a block freed next to a free run and
+ * taken again costs no trip to the metadata lock either. */
+static brisk_span_t *desc_new_locked(heap_arena_t *a) {
+  brisk_span_t *s = a->spare;
+  if (s == NULL) {
+    s = brisk__span_new();
+    if (s != NULL) desc_adopt_locked(a, s);
+    return s;
+  }
+  a->spare = s->next;
+  uint16_t id = s->arena;
   memset(s, 0, sizeof *s);
+  s->arena = id;
   return s;
 }
 
-static void desc_delete_locked(brisk_span_t *s) {
-  s->state = 0; /* as brisk__span_delete: a stale pointer to it is nobody's */
-  if (spare_count < SPARE_DESCRIPTORS) spare[spare_count++] = s;
-  else brisk__span_delete(s);
+static void desc_delete_locked(heap_arena_t *a, brisk_span_t *s) {
+  s->state = 0; /* a stale pointer to it is nobody's */
+  s->prev = NULL;
+  s->next = a->spare;
+  a->spare = s;
 }
 
-static inline void note_used(void) {
-  uint64_t used = heap_pages - free_pages;
-  if (used > interval_peak) interval_peak = used;
+static inline void note_used(heap_arena_t *a) {
+  uint64_t used = a->pages - a->free_pages;
+  if (used > a->interval_peak) a->interval_peak = used;
 }
 
 static inline uintptr_t span_first_page(const brisk_span_t *s) { return s->start >> BRISK_PAGE_SHIFT; }
@@ -152,7 +242,7 @@ static inline unsigned list_index(size_t npages) {
 }
 
 /* The first non-empty list from index i on, or HEAP_LISTS. */
-static unsigned next_list(const heap_slot_t *h, unsigned i) {
+static unsigned next_list(const heap_arena_t *h, unsigned i) {
   for (unsigned w = i / 64; w < HEAP_MASK_WORDS; w++) {
     uint64_t bits = h->mask[w] & (w == i / 64 ? ~(uint64_t)0 << (i % 64) : ~(uint64_t)0);
     if (bits != 0) return w * 64 + (unsigned)__builtin_ctzll(bits);
@@ -160,29 +250,25 @@ static unsigned next_list(const heap_slot_t *h, unsigned i) {
   return HEAP_LISTS;
 }
 
-/* Free-page counters, per slot and in all: add (sign 1) or take away (-1) span s. */
-static inline void count_pages(const brisk_span_t *s, int64_t sign) {
-  heap_slot_t *h = &heap[s->node];
-  size_t n = (size_t)(sign * (int64_t)s->npages), ret = s->purged ? n : 0;
-  h->free_pages += n;
-  h->returned_pages += ret;
-  free_pages += n;
-  returned_pages += ret;
+/* Free-page counters: add (sign 1) or take away (-1) span s. */
+static inline void count_pages(heap_arena_t *h, const brisk_span_t *s, int64_t sign) {
+  size_t n = (size_t)(sign * (int64_t)s->npages);
+  counter_add(&h->free_pages, n);
+  if (s->purged) counter_add(&h->returned_pages, n);
 }
 
-static void list_push(brisk_span_t *s) {
-  heap_slot_t *h = &heap[s->node];
+static void list_push(heap_arena_t *h, brisk_span_t *s) {
+  brisk_assert(s->arena == arena_id(h) && s->state == BRISK_SPAN_FREE);
   unsigned i = list_index(s->npages);
   s->prev = NULL;
   s->next = h->list[i];
   if (s->next) s->next->prev = s;
   h->list[i] = s;
   h->mask[i / 64] |= (uint64_t)1 << (i % 64);
-  count_pages(s, 1);
+  count_pages(h, s, 1);
 }
 
-static void list_remove(brisk_span_t *s) {
-  heap_slot_t *h = &heap[s->node];
+static void list_remove(heap_arena_t *h, brisk_span_t *s) {
   if (s->prev) {
     s->prev->next = s->next;
   } else {
@@ -192,41 +278,51 @@ static void list_remove(brisk_span_t *s) {
   }
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = NULL;
-  count_pages(s, -1);
+  count_pages(h, s, -1);
+}
+
+/* The page-map neighbour at page index pg, if it is a free run of arena a. The
+ * arena is read first: only a's own descriptors are a's lock's to read. */
+static brisk_span_t *free_neighbour(const heap_arena_t *a, uintptr_t pg) {
+  brisk_span_t *n = brisk__pagemap_get((void *)(pg << BRISK_PAGE_SHIFT));
+  if (n == NULL || span_arena(n) != arena_id(a) || n->state != BRISK_SPAN_FREE) return NULL;
+  return n;
 }
 
 /* Mark s free, merge it with free neighbours and put it on its list. Page-map
  * entries of pages that become interior are cleared, so a stale pointer into a
  * free span never reaches a descriptor that has been reused. */
-static void insert_coalesced(brisk_span_t *s, uint64_t now) {
+static void insert_coalesced(heap_arena_t *a, brisk_span_t *s, uint64_t now) {
+  brisk_assert(s->arena == arena_id(a));
   s->state = BRISK_SPAN_FREE;
   s->cls = 0;
+  s->node = (uint8_t)arena_slot(a); /* a span lent to another slot comes back */
   s->idle_since_ms = now;
   uintptr_t first = span_first_page(s);
-  brisk_span_t *left = first > 0 ? brisk__pagemap_get((void *)((first - 1) << BRISK_PAGE_SHIFT)) : NULL;
-  if (left != NULL && left->state == BRISK_SPAN_FREE && left->node == s->node) {
-    list_remove(left);
+  brisk_span_t *left = first > 0 ? free_neighbour(a, first - 1) : NULL;
+  if (left != NULL) {
+    list_remove(a, left);
     brisk__pagemap_put(span_last_page(left), NULL);
     brisk__pagemap_put(first, NULL);
     s->start = left->start;
     s->npages += left->npages;
     s->purged = s->purged && left->purged;
     if (left->idle_since_ms > s->idle_since_ms) s->idle_since_ms = left->idle_since_ms;
-    desc_delete_locked(left);
+    desc_delete_locked(a, left);
   }
-  brisk_span_t *right = brisk__pagemap_get((void *)((span_last_page(s) + 1) << BRISK_PAGE_SHIFT));
-  if (right != NULL && right->state == BRISK_SPAN_FREE && right->node == s->node) {
-    list_remove(right);
+  brisk_span_t *right = free_neighbour(a, span_last_page(s) + 1);
+  if (right != NULL) {
+    list_remove(a, right);
     brisk__pagemap_put(span_last_page(s), NULL);
     brisk__pagemap_put(span_first_page(right), NULL);
     s->npages += right->npages;
     s->purged = s->purged && right->purged;
     if (right->idle_since_ms > s->idle_since_ms) s->idle_since_ms = right->idle_since_ms;
-    desc_delete_locked(right);
+    desc_delete_locked(a, right);
   }
   brisk__pagemap_put(span_first_page(s), s);
   brisk__pagemap_put(span_last_page(s), s);
-  list_push(s);
+  list_push(a, s);
 }
 
 /* sbrk first; the break is padded to a brisk page, so that every later chunk
@@ -252,13 +348,13 @@ static void *grow_sbrk(size_t *bytes) {
   return a;
 }
 
-/* Pages of the slot's free run that ends where the break is, if the break is
+/* Pages of the arena's free run that ends where the break is, if the break is
  * still there: a chunk grown by sbrk joins that run, so only the rest is needed. */
-static size_t top_free_pages(unsigned slot) {
-  if (brk_end == 0 || brisk__os_sbrk(0) != (void *)brk_end) return 0;
-  brisk_span_t *top = brisk__pagemap_get((void *)(brk_end - BRISK_PAGE_SIZE));
-  if (top == NULL || top->state != BRISK_SPAN_FREE || top->node != slot) return 0;
-  return top->npages;
+static size_t top_free_pages(const heap_arena_t *a) {
+  uintptr_t end = atomic_load_explicit(&brk_end, memory_order_relaxed);
+  if (end == 0 || brisk__os_sbrk(0) != (void *)end) return 0;
+  brisk_span_t *top = free_neighbour(a, (end >> BRISK_PAGE_SHIFT) - 1);
+  return top != NULL ? top->npages : 0;
 }
 
 /* Whether this growth asks the break first. After a failure (a mapping above
@@ -269,11 +365,11 @@ static bool sbrk_worth_trying(void) {
   return brisk__opt.sbrk && (sbrk_failed_at == 0 || (uintptr_t)brisk__os_sbrk(0) != sbrk_failed_at);
 }
 
-/* A chunk from the break for npages: only what the slot's free run at the top
+/* A chunk from the break for npages: only what the arena's free run at the top
  * lacks (its resident pages serve first, and the break grows less), a whole
  * heap chunk unless the break is near a limit. */
-static void *sbrk_chunk(unsigned slot, size_t npages, size_t chunk, size_t *bytes) {
-  size_t top = top_free_pages(slot);
+static void *sbrk_chunk(const heap_arena_t *a, size_t npages, size_t chunk, size_t *bytes) {
+  size_t top = top_free_pages(a);
   size_t need = (npages > top ? npages - top : 1) * BRISK_PAGE_SIZE;
   *bytes = need > chunk ? need : chunk;
   void *p = grow_sbrk(bytes);
@@ -335,24 +431,30 @@ static void region_note(uintptr_t p, size_t bytes) {
   *link = fresh;
 }
 
-static bool grow_locked(unsigned slot, size_t npages) {
+/* Grow arena a (its lock held) by a chunk for npages at least. */
+static bool grow_locked(heap_arena_t *a, size_t npages) {
   size_t chunk = brisk__align_up(brisk__opt.heap_grow, BRISK_PAGE_SIZE), want = npages * BRISK_PAGE_SIZE;
+  unsigned slot = arena_slot(a);
+  brisk__lock(&grow_lock);
   size_t bytes = kept.len;
   void *p = (void *)kept.start;
   bool from_sbrk = p != NULL;
   if (p == NULL) {
     bool asked = sbrk_worth_trying();
-    if (asked) p = sbrk_chunk(slot, npages, chunk, &bytes);
+    if (asked) p = sbrk_chunk(a, npages, chunk, &bytes);
     from_sbrk = p != NULL;
     if (p == NULL) p = mmap_chunk(want, chunk, &bytes);
     if (p == NULL && !asked && brisk__opt.sbrk) {
       /* The last resort: what was in the way may be gone, and the break needs
        * less than mmap where a free run ends at it. */
-      p = sbrk_chunk(slot, npages, chunk, &bytes);
+      p = sbrk_chunk(a, npages, chunk, &bytes);
       from_sbrk = p != NULL;
     }
   }
-  if (p == NULL) return false;
+  if (p == NULL) {
+    brisk__unlock(&grow_lock);
+    return false;
+  }
   if (region_spare == NULL && (region_spare = brisk__meta_alloc(sizeof(heap_region_t))) != NULL)
     region_spare->next = NULL;
   brisk_span_t *s = region_spare != NULL ? brisk__span_new() : NULL;
@@ -362,25 +464,29 @@ static bool grow_locked(unsigned slot, size_t npages) {
     if (s) brisk__span_delete(s);
     if (from_sbrk) sbrk_undo(p, bytes);
     else brisk__os_munmap(p, bytes);
+    brisk__unlock(&grow_lock);
     return false;
   }
   if (from_sbrk) {
     kept = (brisk_range_t){0, 0};
     sbrk_bytes += bytes;
-    brk_end = (uintptr_t)p + bytes;
+    atomic_store_explicit(&brk_end, (uintptr_t)p + bytes, memory_order_relaxed);
   }
   region_note((uintptr_t)p, bytes);
   if (first_address == 0) first_address = (uintptr_t)p;
   if (brisk__numa_count() < 2) note_early((uintptr_t)p, bytes);
   else brisk__numa_bind(p, bytes, slot); /* before the first touch places a page */
   brisk__stat_mapped((int64_t)bytes);
-  heap[slot].mapped += bytes;
-  heap_pages += bytes / BRISK_PAGE_SIZE;
+  counter_add(&a->mapped, bytes);
+  a->pages += bytes / BRISK_PAGE_SIZE;
+  desc_adopt_locked(a, s);
   s->start = (uintptr_t)p;
   s->node = (uint8_t)slot;
   s->npages = bytes / BRISK_PAGE_SIZE;
   s->purged = 1; /* fresh pages cost no memory until touched */
-  insert_coalesced(s, brisk__os_now_ms());
+  /* Still under grow_lock: the next growth's top run is this one. */
+  insert_coalesced(a, s, brisk__os_now_ms());
+  brisk__unlock(&grow_lock);
   return true;
 }
 
@@ -394,8 +500,7 @@ static brisk_span_t *best_in(brisk_span_t *s, size_t npages) {
   return best;
 }
 
-static brisk_span_t *find_locked(unsigned slot, size_t npages) {
-  heap_slot_t *h = &heap[slot];
+static brisk_span_t *find_locked(heap_arena_t *h, size_t npages) {
   unsigned i = list_index(npages);
   if (npages > HEAP_EXACT) { /* its own bin may hold runs a little too short */
     brisk_span_t *s = best_in(h->list[i], npages);
@@ -407,25 +512,17 @@ static brisk_span_t *find_locked(unsigned slot, size_t npages) {
   return i <= HEAP_EXACT ? h->list[i] : best_in(h->list[i], npages); /* every run there fits */
 }
 
-/* A run of exactly npages out of the free lists (the slot's own, grown, or as a
- * last resort another slot's), split from a longer one; NULL when memory is
- * exhausted. Its page-map entries are still the free run's (first and last).
- * Without a descriptor for the rest (metadata exhausted), a run at most 1/8
- * longer than asked goes out whole (its length says so); a longer one stays
- * free and the request fails: otherwise a span of a few objects, or a block of
- * a few pages, would hold the heap's longest run until it is freed, and under
- * an address-space limit each request then swallowed another. */
-static brisk_span_t *take_locked(unsigned slot, size_t npages) {
-  brisk_span_t *s = find_locked(slot, npages);
-  /* A second growth when the first did not join the top run (another user of
-   * the break moved it in between): the new chunk is the top run then. */
-  for (int tries = 0; s == NULL && tries < 2 && grow_locked(slot, npages); tries++) s = find_locked(slot, npages);
-  for (unsigned i = 0; s == NULL && i < brisk__numa_count(); i++) /* remote beats failing */
-    if (i != slot) s = find_locked(i, npages);
-  if (s == NULL) return NULL;
-  list_remove(s);
+/* Run s of arena a, off its list, cut to exactly npages; the rest stays free.
+ * Its page-map entries are still the free run's (first and last). Without a
+ * descriptor for the rest (metadata exhausted), a run at most 1/8 longer than
+ * asked goes out whole (its length says so); a longer one goes back and the
+ * request fails: otherwise a span of a few objects, or a block of a few pages,
+ * would hold the heap's longest run until it is freed, and under an
+ * address-space limit each request then swallowed another. */
+static brisk_span_t *cut_locked(heap_arena_t *a, brisk_span_t *s, size_t npages, unsigned slot) {
+  list_remove(a, s);
   if (s->npages > npages) {
-    brisk_span_t *rest = desc_new_locked();
+    brisk_span_t *rest = desc_new_locked(a);
     if (rest != NULL) {
       rest->start = s->start + npages * BRISK_PAGE_SIZE;
       rest->npages = s->npages - npages;
@@ -436,61 +533,124 @@ static brisk_span_t *take_locked(unsigned slot, size_t npages) {
       s->npages = npages;
       brisk__pagemap_put(span_first_page(rest), rest);
       brisk__pagemap_put(span_last_page(rest), rest);
-      list_push(rest);
+      list_push(a, rest);
     } else if (s->npages - npages > npages / 8) {
-      list_push(s);
+      list_push(a, s);
       return NULL;
     }
   }
-  if (s->node != slot) { /* the pages join the asking slot: its pools own them now */
-    size_t bytes = s->npages * BRISK_PAGE_SIZE;
-    heap[s->node].mapped -= bytes;
-    heap[slot].mapped += bytes;
-    s->node = (uint8_t)slot;
-  }
-  note_used();
+  s->node = (uint8_t)slot; /* lent to the asking slot, if another's, until freed */
+  note_used(a);
   return s;
 }
 
-brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
-  brisk__lock(&brisk__heap_lock);
-  brisk_span_t *s = take_locked(slot, npages);
-  if (s != NULL) {
-    s->state = BRISK_SPAN_SMALL;
-    s->purged = 0;
-    brisk__pagemap_set(span_first_page(s), s->npages, s);
+/* From arena a (locked): its best fit, growing it if it has none and grow says
+ * so. A second growth when the first did not join the top run (another user of
+ * the break moved it in between): the new chunk is the top run then. */
+static brisk_span_t *take_locked(heap_arena_t *a, size_t npages, unsigned slot, bool grow) {
+  brisk_span_t *s = find_locked(a, npages);
+  for (int tries = 0; s == NULL && grow && tries < 2 && grow_locked(a, npages); tries++) s = find_locked(a, npages);
+  return s != NULL ? cut_locked(a, s, npages, slot) : NULL;
+}
+
+/* A run of npages for slot, and the arena it came from (locked, for the caller
+ * to finish the span and unlock); NULL when memory is exhausted. In order: the
+ * best fit of the thread's own arena if its pages are resident; else a resident
+ * best fit of another arena of the slot (tried, not waited for: memory already
+ * faulted in beats pages given back or fresh); else the own arena's best fit
+ * as it is, or the own arena grown; then, out of memory, whatever any arena
+ * has, the slot's first (remote beats failing). */
+static brisk_span_t *heap_take(unsigned slot, size_t npages, heap_arena_t **where) {
+  heap_arena_t *own = home_arena(slot, npages), *base = &arenas[slot * HEAP_SHARDS_MAX];
+  unsigned n = shards();
+  brisk__lock(arena_lock(own));
+  brisk_span_t *s = find_locked(own, npages);
+  if (n > 1 && (s == NULL || s->purged)) {
+    brisk__unlock(arena_lock(own));
+    for (unsigned i = 0; i < n; i++) {
+      heap_arena_t *b = &base[i];
+      if (b == own || counter_read(&b->free_pages) == counter_read(&b->returned_pages) || !brisk__trylock(arena_lock(b)))
+        continue;
+      brisk_span_t *fit = find_locked(b, npages);
+      if (fit != NULL && !fit->purged && (s = cut_locked(b, fit, npages, slot)) != NULL) {
+        *where = b;
+        return s;
+      }
+      brisk__unlock(arena_lock(b));
+    }
+    brisk__lock(arena_lock(own));
+    s = find_locked(own, npages); /* it may have changed meanwhile */
   }
-  brisk__unlock(&brisk__heap_lock);
+  s = s != NULL ? cut_locked(own, s, npages, slot) : take_locked(own, npages, slot, true);
+  if (s != NULL) {
+    *where = own;
+    return s;
+  }
+  brisk__unlock(arena_lock(own));
+  for (unsigned k = 0; k < brisk__numa_count(); k++) {
+    unsigned sl = (slot + k) % brisk__numa_count();
+    for (unsigned i = 0; i < n; i++) {
+      heap_arena_t *b = &arenas[sl * HEAP_SHARDS_MAX + i];
+      if (b == own) continue;
+      brisk__lock(arena_lock(b));
+      if ((s = take_locked(b, npages, slot, false)) != NULL) {
+        *where = b;
+        return s;
+      }
+      brisk__unlock(arena_lock(b));
+    }
+  }
+  return NULL;
+}
+
+brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
+  heap_arena_t *a;
+  brisk_span_t *s = heap_take(slot, npages, &a);
+  if (s == NULL) return NULL;
+  s->state = BRISK_SPAN_SMALL;
+  s->purged = 0;
+  brisk__pagemap_set(span_first_page(s), s->npages, s);
+  brisk__unlock(arena_lock(a));
   return s;
 }
 
 brisk_span_t *brisk__heap_alloc_large(unsigned slot, size_t npages, bool *zeroed) {
-  brisk__lock(&brisk__heap_lock);
-  brisk_span_t *s = take_locked(slot, npages);
-  if (s != NULL) {
-    *zeroed = s->purged;
-    s->state = BRISK_SPAN_LARGE;
-    s->purged = 0;
-    s->alone = 0;
-    brisk__pagemap_put(span_first_page(s), s);
-    brisk__pagemap_put(span_last_page(s), s);
-  }
-  brisk__unlock(&brisk__heap_lock);
+  heap_arena_t *a;
+  brisk_span_t *s = heap_take(slot, npages, &a);
+  if (s == NULL) return NULL;
+  *zeroed = s->purged;
+  s->state = BRISK_SPAN_LARGE;
+  s->purged = 0;
+  s->alone = 0;
+  brisk__pagemap_put(span_first_page(s), s);
+  brisk__pagemap_put(span_last_page(s), s);
+  brisk__unlock(arena_lock(a));
   return s;
+}
+
+/* Bytes free and still backed, over every arena in use (relaxed reads). */
+static uint64_t idle_bytes(void) {
+  uint64_t pages = 0;
+  for (unsigned sl = 0; sl < brisk__numa_count(); sl++)
+    for (unsigned i = 0; i < shards(); i++) {
+      const heap_arena_t *a = &arenas[sl * HEAP_SHARDS_MAX + i];
+      pages += counter_read(&a->free_pages) - counter_read(&a->returned_pages);
+    }
+  return pages * BRISK_PAGE_SIZE;
 }
 
 /* Into the free lists, merged with free neighbours. The page-map entries of the
  * span beyond its first and last page must be clear already. */
 static void span_release(brisk_span_t *s) {
   uint64_t now = brisk__os_now_ms();
-  brisk__lock(&brisk__heap_lock);
+  heap_arena_t *a = arena_of(s);
+  brisk__lock(arena_lock(a));
   s->purged = 0;
   s->freelist = NULL;
   s->used = 0;
-  insert_coalesced(s, now);
-  uint64_t idle = (uint64_t)(free_pages - returned_pages) * BRISK_PAGE_SIZE;
-  brisk__unlock(&brisk__heap_lock);
-  brisk__purge_note_idle(idle);
+  insert_coalesced(a, s, now);
+  brisk__unlock(arena_lock(a));
+  brisk__purge_note_idle(idle_bytes());
 }
 
 void brisk__heap_free(brisk_span_t *s) {
@@ -504,64 +664,66 @@ void brisk__heap_free_large(brisk_span_t *s) { span_release(s); }
 
 bool brisk__heap_grow_large(brisk_span_t *s, size_t npages) {
   size_t extra = npages - s->npages;
-  brisk__lock(&brisk__heap_lock);
-  uintptr_t next = (span_last_page(s) + 1) << BRISK_PAGE_SHIFT;
-  brisk_span_t *right = brisk__pagemap_get((void *)next);
+  heap_arena_t *a = arena_of(s);
+  brisk__lock(arena_lock(a));
+  uintptr_t next_pg = span_last_page(s) + 1, next = next_pg << BRISK_PAGE_SHIFT;
+  uintptr_t top = atomic_load_explicit(&brk_end, memory_order_relaxed);
+  brisk_span_t *right = free_neighbour(a, next_pg);
   /* At the top of the break (nothing after s, or a free run too short that ends
    * there), the heap grows by what is missing, and the new chunk joins the run. */
-  bool short_top = right != NULL && right->state == BRISK_SPAN_FREE && right->node == s->node &&
-                   right->npages < extra && (span_last_page(right) + 1) << BRISK_PAGE_SHIFT == brk_end;
-  if (((right == NULL && next == brk_end) || short_top) && grow_locked(s->node, extra)) /* less the top run */
-    right = brisk__pagemap_get((void *)next);
-  if (right == NULL || right->state != BRISK_SPAN_FREE || right->node != s->node || right->npages < extra) {
-    brisk__unlock(&brisk__heap_lock);
+  bool short_top = right != NULL && right->npages < extra && (span_last_page(right) + 1) << BRISK_PAGE_SHIFT == top;
+  if (((brisk__pagemap_get((void *)next) == NULL && next == top) || short_top) && grow_locked(a, extra)) /* less the top run */
+    right = free_neighbour(a, next_pg);
+  if (right == NULL || right->npages < extra) {
+    brisk__unlock(arena_lock(a));
     return false;
   }
-  list_remove(right);
+  list_remove(a, right);
   brisk__pagemap_put(span_first_page(right), NULL);
   if (right->npages > extra) {
     right->start += extra * BRISK_PAGE_SIZE;
     right->npages -= extra;
     brisk__pagemap_put(span_first_page(right), right);
-    list_push(right);
+    list_push(a, right);
   } else {
-    desc_delete_locked(right);
+    desc_delete_locked(a, right);
   }
   if (s->npages > 1) brisk__pagemap_put(span_last_page(s), NULL); /* interior now */
   s->npages = npages;
   brisk__pagemap_put(span_last_page(s), s);
-  note_used();
-  brisk__unlock(&brisk__heap_lock);
+  note_used(a);
+  brisk__unlock(arena_lock(a));
   return true;
 }
 
 void brisk__heap_shrink_large(brisk_span_t *s, size_t npages) {
-  brisk_span_t *tail = brisk__span_new();
-  if (tail == NULL) return; /* out of metadata: the block just stays longer */
+  heap_arena_t *a = arena_of(s);
   uint64_t now = brisk__os_now_ms();
-  brisk__lock(&brisk__heap_lock);
+  brisk__lock(arena_lock(a));
+  brisk_span_t *tail = desc_new_locked(a);
+  if (tail == NULL) { /* out of metadata: the block just stays longer */
+    brisk__unlock(arena_lock(a));
+    return;
+  }
   tail->start = s->start + npages * BRISK_PAGE_SIZE;
   tail->npages = s->npages - npages;
-  tail->node = s->node;
   tail->purged = 0;
   s->npages = npages;
   brisk__pagemap_put(span_last_page(s), s);
-  insert_coalesced(tail, now); /* sets or clears the entry of the old last page */
-  uint64_t idle = (uint64_t)(free_pages - returned_pages) * BRISK_PAGE_SIZE;
-  brisk__unlock(&brisk__heap_lock);
-  brisk__purge_note_idle(idle);
+  insert_coalesced(a, tail, now); /* sets or clears the entry of the old last page */
+  brisk__unlock(arena_lock(a));
+  brisk__purge_note_idle(idle_bytes());
 }
 
 /* Give back the runs of list s idle for min_idle, until *budget pages are gone
  * (the last run may take the budget below zero). */
-static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle, int64_t *budget) {
+static size_t purge_list(heap_arena_t *a, brisk_span_t *s, uint64_t now, uint64_t min_idle, int64_t *budget) {
   size_t bytes = 0;
   for (; s != NULL && *budget > 0; s = s->next) {
     if (s->purged || now - s->idle_since_ms < min_idle) continue;
     brisk__os_purge((void *)s->start, s->npages * BRISK_PAGE_SIZE);
     s->purged = 1;
-    heap[s->node].returned_pages += s->npages;
-    returned_pages += s->npages;
+    counter_add(&a->returned_pages, s->npages);
     bytes += s->npages * BRISK_PAGE_SIZE;
     *budget -= (int64_t)s->npages;
   }
@@ -570,71 +732,123 @@ static size_t purge_list(brisk_span_t *s, uint64_t now, uint64_t min_idle, int64
 
 /* Longest runs first: the fewest calls per byte, and the runs that a steady
  * program's next small request needs least. */
-static size_t purge_locked(uint64_t now, uint64_t min_idle, int64_t budget) {
+static size_t purge_locked(heap_arena_t *a, uint64_t now, uint64_t min_idle, int64_t budget) {
   size_t bytes = 0;
-  for (unsigned slot = 0; slot < brisk__numa_count() && budget > 0; slot++) {
-    heap_slot_t *h = &heap[slot];
-    if (h->free_pages == h->returned_pages) continue;
-    for (unsigned i = HEAP_LISTS; i-- > 1 && budget > 0;) bytes += purge_list(h->list[i], now, min_idle, &budget);
+  if (a->free_pages == a->returned_pages) return 0;
+  for (unsigned i = HEAP_LISTS; i-- > 1 && budget > 0;) bytes += purge_list(a, a->list[i], now, min_idle, &budget);
+  return bytes;
+}
+
+/* The arenas that may hold pages: every shard of every slot discovered. */
+#define FOR_EACH_ARENA(a)                                                      \
+  for (unsigned a##_sl = 0; a##_sl < brisk__numa_count(); a##_sl++)           \
+    for (heap_arena_t *a = &arenas[a##_sl * HEAP_SHARDS_MAX]; a < &arenas[a##_sl * HEAP_SHARDS_MAX] + shards(); a++)
+
+size_t brisk__heap_purge(uint64_t now, uint64_t min_idle) {
+  size_t bytes = 0;
+  FOR_EACH_ARENA(a) {
+    brisk__lock(arena_lock(a));
+    bytes += purge_locked(a, now, min_idle, INT64_MAX);
+    brisk__unlock(arena_lock(a));
   }
   return bytes;
 }
 
-size_t brisk__heap_purge(uint64_t now, uint64_t min_idle) {
-  brisk__lock(&brisk__heap_lock);
-  size_t bytes = purge_locked(now, min_idle, INT64_MAX);
-  brisk__unlock(&brisk__heap_lock);
+/* One arena's decay: it keeps backed what its own use has fallen from its own
+ * recent peak. */
+static size_t decay_locked(heap_arena_t *a, uint64_t now, uint64_t delay) {
+  /* Demand: how far use has fallen from its peak within the window. */
+  uint64_t used = a->pages - a->free_pages, peak = a->interval_peak;
+  for (unsigned i = 0; i < DEMAND_SAMPLES; i++)
+    if (a->demand[i].ms != 0 && now - a->demand[i].ms <= DEMAND_WINDOW_MS && a->demand[i].peak > peak)
+      peak = a->demand[i].peak;
+  uint64_t want = peak > used ? peak - used : 0;
+  a->demand[a->demand_next] = (demand_sample_t){now, a->interval_peak};
+  a->demand_next = (a->demand_next + 1) % DEMAND_SAMPLES;
+  a->interval_peak = used;
+  size_t bytes = purge_locked(a, now, delay, INT64_MAX);
+  uint64_t dirty = a->free_pages - a->returned_pages;
+  if (dirty > want) bytes += purge_locked(a, now, DECAY_MIN_AGE_MS, (int64_t)(dirty - want));
   return bytes;
 }
 
 size_t brisk__heap_decay(uint64_t now, uint64_t delay) {
-  brisk__lock(&brisk__heap_lock);
-  /* Demand: how far use has fallen from its peak within the window. */
-  uint64_t used = heap_pages - free_pages, peak = interval_peak;
-  for (unsigned i = 0; i < DEMAND_SAMPLES; i++)
-    if (demand[i].ms != 0 && now - demand[i].ms <= DEMAND_WINDOW_MS && demand[i].peak > peak) peak = demand[i].peak;
-  uint64_t want = peak > used ? peak - used : 0;
-  demand[demand_next] = (demand_sample_t){now, interval_peak};
-  demand_next = (demand_next + 1) % DEMAND_SAMPLES;
-  interval_peak = used;
-  size_t bytes = purge_locked(now, delay, INT64_MAX);
-  uint64_t dirty = free_pages - returned_pages;
-  if (dirty > want) bytes += purge_locked(now, DECAY_MIN_AGE_MS, (int64_t)(dirty - want));
-  brisk__unlock(&brisk__heap_lock);
+  size_t bytes = 0;
+  FOR_EACH_ARENA(a) {
+    brisk__lock(arena_lock(a));
+    bytes += decay_locked(a, now, delay);
+    brisk__unlock(arena_lock(a));
+  }
   return bytes;
 }
 
 void brisk__heap_stats(uint64_t *free_bytes, uint64_t *returned_bytes, uint64_t *sbrk_out) {
-  brisk__lock(&brisk__heap_lock);
-  *free_bytes = (uint64_t)(free_pages - returned_pages) * BRISK_PAGE_SIZE;
-  *returned_bytes = (uint64_t)returned_pages * BRISK_PAGE_SIZE;
+  uint64_t free_pages = 0, returned = 0;
+  FOR_EACH_ARENA(a) {
+    brisk__lock(arena_lock(a));
+    free_pages += a->free_pages - a->returned_pages;
+    returned += a->returned_pages;
+    brisk__unlock(arena_lock(a));
+  }
+  *free_bytes = free_pages * BRISK_PAGE_SIZE;
+  *returned_bytes = returned * BRISK_PAGE_SIZE;
+  brisk__lock(&grow_lock);
   *sbrk_out = sbrk_bytes;
-  brisk__unlock(&brisk__heap_lock);
+  brisk__unlock(&grow_lock);
 }
 
 void brisk__heap_node_stats(unsigned slot, uint64_t *mapped, uint64_t *free_bytes) {
-  brisk__lock(&brisk__heap_lock);
-  *mapped = heap[slot].mapped;
-  *free_bytes = (uint64_t)(heap[slot].free_pages - heap[slot].returned_pages) * BRISK_PAGE_SIZE;
-  brisk__unlock(&brisk__heap_lock);
+  uint64_t m = 0, f = 0;
+  for (heap_arena_t *a = &arenas[slot * HEAP_SHARDS_MAX]; a < &arenas[slot * HEAP_SHARDS_MAX] + shards(); a++) {
+    brisk__lock(arena_lock(a));
+    m += a->mapped;
+    f += (uint64_t)(a->free_pages - a->returned_pages) * BRISK_PAGE_SIZE;
+    brisk__unlock(arena_lock(a));
+  }
+  *mapped = m;
+  *free_bytes = f;
 }
 
 /* Called by discovery after it has published the slots: a chunk grown later sees
- * them (the count is read under this lock) and is bound when it is grown. */
+ * them (the count is read under grow_lock) and is bound when it is grown. */
 unsigned brisk__heap_take_early(brisk_range_t *out) {
-  brisk__lock(&brisk__heap_lock);
+  brisk__lock(&grow_lock);
   unsigned n = early_count;
   for (unsigned i = 0; i < n; i++) out[i] = early[i];
   early_count = 0;
-  brisk__unlock(&brisk__heap_lock);
+  brisk__unlock(&grow_lock);
   return n;
 }
 
 uintptr_t brisk__heap_first_address(void) {
-  brisk__lock(&brisk__heap_lock);
+  brisk__lock(&grow_lock);
   uintptr_t a = first_address;
-  brisk__unlock(&brisk__heap_lock);
+  brisk__unlock(&grow_lock);
   return a;
+}
+
+/* Every arena's lock in index order, then grow_lock: the statistics' walk and
+ * fork, the only holders of more than one arena lock (see "Arenas"). */
+static void lock_everything(void) {
+  brisk__lock_rank_enter(BRISK_RANK_HEAP);
+  for (unsigned i = 0; i < HEAP_ARENAS; i++) brisk__lock_fork(&arena_locks[i]);
+  brisk__lock(&grow_lock);
+}
+
+static void unlock_everything(void) {
+  brisk__unlock(&grow_lock);
+  for (unsigned i = HEAP_ARENAS; i-- > 0;) brisk__unlock_fork(&arena_locks[i]);
+  brisk__lock_rank_leave(BRISK_RANK_HEAP);
+}
+
+void brisk__heap_fork_lock(void) {
+  for (unsigned i = 0; i < HEAP_ARENAS; i++) brisk__lock_fork(&arena_locks[i]);
+  brisk__lock_fork(&grow_lock);
+}
+
+void brisk__heap_fork_unlock(void) {
+  brisk__unlock_fork(&grow_lock);
+  for (unsigned i = HEAP_ARENAS; i-- > 0;) brisk__unlock_fork(&arena_locks[i]);
 }
 
 /* ------------------------------------------------------------------------------
@@ -642,7 +856,7 @@ uintptr_t brisk__heap_first_address(void) {
    with the span that owns it. The walk goes span by span from each range's
    start (a span's first page is always in the page map), a page-map read per
    span, and asks the kernel window by window (BRISK_RESIDENT_WINDOW pages).
-   Under the heap lock, which fixes every FREE and LARGE span and every span's
+   Under every arena's lock (lock_everything), which fixes every FREE and LARGE span and every span's
    place (a SMALL span's own counts are its owner's, read as they are); the
    lock is dropped for each window's mincore, and when it is taken again the
    walk checks that the span it stands in is still there, whole. If it is not,
@@ -651,9 +865,9 @@ uintptr_t brisk__heap_first_address(void) {
 ------------------------------------------------------------------------------ */
 
 void brisk__heap_regions(brisk_region_fn fn, void *arg) {
-  brisk__lock(&brisk__heap_lock);
+  brisk__lock(&grow_lock);
   for (const heap_region_t *r = regions; r != NULL; r = r->next) fn(arg, r->start, r->end - r->start, BRISK_VMA_HEAP);
-  brisk__unlock(&brisk__heap_lock);
+  brisk__unlock(&grow_lock);
 }
 
 typedef struct heap_walk_s {
@@ -706,7 +920,7 @@ void brisk__heap_resident(brisk_span_bytes_fn fn, void *arg) {
   heap_walk_t w = {fn, arg, NULL, 0, 0};
   uintptr_t at = 0;
   bool held = false; /* the lock stays to the end of this range */
-  brisk__lock(&brisk__heap_lock);
+  lock_everything();
   for (const heap_region_t *r; (r = region_after(at)) != NULL;) {
     if (at < r->start) { /* the next range: the walk starts at its first span */
       at = r->start;
@@ -719,9 +933,9 @@ void brisk__heap_resident(brisk_span_bytes_fn fn, void *arg) {
     if (held) {
       brisk__os_mincore(base, end - base, vec);
     } else {
-      brisk__unlock(&brisk__heap_lock);
+      unlock_everything();
       brisk__os_mincore(base, end - base, vec);
-      brisk__lock(&brisk__heap_lock);
+      lock_everything();
       if (!walk_in_place(&w)) { /* the spans moved meanwhile (the range may have grown too) */
         w.span = NULL;
         w.from = w.to = region_after(at)->start;
@@ -731,5 +945,5 @@ void brisk__heap_resident(brisk_span_bytes_fn fn, void *arg) {
     brisk__os_vec_runs(vec, base, at, end, heap_walk_run, &w);
     at = end;
   }
-  brisk__unlock(&brisk__heap_lock);
+  unlock_everything();
 }

@@ -1,6 +1,7 @@
 /* Page heap (page_heap.c): runs of brisk pages for the small spans and the large
- * blocks, per NUMA slot. heap_lock (rank HEAP) guards every free list, every FREE
- * span, the length of every LARGE one and the heap's counters. */
+ * blocks, per NUMA slot, in arenas: each arena's lock (rank HEAP) guards its
+ * free lists, its FREE spans, the length of its LARGE ones and its counters;
+ * grow_lock (rank HEAP_GROW) what growing shares. */
 
 #ifndef BRISK_PAGE_HEAP_H
 #define BRISK_PAGE_HEAP_H
@@ -8,7 +9,11 @@
 
 #pragma GCC visibility push(hidden)
 
-extern brisk_lock_t brisk__heap_lock;
+/* At most this many arenas per slot (BRISK_HEAP_SHARDS). */
+#define HEAP_SHARDS_MAX 8
+/* The fork handler's: every arena's lock and grow_lock, and back. */
+void brisk__heap_fork_lock(void);
+void brisk__heap_fork_unlock(void);
 /* A span of npages in state SMALL, every page in the page map. NULL when memory
  * is exhausted. */
 brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages);
@@ -37,7 +42,7 @@ uintptr_t brisk__heap_first_address(void);
 void brisk__heap_regions(brisk_region_fn fn, void *arg);
 /* Every resident byte of the heap's ranges, in address order, as runs with the
  * span that owns them (NULL: a small span on its way back to the free runs).
- * fn runs under the heap lock and must take no lock. */
+ * fn runs under every arena's lock and must take no lock. */
 typedef void (*brisk_span_bytes_fn)(void *arg, const brisk_span_t *s, uintptr_t start, size_t len);
 void brisk__heap_resident(brisk_span_bytes_fn fn, void *arg);
 /* Heap chunks grown before NUMA discovery, handed over once (page_heap.c). */

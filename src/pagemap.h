@@ -31,16 +31,17 @@ typedef enum brisk_slist_e {
 } brisk_slist_t;
 
 /* A span is a run of pages. Who may write which field:
- *  - start, npages, state: the page heap (heap lock), or large.c for a block
+ *  - start, npages, state: the page heap (its arena's lock), or large.c for a block
  *    mapped alone, set before the span is published in the page map; a large
  *    block's npages also changes when its owner grows or shrinks it in place
- *    (realloc, under the heap lock);
+ *    (realloc, under the arena's lock);
  *  - freelist, nfree, bump, used, list, kept, next/prev while SMALL: the span's
  *    owner (small.c): the thread whose small heap it is, without a lock, or for
  *    an orphan heap's span whoever holds that orphan's class lock;
  *  - owner: the owning thread (when it gives the span away), or whoever takes
  *    the span from an orphan, under the orphan's class lock; read by any free();
  *  - node: set when the page heap or large.c hands the span out (their locks);
+ *  - arena: once, by the page heap under that arena's lock (page_heap.c, "Arenas");
  *  - cls, obj_size, capacity: written once when the span becomes SMALL, before
  *    its page-map entries carry the class; slow paths read them without a lock. */
 typedef struct brisk_span_s {
@@ -55,6 +56,9 @@ typedef struct brisk_span_s {
   uint8_t node;           /* the NUMA pool (slot) the span's memory belongs to; fixed
                              while the span is in use, so readers need no lock */
   uint8_t alone;          /* LARGE: mapped by itself (map_size bytes), not heap pages */
+  uint16_t arena;         /* the page-heap arena whose pages these are (index + 1; 0: none,
+                             as for a block mapped alone); set once, under that arena's
+                             lock, and never changed: the descriptor stays the arena's */
   uint32_t obj_size;
   uint32_t capacity;
   _Atomic(struct brisk_sheap_s *) owner;
@@ -64,7 +68,7 @@ typedef struct brisk_span_s {
   struct brisk_prof_rec_s *prof; /* LARGE: the heap profile's record of this block, or
                                     NULL (prof.c; written by the block's allocating and
                                     freeing calls only) */
-  /* Second cache line: the owner's (small spans) or the heap lock's (free runs). */
+  /* Second cache line: the owner's (small spans) or the arena lock's (free runs). */
   void *freelist __attribute__((aligned(BRISK_CACHE_LINE))); /* objects returned to this span */
   uintptr_t bump;         /* objects at or above bump were never handed out */
   uint32_t used;          /* objects out of the span: in use, in caches or in inboxes */

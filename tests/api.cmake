@@ -41,6 +41,11 @@ set_tests_properties(test_prof_pprof PROPERTIES LABELS api TIMEOUT 120 SKIP_RETU
 brisk_add_test(stress LABEL stress SOURCES test_stress.c LIBS brisk_static)
 target_compile_options(stress PRIVATE -fno-builtin)
 
+# Again with four page-heap arenas (one per 4 CPUs makes a single one here):
+# spans and large runs taken and freed across arenas by every thread at once.
+add_test(NAME stress_arenas COMMAND stress)
+set_tests_properties(stress_arenas PROPERTIES LABELS stress ENVIRONMENT "BRISK_HEAP_SHARDS=4")
+
 # The same binary as a 60-second soak, excluded by `ctest -LE long`.
 add_test(NAME stress_long COMMAND stress)
 set_tests_properties(stress_long PROPERTIES LABELS long TIMEOUT 300
@@ -51,3 +56,7 @@ set_tests_properties(stress_long PROPERTIES LABELS long TIMEOUT 300
 brisk_add_test(test_resident LABEL api SOURCES test_resident.c LIBS brisk_static
   ENV "BRISK_LARGE_MMAP=2M;BRISK_GUARD_SAMPLE=16K")
 target_include_directories(test_resident PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+# Its walk over four arenas (every arena's lock at once, dropped for each mincore).
+add_test(NAME test_resident_arenas COMMAND test_resident)
+set_tests_properties(test_resident_arenas PROPERTIES LABELS api
+  ENVIRONMENT "BRISK_LARGE_MMAP=2M;BRISK_GUARD_SAMPLE=16K;BRISK_HEAP_SHARDS=4")

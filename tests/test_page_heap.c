@@ -465,6 +465,176 @@ static void test_break_shared_with_the_program_keeps_both_apart(void **state) {
   assert_int_equal(run_in_child(break_shared_with_the_program, "break_shared_with_the_program"), 0);
 }
 
+/* ------------------------------------------------------------------------------
+   Arenas (BRISK_HEAP_SHARDS=3 for this test, tests/unit.cmake). These run last:
+   the ones above count the break's growth exactly, in one arena.
+------------------------------------------------------------------------------ */
+
+/* Runs of at most this many pages come from the thread's own arena (page_heap.c,
+ * SHARDED_MAX_PAGES). */
+#define ARENA_RUN_PAGES ((size_t)(1 << 20) / BRISK_PAGE_SIZE)
+#define GROW_RUNS_MAX 4096
+
+typedef struct {
+  size_t npages;       /* the large run the thread takes */
+  bool write, keep;    /* write it (resident); keep it (else free it) */
+  /* grow: take (and keep) runs until one makes the heap grow; that one is the job's */
+  bool grow;
+  brisk_span_t *taken[GROW_RUNS_MAX];
+  unsigned ntaken;
+  brisk_span_t *span;  /* out: the run, if kept */
+  uintptr_t start;     /* out: its address */
+  uint16_t arena, small_arena; /* out: its arena, and that of a small span the thread took */
+} arena_job_t;
+
+static void *arena_worker(void *arg) {
+  arena_job_t *j = arg;
+  bool zeroed;
+  brisk_span_t *s = NULL;
+  while (j->grow && j->ntaken < GROW_RUNS_MAX) {
+    uint64_t sb = sbrk_total();
+    s = brisk__heap_alloc_large(0, j->npages, &zeroed);
+    if (s == NULL) return NULL;
+    j->taken[j->ntaken++] = s;
+    if (sbrk_total() != sb) break;
+    s = NULL;
+  }
+  if (!j->grow) s = brisk__heap_alloc_large(0, j->npages, &zeroed);
+  brisk_span_t *small = brisk__heap_alloc(0, 1);
+  if (s == NULL || small == NULL) return NULL;
+  j->start = s->start;
+  j->arena = s->arena;
+  j->small_arena = small->arena;
+  brisk__heap_free(small);
+  if (j->write) memset((void *)s->start, 0x5a, j->npages * BRISK_PAGE_SIZE);
+  if (j->keep) j->span = s;
+  else brisk__heap_free_large(s);
+  return NULL;
+}
+
+static void run_arena_job(arena_job_t *j) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, arena_worker, j), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_int_not_equal(j->arena, 0);
+}
+
+/* The span whose pages hold address p, found from its first page (the page map
+ * keeps only the first and last page of a free run). */
+static brisk_span_t *run_at(uintptr_t p) {
+  for (uintptr_t pg = p & ~(uintptr_t)(BRISK_PAGE_SIZE - 1);; pg -= BRISK_PAGE_SIZE) {
+    brisk_span_t *s = brisk__pagemap_get((void *)pg);
+    if (s != NULL) {
+      assert_true(s->start <= p && p < s->start + s->npages * BRISK_PAGE_SIZE);
+      return s;
+    }
+  }
+}
+
+/* Every free run given back: no arena has a resident one, so that each thread
+ * takes its runs from its own arena. */
+static void purge_everything(void) { brisk__heap_purge(brisk__os_now_ms() + 3600 * 1000, 0); }
+
+/* The arena this thread takes runs from (after purge_everything). */
+static uint16_t my_arena(void) {
+  brisk_span_t *s = brisk__heap_alloc(0, 1);
+  assert_non_null(s);
+  uint16_t a = s->arena;
+  brisk__heap_free(s);
+  return a;
+}
+
+/* Threads are dealt the arenas round robin: six threads in a row take all of
+ * slot 0's (one more thread that starts in between, the purger, cannot change
+ * that); a thread's small spans and large runs come from the same one; a run
+ * freed by another thread goes back to the arena its pages are in. */
+static void test_threads_are_dealt_arenas_and_runs_go_back_to_theirs(void **state) {
+  (void)state;
+  enum { THREADS = 6 };
+  const unsigned n = (unsigned)brisk__opt.heap_shards; /* BRISK_HEAP_SHARDS */
+  assert_true(n >= 2 && n <= 3);
+  static arena_job_t j[THREADS];
+  bool seen[4] = {false};
+  for (int i = 0; i < THREADS; i++) {
+    purge_everything();
+    j[i] = (arena_job_t){.npages = 2, .keep = true};
+    run_arena_job(&j[i]);
+    assert_int_equal(j[i].small_arena, j[i].arena);
+    assert_true(j[i].arena >= 1 && j[i].arena <= n); /* slot 0's arenas */
+    seen[j[i].arena] = true;
+  }
+  for (unsigned a = 1; a <= n; a++) assert_true(seen[a]);
+  for (int i = 0; i < THREADS; i++) {
+    brisk__heap_free_large(j[i].span); /* by this thread, not the one that took it */
+    brisk_span_t *run = run_at(j[i].start);
+    assert_int_equal(run->state, BRISK_SPAN_FREE);
+    assert_int_equal(run->arena, j[i].arena);
+  }
+}
+
+/* A thread whose own arena has no resident run long enough takes another
+ * arena's resident run rather than grow: the pages a thread freed serve the
+ * next thread's request while they are still in memory. */
+static void test_resident_run_of_another_arena_serves_before_the_heap_grows(void **state) {
+  (void)state;
+  const size_t npages = ARENA_RUN_PAGES;
+  static arena_job_t j;
+  uint16_t mine;
+  for (int tries = 0;; tries++) { /* a thread dealt another arena than this one's */
+    assert_true(tries < 3);
+    purge_everything(); /* no resident run anywhere */
+    mine = my_arena();
+    j = (arena_job_t){.npages = npages, .write = true};
+    run_arena_job(&j);
+    if (j.arena != mine) break;
+  }
+  uint64_t free0, ret0, sb0, free1, ret1, sb1;
+  brisk__heap_stats(&free0, &ret0, &sb0);
+  bool zeroed;
+  brisk_span_t *s = brisk__heap_alloc_large(0, npages, &zeroed);
+  assert_non_null(s);
+  brisk__heap_stats(&free1, &ret1, &sb1);
+  assert_int_equal(s->start, j.start);
+  assert_int_equal(s->arena, j.arena); /* lent: its pages stay the other arena's */
+  assert_false(zeroed);
+  assert_int_equal(sb1, sb0);
+  assert_int_equal(((unsigned char *)s->start)[npages * BRISK_PAGE_SIZE - 1], 0x5a);
+  brisk__heap_free_large(s);
+  assert_int_equal(brisk__pagemap_get((void *)j.start)->arena, j.arena);
+}
+
+/* Two arenas' chunks that the break lays end to end: their free runs stay
+ * apart, each in its own arena, where one heap would have joined them. Thread x
+ * takes runs until its arena grows at the break, then thread y (another arena)
+ * does: y's new chunk starts where x's ends. */
+static void test_free_runs_of_two_arenas_never_coalesce(void **state) {
+  (void)state;
+  static arena_job_t x, y;
+  purge_everything();
+  x = (arena_job_t){.npages = ARENA_RUN_PAGES, .grow = true, .keep = true};
+  run_arena_job(&x);
+  uintptr_t x_end = brk_now(); /* x's chunk is the last the break gave */
+  for (int tries = 0;; tries++) { /* a thread dealt another arena than x's */
+    assert_true(tries < 3);
+    y = (arena_job_t){.npages = ARENA_RUN_PAGES, .grow = true, .keep = true};
+    run_arena_job(&y);
+    if (y.arena != x.arena) break;
+    for (unsigned i = 0; i < y.ntaken; i++) brisk__heap_free_large(y.taken[i]);
+    x_end = brk_now();
+  }
+  assert_int_equal(y.start, x_end);
+  for (unsigned i = 0; i < x.ntaken; i++) brisk__heap_free_large(x.taken[i]);
+  for (unsigned i = 0; i < y.ntaken; i++) brisk__heap_free_large(y.taken[i]);
+  /* y's run starts where it did, x's ends where it did: not one run */
+  brisk_span_t *ry = run_at(y.start), *rx = run_at(x_end - BRISK_PAGE_SIZE);
+  assert_int_equal(ry->state, BRISK_SPAN_FREE);
+  assert_int_equal(rx->state, BRISK_SPAN_FREE);
+  assert_int_equal(ry->arena, y.arena);
+  assert_int_equal(rx->arena, x.arena);
+  assert_int_equal(ry->start, y.start);
+  assert_true(rx->start + rx->npages * BRISK_PAGE_SIZE == x_end);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_alloc_splits_and_maps_every_page),
@@ -481,6 +651,9 @@ int main(void) {
     cmocka_unit_test(test_sbrk_is_tried_again_when_mmap_fails),
     cmocka_unit_test(test_break_shared_with_the_program_keeps_both_apart),
     cmocka_unit_test(test_verbose_warning_in_thread_with_cancel_pending_leaves_heap_usable),
+    cmocka_unit_test(test_threads_are_dealt_arenas_and_runs_go_back_to_theirs),
+    cmocka_unit_test(test_resident_run_of_another_arena_serves_before_the_heap_grows),
+    cmocka_unit_test(test_free_runs_of_two_arenas_never_coalesce),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -3,9 +3,12 @@
 # They check one layer's exact state (a block's span, a thread's lock count, a
 # spare large block): without guarded blocks, which are another layer's
 # (guard.c, tested by test_guard) and would fall at random among theirs.
-foreach(t size_class pagemap page_heap thread_cache large options backtrace)
+foreach(t size_class pagemap thread_cache large options backtrace)
   brisk_add_test(test_${t} LABEL unit SOURCES test_${t}.c LIBS brisk_api ENV "BRISK_GUARD_SAMPLE=0")
 endforeach()
+# Three arenas, whatever the machine's CPUs: its arena tests deal them round robin.
+brisk_add_test(test_page_heap LABEL unit SOURCES test_page_heap.c LIBS brisk_api
+  ENV "BRISK_GUARD_SAMPLE=0" "BRISK_HEAP_SHARDS=3")
 
 # NUMA bookkeeping on made-up machines (a replaced OS seam; hwloc synthetic and
 # XML topologies from tests/data). It links libbrisk.a, so hwloc runs on brisk.
