@@ -92,7 +92,8 @@ typedef struct demand_sample_s {
   uint64_t ms, peak;
 } demand_sample_t;
 
-typedef struct heap_arena_s {          /* guarded by its lock (arena_lock) */
+typedef struct heap_arena_s {
+  brisk_lock_t lock;                   /* rank HEAP: everything below */
   brisk_span_t *list[HEAP_LISTS];      /* free spans by list_index of their length */
   uint64_t mask[HEAP_MASK_WORDS];      /* bit i: list[i] is not empty */
   size_t free_pages;                   /* pages in free spans (also read unlocked) */
@@ -108,10 +109,12 @@ typedef struct heap_arena_s {          /* guarded by its lock (arena_lock) */
 
 #define HEAP_ARENAS (BRISK_MAX_NODES * HEAP_SHARDS_MAX)
 /* Arena i is shard i % HEAP_SHARDS_MAX of slot i / HEAP_SHARDS_MAX; its spans carry i + 1. */
-static heap_arena_t arenas[HEAP_ARENAS]; /* in .bss: an arena costs memory once used */
-/* Arena i's lock, apart: initialised data, which the arenas' 800 KiB would make
- * of .bss. */
-static brisk_lock_t arena_locks[HEAP_ARENAS] = {[0 ... HEAP_ARENAS - 1] = BRISK_LOCK_INIT(BRISK_RANK_HEAP)};
+/* In .bss, locks included, so that an arena costs memory only once used: 800 KiB
+ * of initialised data would be file-backed pages that the loader's fault-around
+ * maps in every process (30 KiB more RSS for the locks alone). glibc's mutex
+ * initialiser is all zero bytes; the lock rank, which only BRISK_DEBUG builds
+ * read, is set by the first shards() (set_ranks), before any arena is locked. */
+static heap_arena_t arenas[HEAP_ARENAS];
 static brisk_lock_t grow_lock = BRISK_LOCK_INIT(BRISK_RANK_HEAP_GROW);
 static _Atomic unsigned shard_count; /* arenas per slot in use; 0 until the first request */
 static _Atomic unsigned shard_next;  /* round robin over the threads */
@@ -121,7 +124,7 @@ static __thread uint8_t thread_shard;
 static inline unsigned arena_index(const heap_arena_t *a) { return (unsigned)(a - arenas); }
 static inline unsigned arena_slot(const heap_arena_t *a) { return arena_index(a) / HEAP_SHARDS_MAX; }
 static inline uint16_t arena_id(const heap_arena_t *a) { return (uint16_t)(arena_index(a) + 1); }
-static inline brisk_lock_t *arena_lock(const heap_arena_t *a) { return &arena_locks[arena_index(a)]; }
+static inline brisk_lock_t *arena_lock(heap_arena_t *a) { return &a->lock; }
 /* The arena the pages of span s belong to (s->arena != 0). */
 static inline heap_arena_t *arena_of(const brisk_span_t *s) { return &arenas[s->arena - 1]; }
 /* Read where another arena may be writing (see "Arenas"). */
@@ -133,15 +136,27 @@ static inline uint16_t span_arena(const brisk_span_t *s) { return __atomic_load_
  * scal/large_churn at 2 and 4 threads). */
 #define HEAP_CPUS_PER_SHARD 4
 
+static void set_ranks(void) {
+#ifdef BRISK_DEBUG
+  static const pthread_mutex_t init = PTHREAD_MUTEX_INITIALIZER;
+  static const pthread_mutex_t zero;
+  brisk_assert(memcmp(&init, &zero, sizeof init) == 0 && "a zeroed mutex is an initialised one");
+  for (unsigned i = 0; i < HEAP_ARENAS; i++) arenas[i].lock.rank = BRISK_RANK_HEAP;
+#endif
+}
+
+/* Every arena lock is taken after a call of this (heap_take, or the loops over
+ * the arenas): the acquire pairs with the release that publishes the ranks. */
 static unsigned shards(void) {
-  unsigned n = atomic_load_explicit(&shard_count, memory_order_relaxed);
+  unsigned n = atomic_load_explicit(&shard_count, memory_order_acquire);
   if (brisk_likely(n != 0)) return n;
+  set_ranks(); /* the same stores from two first callers at once */
   n = brisk__opt.heap_shards != 0 ? (unsigned)brisk__opt.heap_shards : brisk__os_cpu_count() / HEAP_CPUS_PER_SHARD;
   if (n > HEAP_SHARDS_MAX) n = HEAP_SHARDS_MAX;
   if (n == 0) n = 1;
   unsigned none = 0; /* two first requests at once agree anyway */
-  atomic_compare_exchange_strong(&shard_count, &none, n);
-  return atomic_load_explicit(&shard_count, memory_order_relaxed);
+  atomic_compare_exchange_strong_explicit(&shard_count, &none, n, memory_order_release, memory_order_acquire);
+  return atomic_load_explicit(&shard_count, memory_order_acquire);
 }
 
 /* Runs longer than this (1 MiB) come from each slot's first arena, whoever asks:
@@ -831,24 +846,24 @@ uintptr_t brisk__heap_first_address(void) {
  * fork, the only holders of more than one arena lock (see "Arenas"). */
 static void lock_everything(void) {
   brisk__lock_rank_enter(BRISK_RANK_HEAP);
-  for (unsigned i = 0; i < HEAP_ARENAS; i++) brisk__lock_fork(&arena_locks[i]);
+  for (unsigned i = 0; i < HEAP_ARENAS; i++) brisk__lock_fork(&arenas[i].lock);
   brisk__lock(&grow_lock);
 }
 
 static void unlock_everything(void) {
   brisk__unlock(&grow_lock);
-  for (unsigned i = HEAP_ARENAS; i-- > 0;) brisk__unlock_fork(&arena_locks[i]);
+  for (unsigned i = HEAP_ARENAS; i-- > 0;) brisk__unlock_fork(&arenas[i].lock);
   brisk__lock_rank_leave(BRISK_RANK_HEAP);
 }
 
 void brisk__heap_fork_lock(void) {
-  for (unsigned i = 0; i < HEAP_ARENAS; i++) brisk__lock_fork(&arena_locks[i]);
+  for (unsigned i = 0; i < HEAP_ARENAS; i++) brisk__lock_fork(&arenas[i].lock);
   brisk__lock_fork(&grow_lock);
 }
 
 void brisk__heap_fork_unlock(void) {
   brisk__unlock_fork(&grow_lock);
-  for (unsigned i = HEAP_ARENAS; i-- > 0;) brisk__unlock_fork(&arena_locks[i]);
+  for (unsigned i = HEAP_ARENAS; i-- > 0;) brisk__unlock_fork(&arenas[i].lock);
 }
 
 /* ------------------------------------------------------------------------------
