@@ -131,7 +131,7 @@ static const opt_row_t opt_table[] = {
   OPT("PURGE_THREAD", OPT_BOOL, purge_thread, "1", "purge on time from a background thread"),
   OPT("LARGE_MMAP", OPT_SIZE, large_mmap_bytes, "128M", "large blocks from this size up are mapped alone"),
   OPT("HEAP_GROW", OPT_SIZE, heap_grow, "4M", "how much the page heap asks the OS for at a time"),
-  OPT("HEAP_SHARDS", OPT_NUMBER, heap_shards, "0", "page-heap arenas per NUMA node, each with its own lock; 0: one per 4 CPUs, at most 8"),
+  OPT("HEAP_SHARDS", OPT_NUMBER, heap_shards, "0", "page-heap arenas per NUMA node, each with its own lock, dealt to threads round robin; 0: on demand, to threads that find theirs busy (up to 2 per CPU, at most 8)"),
   OPT("NUMA", OPT_NUMA, numa, "auto", "NUMA policy: pools per node, or off, or interleaved large blocks"),
   OPT("NUMA_SOURCE", OPT_NUMA_SOURCE, numa_source, "auto", "where the NUMA topology comes from: hwloc, else sysfs"),
   OPT("GUARD_SAMPLE", OPT_SIZE, guard_sample, "128M", "mean bytes allocated between blocks put before a guard page; 0: none"),

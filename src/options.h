@@ -26,7 +26,7 @@ typedef struct brisk_options_s {
   bool purge_thread;         /* BRISK_PURGE_THREAD: purge from a background thread */
   size_t large_mmap_bytes;   /* BRISK_LARGE_MMAP: large blocks from this size up are mapped alone */
   size_t heap_grow;          /* BRISK_HEAP_GROW: bytes the page heap grows by at once */
-  size_t heap_shards;        /* BRISK_HEAP_SHARDS: arenas per NUMA slot; 0: one per 4 CPUs, at most 8 */
+  size_t heap_shards;        /* BRISK_HEAP_SHARDS: arenas per NUMA slot; 0: on demand, up to 2 per CPU, at most 8 */
   uint8_t numa;              /* BRISK_NUMA: brisk_numa_mode_t */
   size_t guard_sample;       /* BRISK_GUARD_SAMPLE: mean bytes between guarded blocks; 0 off */
   bool prof;                 /* BRISK_PROF: sample a heap profile */

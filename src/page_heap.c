@@ -19,12 +19,13 @@
  * page map, and so only a large block's, which is all coalescing needs (a SMALL
  * span has every page mapped, for free()).
  *
- * Arenas: each slot's heap is split into up to HEAP_SHARDS_MAX arenas (BRISK_HEAP_SHARDS,
- * by default one per 4 CPUs the process may run on, at most 8), each with its own
+ * Arenas: each slot's heap is split into up to HEAP_SHARDS_MAX arenas (BRISK_HEAP_SHARDS;
+ * by default taken on demand, see CONTENDED_MOVE), each with its own
  * lock, free lists, descriptors and decay, so that threads taking spans and
  * large blocks do not queue on one mutex (tcmalloc's page heap lock, its issue
- * 40). A thread is given one arena of each slot, round robin, at its first
- * request; runs of more than 1 MiB come from the slot's first arena. An arena owns the chunks it grows, for good: a span's pages belong
+ * 40). A thread asks one arena of each slot first (the first, until it has
+ * found that one's lock taken too often); runs of more than 1 MiB come from
+ * the slot's first arena. An arena owns the chunks it grows, for good: a span's pages belong
  * to one arena (span->arena), which its free goes back to, whoever frees it,
  * and free runs of different arenas never coalesce. A request its own arena
  * cannot serve without growing first takes a resident free run of another
@@ -117,9 +118,15 @@ typedef struct heap_arena_s {
 static heap_arena_t arenas[HEAP_ARENAS];
 static brisk_lock_t grow_lock = BRISK_LOCK_INIT(BRISK_RANK_HEAP_GROW);
 static _Atomic unsigned shard_count; /* arenas per slot in use; 0 until the first request */
+static bool shards_on_demand;        /* BRISK_HEAP_SHARDS=0: see shards() */
 static _Atomic unsigned shard_next;  /* round robin over the threads */
-/* This thread's shard + 1 (0: none yet), the same in every slot. */
-static __thread uint8_t thread_shard;
+/* This thread's shard + 1 (0: none yet), the same in every slot; and, on
+ * demand, its acquisitions of that arena's lock in the current window, and how
+ * many of them found it taken. */
+static __thread struct {
+  uint8_t shard, contended;
+  uint16_t taken;
+} heap_tls;
 
 static inline unsigned arena_index(const heap_arena_t *a) { return (unsigned)(a - arenas); }
 static inline unsigned arena_slot(const heap_arena_t *a) { return arena_index(a) / HEAP_SHARDS_MAX; }
@@ -130,11 +137,18 @@ static inline heap_arena_t *arena_of(const brisk_span_t *s) { return &arenas[s->
 /* Read where another arena may be writing (see "Arenas"). */
 static inline uint16_t span_arena(const brisk_span_t *s) { return __atomic_load_n(&s->arena, __ATOMIC_RELAXED); }
 
-/* By default an arena per 4 CPUs: a lock that at most 4 threads can want at
- * once queues little, and each arena more keeps its own free runs and decay
- * swing (on 2 CPUs, two arenas held 25-40 % more memory in scal/realloc and
- * scal/large_churn at 2 and 4 threads). */
-#define HEAP_CPUS_PER_SHARD 4
+/* Arenas on demand (the default): every thread starts in its slot's first
+ * arena, and one that found its arena's lock taken in CONTENDED_MOVE of its
+ * last CONTENDED_WINDOW acquisitions moves to another (round robin), up to two
+ * arenas per CPU, at most 8. Each arena keeps its own free runs and decay
+ * swing, so arenas cost memory (on 2 CPUs, two arenas dealt to every thread
+ * held 25-40 % more peak RSS in scal/realloc at 2 and 4 threads); only where
+ * threads queue are they worth it (16 threads churning blocks of 64 KiB-1 MiB
+ * ran 2-3.5x faster with 4). With BRISK_HEAP_SHARDS=N the threads are dealt
+ * N arenas round robin at their first request instead. */
+#define CONTENDED_WINDOW 256
+#define CONTENDED_MOVE 16
+#define ARENAS_PER_CPU 2
 
 static void set_ranks(void) {
 #ifdef BRISK_DEBUG
@@ -151,7 +165,8 @@ static unsigned shards(void) {
   unsigned n = atomic_load_explicit(&shard_count, memory_order_acquire);
   if (brisk_likely(n != 0)) return n;
   set_ranks(); /* the same stores from two first callers at once */
-  n = brisk__opt.heap_shards != 0 ? (unsigned)brisk__opt.heap_shards : brisk__os_cpu_count() / HEAP_CPUS_PER_SHARD;
+  shards_on_demand = brisk__opt.heap_shards == 0;
+  n = !shards_on_demand ? (unsigned)brisk__opt.heap_shards : brisk__os_cpu_count() * ARENAS_PER_CPU;
   if (n > HEAP_SHARDS_MAX) n = HEAP_SHARDS_MAX;
   if (n == 0) n = 1;
   unsigned none = 0; /* two first requests at once agree anyway */
@@ -169,9 +184,32 @@ static unsigned shards(void) {
 /* The arena of slot that this thread asks first for npages. */
 static heap_arena_t *home_arena(unsigned slot, size_t npages) {
   if (npages > SHARDED_MAX_PAGES) return &arenas[slot * HEAP_SHARDS_MAX];
-  if (brisk_unlikely(thread_shard == 0))
-    thread_shard = (uint8_t)(atomic_fetch_add_explicit(&shard_next, 1, memory_order_relaxed) % shards() + 1);
-  return &arenas[slot * HEAP_SHARDS_MAX + thread_shard - 1];
+  if (brisk_unlikely(heap_tls.shard == 0)) {
+    unsigned n = shards();
+    heap_tls.shard = shards_on_demand ? 1 : (uint8_t)(atomic_fetch_add_explicit(&shard_next, 1, memory_order_relaxed) % n + 1);
+  }
+  return &arenas[slot * HEAP_SHARDS_MAX + heap_tls.shard - 1];
+}
+
+/* Lock the thread's own arena; on demand, count whether it was taken, and move
+ * the thread on for its next requests once that happens too often. */
+static void lock_own(heap_arena_t *own, size_t npages) {
+  if (brisk__trylock(arena_lock(own))) {
+    if (!shards_on_demand || npages > SHARDED_MAX_PAGES || ++heap_tls.taken < CONTENDED_WINDOW) return;
+  } else {
+    brisk__lock(arena_lock(own));
+    if (!shards_on_demand || npages > SHARDED_MAX_PAGES) return;
+    heap_tls.taken++;
+    if (++heap_tls.contended >= CONTENDED_MOVE) {
+      unsigned n = shards(), next = atomic_fetch_add_explicit(&shard_next, 1, memory_order_relaxed) % n + 1;
+      if (next == heap_tls.shard) next = next % n + 1;
+      heap_tls.shard = (uint8_t)next;
+    } else if (heap_tls.taken < CONTENDED_WINDOW) {
+      return;
+    }
+  }
+  heap_tls.taken = 0;
+  heap_tls.contended = 0;
 }
 
 /* Counters another thread reads without the lock: a plain read-modify-write
@@ -578,7 +616,7 @@ static brisk_span_t *take_locked(heap_arena_t *a, size_t npages, unsigned slot, 
 static brisk_span_t *heap_take(unsigned slot, size_t npages, heap_arena_t **where) {
   heap_arena_t *own = home_arena(slot, npages), *base = &arenas[slot * HEAP_SHARDS_MAX];
   unsigned n = shards();
-  brisk__lock(arena_lock(own));
+  lock_own(own, npages);
   brisk_span_t *s = find_locked(own, npages);
   if (n > 1 && (s == NULL || s->purged)) {
     brisk__unlock(arena_lock(own));

@@ -14,6 +14,7 @@
 
 #include "child.h"
 #include <pthread.h>
+#include <sched.h>
 
 #include "internal.h"
 
@@ -466,9 +467,13 @@ static void test_break_shared_with_the_program_keeps_both_apart(void **state) {
 }
 
 /* ------------------------------------------------------------------------------
-   Arenas (BRISK_HEAP_SHARDS=3 for this test, tests/unit.cmake). These run last:
-   the ones above count the break's growth exactly, in one arena.
+   Arenas. tests/unit.cmake runs this file twice: with BRISK_HEAP_SHARDS=3 (the
+   threads are dealt three arenas round robin) and with the default (arenas on
+   demand). These run last: the ones above count the break's growth exactly, in
+   one arena.
 ------------------------------------------------------------------------------ */
+
+static bool dealt(void) { return brisk__opt.heap_shards != 0; }
 
 /* Runs of at most this many pages come from the thread's own arena (page_heap.c,
  * SHARDED_MAX_PAGES). */
@@ -550,6 +555,7 @@ static uint16_t my_arena(void) {
  * freed by another thread goes back to the arena its pages are in. */
 static void test_threads_are_dealt_arenas_and_runs_go_back_to_theirs(void **state) {
   (void)state;
+  if (!dealt()) skip();
   enum { THREADS = 6 };
   const unsigned n = (unsigned)brisk__opt.heap_shards; /* BRISK_HEAP_SHARDS */
   assert_true(n >= 2 && n <= 3);
@@ -577,6 +583,7 @@ static void test_threads_are_dealt_arenas_and_runs_go_back_to_theirs(void **stat
  * next thread's request while they are still in memory. */
 static void test_resident_run_of_another_arena_serves_before_the_heap_grows(void **state) {
   (void)state;
+  if (!dealt()) skip(); /* threads need to be in arenas apart */
   const size_t npages = ARENA_RUN_PAGES;
   static arena_job_t j;
   uint16_t mine;
@@ -609,6 +616,7 @@ static void test_resident_run_of_another_arena_serves_before_the_heap_grows(void
  * does: y's new chunk starts where x's ends. */
 static void test_free_runs_of_two_arenas_never_coalesce(void **state) {
   (void)state;
+  if (!dealt()) skip();
   static arena_job_t x, y;
   purge_everything();
   x = (arena_job_t){.npages = ARENA_RUN_PAGES, .grow = true, .keep = true};
@@ -635,6 +643,71 @@ static void test_free_runs_of_two_arenas_never_coalesce(void **state) {
   assert_true(rx->start + rx->npages * BRISK_PAGE_SIZE == x_end);
 }
 
+/* On demand: threads that do not queue all take their runs from the slot's
+ * first arena (one arena costs the least memory). */
+static void test_on_demand_threads_start_in_the_first_arena(void **state) {
+  (void)state;
+  if (dealt()) skip();
+  for (int i = 0; i < 4; i++) {
+    purge_everything();
+    arena_job_t j = {.npages = 2};
+    run_arena_job(&j);
+    assert_int_equal(j.arena, 1);
+    assert_int_equal(j.small_arena, 1);
+  }
+}
+
+/* A thread whose arena's lock it finds taken, round after round. */
+typedef struct {
+  atomic_int round;    /* set by the test: the lock is held for this round */
+  atomic_int done;     /* the round the worker has finished */
+  uint16_t arena[256]; /* out: the arena of each round's run */
+} contend_job_t;
+
+static void *contend_worker(void *arg) {
+  contend_job_t *c = arg;
+  for (int r = 1; r <= 256; r++) {
+    while (atomic_load(&c->round) < r) sched_yield();
+    bool zeroed;
+    brisk_span_t *s = brisk__heap_alloc_large(0, 2, &zeroed); /* waits for the lock */
+    if (s == NULL) return NULL;
+    c->arena[r - 1] = s->arena;
+    brisk__heap_free_large(s);
+    atomic_store(&c->done, r);
+    if (s->arena != 1) break; /* it has moved */
+  }
+  return NULL;
+}
+
+/* On demand: a thread that keeps finding its arena's lock taken moves to
+ * another arena. The test holds every arena's lock (the fork handler's call)
+ * while the thread asks for a run, round after round: after at most 16
+ * (CONTENDED_MOVE) waits its next run comes from another arena than the first. */
+static void test_on_demand_contended_thread_moves_to_another_arena(void **state) {
+  (void)state;
+  if (dealt()) skip();
+  static contend_job_t c;
+  pthread_t t;
+  purge_everything();
+  atomic_store(&c.round, 0);
+  atomic_store(&c.done, 0);
+  assert_int_equal(pthread_create(&t, NULL, contend_worker, &c), 0);
+  int r = 1;
+  for (; r <= 256; r++) {
+    brisk__heap_fork_lock();
+    atomic_store(&c.round, r);
+    struct timespec ts = {0, 2 * 1000 * 1000}; /* time to find the lock taken */
+    nanosleep(&ts, NULL);
+    brisk__heap_fork_unlock();
+    while (atomic_load(&c.done) < r) sched_yield();
+    if (c.arena[r - 1] != 1) break;
+  }
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_true(r <= 256);
+  assert_true(r >= 16); /* not before it had waited 16 times */
+  for (int i = 0; i < r - 1; i++) assert_int_equal(c.arena[i], 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_alloc_splits_and_maps_every_page),
@@ -654,6 +727,8 @@ int main(void) {
     cmocka_unit_test(test_threads_are_dealt_arenas_and_runs_go_back_to_theirs),
     cmocka_unit_test(test_resident_run_of_another_arena_serves_before_the_heap_grows),
     cmocka_unit_test(test_free_runs_of_two_arenas_never_coalesce),
+    cmocka_unit_test(test_on_demand_threads_start_in_the_first_arena),
+    cmocka_unit_test(test_on_demand_contended_thread_moves_to_another_arena),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

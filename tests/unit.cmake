@@ -6,9 +6,13 @@
 foreach(t size_class pagemap thread_cache large options backtrace)
   brisk_add_test(test_${t} LABEL unit SOURCES test_${t}.c LIBS brisk_api ENV "BRISK_GUARD_SAMPLE=0")
 endforeach()
-# Three arenas, whatever the machine's CPUs: its arena tests deal them round robin.
+# Three arenas dealt round robin, whatever the machine's CPUs; then again with
+# arenas on demand (the default), for the tests of each (test_page_heap.c, "Arenas").
 brisk_add_test(test_page_heap LABEL unit SOURCES test_page_heap.c LIBS brisk_api
   ENV "BRISK_GUARD_SAMPLE=0" "BRISK_HEAP_SHARDS=3")
+add_test(NAME test_page_heap_on_demand COMMAND test_page_heap)
+set_tests_properties(test_page_heap_on_demand PROPERTIES LABELS unit
+  ENVIRONMENT "BRISK_GUARD_SAMPLE=0;BRISK_HEAP_SHARDS=0")
 
 # NUMA bookkeeping on made-up machines (a replaced OS seam; hwloc synthetic and
 # XML topologies from tests/data). It links libbrisk.a, so hwloc runs on brisk.
