@@ -44,7 +44,7 @@
  * statistics' walk and fork, which take all in index order. grow_lock (rank
  * HEAP_GROW, taken under an arena's) guards what growing shares: the break,
  * the ranges, the early chunks. An arena's free and returned page counts are
- * also read without its lock (relaxed) for the purger's start and the totals.
+ * also read without its lock (relaxed), by threads that look for a resident run there.
  *
  * Decay: each arena keeps backed as many free pages as its use has fallen from
  * its peak of the last DEMAND_WINDOW_MS (what recent demand may take again); the rest
@@ -681,15 +681,10 @@ brisk_span_t *brisk__heap_alloc_large(unsigned slot, size_t npages, bool *zeroed
   return s;
 }
 
-/* Bytes free and still backed, over every arena in use (relaxed reads). */
-static uint64_t idle_bytes(void) {
-  uint64_t pages = 0;
-  for (unsigned sl = 0; sl < brisk__numa_count(); sl++)
-    for (unsigned i = 0; i < shards(); i++) {
-      const heap_arena_t *a = &arenas[sl * HEAP_SHARDS_MAX + i];
-      pages += counter_read(&a->free_pages) - counter_read(&a->returned_pages);
-    }
-  return pages * BRISK_PAGE_SIZE;
+/* Bytes free and still backed in arena a (its lock held): what starts the
+ * purger (init.c), once one arena has that much idle. */
+static uint64_t idle_bytes_locked(const heap_arena_t *a) {
+  return (uint64_t)(a->free_pages - a->returned_pages) * BRISK_PAGE_SIZE;
 }
 
 /* Into the free lists, merged with free neighbours. The page-map entries of the
@@ -702,8 +697,9 @@ static void span_release(brisk_span_t *s) {
   s->freelist = NULL;
   s->used = 0;
   insert_coalesced(a, s, now);
+  uint64_t idle = idle_bytes_locked(a);
   brisk__unlock(arena_lock(a));
-  brisk__purge_note_idle(idle_bytes());
+  brisk__purge_note_idle(idle);
 }
 
 void brisk__heap_free(brisk_span_t *s) {
@@ -764,8 +760,9 @@ void brisk__heap_shrink_large(brisk_span_t *s, size_t npages) {
   s->npages = npages;
   brisk__pagemap_put(span_last_page(s), s);
   insert_coalesced(a, tail, now); /* sets or clears the entry of the old last page */
+  uint64_t idle = idle_bytes_locked(a);
   brisk__unlock(arena_lock(a));
-  brisk__purge_note_idle(idle_bytes());
+  brisk__purge_note_idle(idle);
 }
 
 /* Give back the runs of list s idle for min_idle, until *budget pages are gone
