@@ -143,8 +143,8 @@ static inline uint16_t span_arena(const brisk_span_t *s) { return __atomic_load_
  * arenas per CPU, at most 8. Each arena keeps its own free runs and decay
  * swing, so arenas cost memory (on 2 CPUs, two arenas dealt to every thread
  * held 25-40 % more peak RSS in scal/realloc at 2 and 4 threads); only where
- * threads queue are they worth it (16 threads churning blocks of 64 KiB-1 MiB
- * ran 2-3.5x faster with 4). With BRISK_HEAP_SHARDS=N the threads are dealt
+ * threads queue are they worth it (4 to 16 threads churning blocks of 64 KiB-1 MiB
+ * ran 1.8-3x faster with 4, medians of three runs). With BRISK_HEAP_SHARDS=N the threads are dealt
  * N arenas round robin at their first request instead. */
 #define CONTENDED_WINDOW 256
 #define CONTENDED_MOVE 16
