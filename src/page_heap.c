@@ -141,11 +141,16 @@ static inline uint16_t span_arena(const brisk_span_t *s) { return __atomic_load_
  * arena, and one that found its arena's lock taken in CONTENDED_MOVE of its
  * last CONTENDED_WINDOW acquisitions moves to another (round robin), up to two
  * arenas per CPU, at most 8. Each arena keeps its own free runs and decay
- * swing, so arenas cost memory (on 2 CPUs, two arenas dealt to every thread
- * held 25-40 % more peak RSS in scal/realloc at 2 and 4 threads); only where
- * threads queue are they worth it (4 to 16 threads churning blocks of 64 KiB-1 MiB
- * ran 1.8-3x faster with 4, medians of three runs). With BRISK_HEAP_SHARDS=N the threads are dealt
- * N arenas round robin at their first request instead. */
+ * swing, so arenas cost memory; only where threads queue are they worth it.
+ * On the 2-CPU development machine (BRISK_HEAP_SHARDS=1, =2 and unset, each
+ * with tools/compare.sh --allocators brisk --filter
+ * '^scal/(large_threads|realloc)/' -t 16): scal/large_threads ran 1.4-1.6 M
+ * replacements/s at 2-8 threads with one arena (0.9 at 16; a third of its
+ * lock acquisitions contended) and 4.5-7.1 on demand, at 1.2-1.5x the peak
+ * RSS; scal/realloc at 2 threads peaked at 27.9 MiB with one arena, 30.5 on
+ * demand and 37.8 with two arenas dealt to every thread. With
+ * BRISK_HEAP_SHARDS=N the threads are dealt N arenas round robin at their
+ * first request instead. */
 #define CONTENDED_WINDOW 256
 #define CONTENDED_MOVE 16
 #define ARENAS_PER_CPU 2
