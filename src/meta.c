@@ -62,6 +62,22 @@ brisk_span_t *brisk__span_new(void) {
   return s;
 }
 
+unsigned brisk__span_new_batch(brisk_span_t **list, unsigned n) {
+  unsigned k = 0;
+  *list = NULL;
+  brisk__lock(&meta_lock);
+  for (; k < n; k++) {
+    brisk_span_t *s = span_free;
+    if (s != NULL) span_free = s->next;
+    else if ((s = meta_alloc_locked(sizeof(brisk_span_t))) == NULL) break;
+    memset(s, 0, sizeof *s);
+    s->next = *list;
+    *list = s;
+  }
+  brisk__unlock(&meta_lock);
+  return k;
+}
+
 void brisk__span_delete(brisk_span_t *s) {
   brisk__lock(&meta_lock);
   s->state = 0;

@@ -258,13 +258,15 @@ static void desc_adopt_locked(heap_arena_t *a, brisk_span_t *s) {
 
 /* Descriptors that coalescing gives up and splitting needs again stay with the
  * arena (never back to the metadata); a block freed next to a free run and
- * taken again costs no trip to the metadata lock either. */
+ * taken again costs no trip to the metadata lock either. A heap that grows
+ * needs one per span it cuts, so they come from the metadata DESC_BATCH at a
+ * time: one acquisition of its lock per batch rather than per span. */
+#define DESC_BATCH 16
 static brisk_span_t *desc_new_locked(heap_arena_t *a) {
   brisk_span_t *s = a->spare;
   if (s == NULL) {
-    s = brisk__span_new();
-    if (s != NULL) desc_adopt_locked(a, s);
-    return s;
+    if (brisk__span_new_batch(&s, DESC_BATCH) == 0) return NULL;
+    for (brisk_span_t *d = s; d != NULL; d = d->next) desc_adopt_locked(a, d);
   }
   a->spare = s->next;
   uint16_t id = s->arena;
@@ -618,12 +620,22 @@ static brisk_span_t *take_locked(heap_arena_t *a, size_t npages, unsigned slot, 
  * faulted in beats pages given back or fresh); else the own arena's best fit
  * as it is, or the own arena grown; then, out of memory, whatever any arena
  * has, the slot's first (remote beats failing). */
+/* Whether an arena of the slot other than own may hold resident free pages (a
+ * racy peek): if none does, heap_take keeps its own lock and grows, rather
+ * than drop it to look and take it again (two acquisitions for every span a
+ * growing heap cuts). */
+static bool others_resident(heap_arena_t *base, const heap_arena_t *own, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    if (&base[i] != own && counter_read(&base[i].free_pages) != counter_read(&base[i].returned_pages)) return true;
+  return false;
+}
+
 static brisk_span_t *heap_take(unsigned slot, size_t npages, heap_arena_t **where) {
   heap_arena_t *own = home_arena(slot, npages), *base = &arenas[slot * HEAP_SHARDS_MAX];
   unsigned n = shards();
   lock_own(own, npages);
   brisk_span_t *s = find_locked(own, npages);
-  if (n > 1 && (s == NULL || s->purged)) {
+  if (n > 1 && (s == NULL || s->purged) && others_resident(base, own, n)) {
     brisk__unlock(arena_lock(own));
     for (unsigned i = 0; i < n; i++) {
       heap_arena_t *b = &base[i];
@@ -667,7 +679,10 @@ brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages) {
   if (s == NULL) return NULL;
   s->state = BRISK_SPAN_SMALL;
   s->purged = 0;
-  brisk__pagemap_set(span_first_page(s), s->npages, s);
+  /* The ends are what coalescing neighbours read; the interior entries are
+   * clear (a free run's are) until the caller writes them, outside the lock. */
+  brisk__pagemap_put(span_first_page(s), s);
+  brisk__pagemap_put(span_last_page(s), s);
   brisk__unlock(arena_lock(a));
   return s;
 }
@@ -692,16 +707,21 @@ static uint64_t idle_bytes_locked(const heap_arena_t *a) {
   return (uint64_t)(a->free_pages - a->returned_pages) * BRISK_PAGE_SIZE;
 }
 
-/* Into the free lists, merged with free neighbours. The page-map entries of the
- * span beyond its first and last page must be clear already. */
-static void span_release(brisk_span_t *s) {
-  uint64_t now = brisk__os_now_ms();
-  heap_arena_t *a = arena_of(s);
-  brisk__lock(arena_lock(a));
+/* Into the free lists of its arena a (locked), merged with free neighbours. The
+ * page-map entries of the span beyond its first and last page must be clear
+ * already. */
+static void release_locked(heap_arena_t *a, brisk_span_t *s, uint64_t now) {
   s->purged = 0;
   s->freelist = NULL;
   s->used = 0;
   insert_coalesced(a, s, now);
+}
+
+static void span_release(brisk_span_t *s) {
+  uint64_t now = brisk__os_now_ms();
+  heap_arena_t *a = arena_of(s);
+  brisk__lock(arena_lock(a));
+  release_locked(a, s, now);
   uint64_t idle = idle_bytes_locked(a);
   brisk__unlock(arena_lock(a));
   brisk__purge_note_idle(idle);
@@ -712,6 +732,24 @@ void brisk__heap_free(brisk_span_t *s) {
    * any more, so they are cleared before the lock is taken. */
   brisk__pagemap_set(span_first_page(s), s->npages, NULL);
   span_release(s);
+}
+
+void brisk__heap_free_batch(brisk_span_t **v, unsigned n) {
+  for (unsigned i = 0; i < n; i++) brisk__pagemap_set(span_first_page(v[i]), v[i]->npages, NULL);
+  uint64_t now = brisk__os_now_ms();
+  for (unsigned i = 0; i < n; i++) {
+    if (v[i] == NULL) continue;
+    heap_arena_t *a = arena_of(v[i]);
+    brisk__lock(arena_lock(a));
+    for (unsigned j = i; j < n; j++)
+      if (v[j] != NULL && arena_of(v[j]) == a) {
+        release_locked(a, v[j], now);
+        v[j] = NULL;
+      }
+    uint64_t idle = idle_bytes_locked(a);
+    brisk__unlock(arena_lock(a));
+    brisk__purge_note_idle(idle);
+  }
 }
 
 void brisk__heap_free_large(brisk_span_t *s) { span_release(s); }

@@ -14,10 +14,14 @@
 /* The fork handler's: every arena's lock and grow_lock, and back. */
 void brisk__heap_fork_lock(void);
 void brisk__heap_fork_unlock(void);
-/* A span of npages in state SMALL, every page in the page map. NULL when memory
- * is exhausted. */
+/* A span of npages in state SMALL, its first and last page in the page map (the
+ * caller publishes the others, as small.c does with their class). NULL when
+ * memory is exhausted. */
 brisk_span_t *brisk__heap_alloc(unsigned slot, size_t npages);
 void brisk__heap_free(brisk_span_t *s);
+/* brisk__heap_free of n SMALL spans, v[0..n) (cleared), with one acquisition of
+ * each arena's lock that they belong to. */
+void brisk__heap_free_batch(brisk_span_t **v, unsigned n);
 /* A large block of npages (state LARGE, its first and last page in the page map),
  * the best fit among the slot's free runs. *zeroed tells whether every page is
  * fresh or was given back since its last use (so reads as zero). */

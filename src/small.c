@@ -142,9 +142,15 @@ static void heap_del(brisk_sheap_t *h, brisk_span_t *s) {
 
 /* A span back to the page heap. Its owner is cleared first: a block of it that
  * reaches an inbox after this was freed twice. */
-static void span_free(brisk_span_t *s) {
+/* An empty span leaves its owner for the page heap: a free() that still finds
+ * it (a double free) sees no owner and says so. */
+static void span_disown(brisk_span_t *s) {
   atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
   s->cls = 0;
+}
+
+static void span_free(brisk_span_t *s) {
+  span_disown(s);
   brisk__heap_free(s); /* clears the page-map entries before anything else */
 }
 
@@ -608,8 +614,29 @@ static brisk_span_t *adopt(brisk_sheap_t *h, unsigned cls) {
   return s;
 }
 
+/* Spans that one release empties go back to the page heap together, with one
+ * acquisition of each arena's lock (a thread that frees in bulk empties
+ * several per spill). */
+#define RELEASE_BATCH 16
+typedef struct gone_s {
+  brisk_span_t *v[RELEASE_BATCH];
+  unsigned n;
+} gone_t;
+
+static void gone_flush(gone_t *g) {
+  brisk__heap_free_batch(g->v, g->n);
+  g->n = 0;
+}
+
+static void gone_add(gone_t *g, brisk_span_t *s) {
+  span_disown(s);
+  g->v[g->n++] = s;
+  if (g->n == RELEASE_BATCH) gone_flush(g);
+}
+
 void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n) {
   span_cursor_t c = {0, 0, NULL, NULL};
+  gone_t gone = {.n = 0};
   brisk_span_t *run = NULL;
   void *first = NULL, *last = NULL;
   uint32_t k = 0;
@@ -620,8 +647,8 @@ void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n) {
     brisk_span_t *s = cursor_span(&c, b, "free()");
     if (s != run) {
       if (run != NULL) {
-        brisk_span_t *gone = span_put_run(h, run, first, last, k);
-        if (gone) span_free(gone); /* not the cursor's: that is s now */
+        brisk_span_t *empty = span_put_run(h, run, first, last, k);
+        if (empty) gone_add(&gone, empty); /* not the cursor's: that is s now */
       }
       if (brisk_unlikely(atomic_load_explicit(&s->owner, memory_order_relaxed) != h))
         brisk__fatal("free()", "corrupted free list", b);
@@ -633,9 +660,10 @@ void *brisk__small_release(brisk_sheap_t *h, void *head, uint32_t n) {
     k++;
   }
   if (run != NULL) {
-    brisk_span_t *gone = span_put_run(h, run, first, last, k);
-    if (gone) span_free(gone);
+    brisk_span_t *empty = span_put_run(h, run, first, last, k);
+    if (empty) gone_add(&gone, empty);
   }
+  if (gone.n > 0) gone_flush(&gone);
   return head;
 }
 

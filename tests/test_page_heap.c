@@ -33,14 +33,18 @@ static size_t resident_pages(void *p, size_t bytes) {
   return count;
 }
 
-static void test_alloc_splits_and_maps_every_page(void **state) {
+/* A span comes out with its first and last page in the map (what coalescing
+ * neighbours read) and the pages between clear, for small.c to write. */
+static void test_alloc_splits_and_maps_its_ends(void **state) {
   (void)state;
   brisk_span_t *s = brisk__heap_alloc(0, 5);
   assert_non_null(s);
   assert_int_equal(s->npages, 5);
   assert_int_equal(s->start % BRISK_PAGE_SIZE, 0);
-  for (size_t i = 0; i < 5; i++)
-    assert_ptr_equal(brisk__pagemap_get((void *)(s->start + i * BRISK_PAGE_SIZE + 100)), s);
+  assert_int_equal(s->state, BRISK_SPAN_SMALL);
+  assert_ptr_equal(brisk__pagemap_get((void *)(s->start + 100)), s);
+  assert_ptr_equal(brisk__pagemap_get((void *)(s->start + 4 * BRISK_PAGE_SIZE + 100)), s);
+  for (size_t i = 1; i < 4; i++) assert_null(brisk__pagemap_get((void *)(s->start + i * BRISK_PAGE_SIZE + 100)));
   brisk__heap_free(s);
 }
 
@@ -643,6 +647,69 @@ static void test_free_runs_of_two_arenas_never_coalesce(void **state) {
   assert_true(rx->start + rx->npages * BRISK_PAGE_SIZE == x_end);
 }
 
+typedef struct {
+  brisk_span_t *span[2];
+  uint16_t arena;
+} spans_job_t;
+
+static void *spans_worker(void *arg) {
+  spans_job_t *j = arg;
+  for (int i = 0; i < 2; i++) {
+    j->span[i] = brisk__heap_alloc(0, 2);
+    if (j->span[i] == NULL) return NULL;
+  }
+  j->arena = j->span[0]->arena;
+  return NULL;
+}
+
+/* Spans freed in one batch (small.c's, of the spans one release empties): each
+ * goes back to the arena its pages are in, the batch's neighbours coalesce,
+ * and the slots come back cleared. With dealt arenas, the batch mixes spans of
+ * two of them, interleaved. */
+static void test_batch_free_returns_each_span_to_its_arena(void **state) {
+  (void)state;
+  static spans_job_t other;
+  uint16_t mine = 0;
+  for (int tries = 0;; tries++) {
+    assert_true(tries < 4);
+    purge_everything();
+    mine = my_arena();
+    purge_everything(); /* my_arena's run too: the worker takes from its own arena */
+    other = (spans_job_t){{NULL, NULL}, 0};
+    if (!dealt()) break;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, spans_worker, &other), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_non_null(other.span[1]);
+    if (other.arena != mine) break;
+    brisk__heap_free(other.span[0]);
+    brisk__heap_free(other.span[1]);
+  }
+  brisk_span_t *a = brisk__heap_alloc(0, 3), *b = brisk__heap_alloc(0, 3), *c = brisk__heap_alloc(0, 3);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_non_null(c);
+  uintptr_t as = a->start, cs = c->start;
+  assert_int_equal(cs, as + 6 * BRISK_PAGE_SIZE);
+  assert_int_equal(a->arena, mine);
+  uintptr_t os[2] = {0, 0};
+  brisk_span_t *v[5] = {a, other.span[0], c, other.span[1], b};
+  unsigned n = dealt() ? 5 : 3;
+  if (!dealt()) v[1] = c, v[2] = b;
+  else os[0] = other.span[0]->start, os[1] = other.span[1]->start;
+  brisk__heap_free_batch(v, n);
+  for (unsigned i = 0; i < n; i++) assert_null(v[i]);
+  brisk_span_t *run = run_at(as);
+  assert_int_equal(run->state, BRISK_SPAN_FREE);
+  assert_int_equal(run->arena, mine);
+  assert_true(run->start <= as && run->start + run->npages * BRISK_PAGE_SIZE >= cs + 3 * BRISK_PAGE_SIZE);
+  for (int i = 0; dealt() && i < 2; i++) {
+    brisk_span_t *r = run_at(os[i]);
+    assert_int_equal(r->state, BRISK_SPAN_FREE);
+    assert_int_equal(r->arena, other.arena);
+  }
+}
+
 /* On demand: threads that do not queue all take their runs from the slot's
  * first arena (one arena costs the least memory). */
 static void test_on_demand_threads_start_in_the_first_arena(void **state) {
@@ -710,7 +777,7 @@ static void test_on_demand_contended_thread_moves_to_another_arena(void **state)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_alloc_splits_and_maps_every_page),
+    cmocka_unit_test(test_alloc_splits_and_maps_its_ends),
     cmocka_unit_test(test_free_neighbours_coalesce_into_one_span),
     cmocka_unit_test(test_idle_free_pages_are_given_back),
     cmocka_unit_test(test_trim_returns_small_heap_memory),
@@ -727,6 +794,7 @@ int main(void) {
     cmocka_unit_test(test_threads_are_dealt_arenas_and_runs_go_back_to_theirs),
     cmocka_unit_test(test_resident_run_of_another_arena_serves_before_the_heap_grows),
     cmocka_unit_test(test_free_runs_of_two_arenas_never_coalesce),
+    cmocka_unit_test(test_batch_free_returns_each_span_to_its_arena),
     cmocka_unit_test(test_on_demand_threads_start_in_the_first_arena),
     cmocka_unit_test(test_on_demand_contended_thread_moves_to_another_arena),
   };
