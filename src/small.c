@@ -214,17 +214,19 @@ static uint32_t span_take(brisk_sheap_t *h, brisk_span_t *s, uint32_t want, uint
       n++;
     }
   }
-  if (*tail != NULL || *head == NULL) {
-    uintptr_t end = span_end(s);
-    while (n < want && s->bump < end) {
-      void *obj = (void *)s->bump;
-      s->bump += s->obj_size;
-      brisk__block_set_next(obj, NULL);
-      if (*tail) brisk__block_set_next(*tail, obj);
-      else *head = obj;
-      *tail = obj;
-      n++;
-    }
+  if ((*tail != NULL || *head == NULL) && n < want && s->bump < span_end(s)) {
+    /* k never-used objects, from bump up: each link written once, to the next. */
+    uintptr_t b = s->bump, size = s->obj_size;
+    uint32_t k = (uint32_t)((span_end(s) - b) / size);
+    if (k > want - n) k = want - n;
+    if (*tail) brisk__block_set_next(*tail, (void *)b);
+    else *head = (void *)b;
+    uintptr_t last = b + (uintptr_t)(k - 1) * size;
+    for (; b < last; b += size) brisk__block_set_next((void *)b, (void *)(b + size));
+    brisk__block_set_next((void *)last, NULL);
+    *tail = (void *)last;
+    s->bump = last + size;
+    n += k;
   }
   s->used += n;
   h->out[s->cls] += n;
