@@ -196,15 +196,16 @@ void *brisk_malloc(size_t size) { return malloc_at(size, NULL); }
 ------------------------------------------------------------------------------ */
 
 /* Validate p as the start of an object, given its page-map entry e (a SMALL
- * span's page: its descriptor and class); aborts on anything else. The offset
- * is taken from the span's start, on the descriptor's first line, which free()
- * reads for the owner anyway: p with bits above 48 set lies 2^48 or more past
- * it and fails like any other offset that starts no object. Returns true when
- * word 1 holds the free key: p may already be free. */
+ * span's page: its descriptor and class); aborts on anything else. Everything
+ * it reads lies on the descriptor's first line, which free() reads for the
+ * owner anyway: the span's start, the class's inverse and rotation, the span's
+ * object count. p with bits above 48 set lies 2^48 or more past the start and
+ * fails like any other offset that starts no object. Returns true when word 1
+ * holds the free key: p may already be free. */
 static inline bool small_check(void *p, uint64_t e, const char *call) {
-  const brisk_class_info_t *ci = &brisk__classes[brisk__pm_class(e)];
-  uintptr_t off = (uintptr_t)p - brisk__pm_span(e)->start;
-  if (brisk_unlikely(brisk__obj_index(ci, off) >= ci->span_objs)) brisk__fatal(call, "invalid pointer", p);
+  const brisk_span_t *s = brisk__pm_span(e);
+  uintptr_t off = (uintptr_t)p - s->start;
+  if (brisk_unlikely(brisk__obj_index_by(s->inv, s->rot, off) >= s->capacity)) brisk__fatal(call, "invalid pointer", p);
   return brisk__block_hinted(p);
 }
 

@@ -55,7 +55,7 @@ void brisk__pagemap_set_small(uintptr_t first_page, size_t n, brisk_span_t *span
   uint64_t base = (uint64_t)(uintptr_t)span | span->node;
   for (size_t i = 0; i < n; i++) {
     uint64_t e = base;
-    if (i <= BRISK_PM_MAX_INDEX) e |= (uint64_t)cls << 48 | (uint64_t)i << 56;
+    if (i <= BRISK_PM_MAX_INDEX) e |= (uint64_t)cls << 56 | (uint64_t)i << 48;
     entry_store(first_page + i, e);
   }
 }

@@ -42,7 +42,7 @@ typedef enum brisk_slist_e {
  *    the span from an orphan, under the orphan's class lock; read by any free();
  *  - node: set when the page heap or large.c hands the span out (their locks);
  *  - arena: once, by the page heap under that arena's lock (page_heap.c, "Arenas");
- *  - cls, obj_size, capacity: written once when the span becomes SMALL, before
+ *  - cls, obj_size, capacity, inv, rot: written once when the span becomes SMALL, before
  *    its page-map entries carry the class; slow paths read them without a lock. */
 typedef struct brisk_span_s {
   /* First cache line: read by every thread's free() and remote-free path, and
@@ -62,9 +62,19 @@ typedef struct brisk_span_s {
   uint32_t obj_size;
   uint32_t capacity;
   _Atomic(struct brisk_sheap_s *) owner;
-  /* large spans */
-  size_t map_size;        /* bytes of the mapping (alone) */
-  size_t req_size;        /* the size last asked for (large) */
+  union {
+    struct {                /* large spans (and boot.c's chunks: map_size) */
+      size_t map_size;      /* bytes of the mapping (alone) */
+      size_t req_size;      /* the size last asked for (large) */
+    };
+    struct {                /* SMALL: the class's figures for free()'s object test
+                               (brisk__obj_index), copied here when the span becomes
+                               SMALL, so that free() finds them on the line it reads
+                               for start and owner, without the class table */
+      uint64_t inv;
+      uint32_t rot;
+    };
+  };
   struct brisk_prof_rec_s *prof; /* LARGE: the heap profile's record of this block, or
                                     NULL (prof.c; written by the block's allocating and
                                     freeing calls only) */
@@ -78,6 +88,9 @@ typedef struct brisk_span_s {
   uint64_t idle_since_ms; /* FREE: when it became so */
   struct brisk_span_s *next, *prev;
 } brisk_span_t;
+_Static_assert(offsetof(brisk_span_t, rot) + sizeof(uint32_t) <= BRISK_CACHE_LINE &&
+                   offsetof(brisk_span_t, owner) < BRISK_CACHE_LINE,
+               "free() reads start, owner, capacity, inv and rot on the descriptor's first line");
 
 /* The owner, for free()'s test "is this span mine": a plain load. Only the
  * owner ever stores its own heap there or replaces it, so the test is exact for
@@ -94,11 +107,11 @@ static inline const struct brisk_sheap_s *brisk__span_owner_peek(const brisk_spa
  * lock; writers publish an entry after the span is filled in.
  *
  * An entry is the span pointer (48 bits); for the pages of a SMALL span it also
- * carries the size class (bits 48-55), the page's index in its span (bits
- * 56-63) and the span's NUMA slot in the pointer's low 6 bits (descriptors are
- * 64-byte aligned). With those, free() finds the object's class, span start and
- * node from the entry and the class table alone, without touching the span
- * descriptor. */
+ * carries the page's index in its span (bits 48-55), the size class (bits
+ * 56-63: one shift reads it) and the span's NUMA slot in the pointer's low 6
+ * bits (descriptors are 64-byte aligned). free() reads the class and the node
+ * from the entry, and what it checks the address against from the first line
+ * of the span descriptor. */
 #define BRISK_VA_BITS 48
 #define BRISK_PM_LEAF_BITS 18
 #define BRISK_PM_ROOT_BITS (BRISK_VA_BITS - BRISK_PAGE_SHIFT - BRISK_PM_LEAF_BITS)
@@ -134,8 +147,8 @@ static inline brisk_span_t *brisk__pm_span(uint64_t e) {
   return (brisk_span_t *)(uintptr_t)(e & BRISK_PM_PTR_MASK & ~BRISK_PM_NODE_MASK);
 }
 static inline unsigned brisk__pm_node(uint64_t e) { return (unsigned)(e & BRISK_PM_NODE_MASK); }
-static inline unsigned brisk__pm_class(uint64_t e) { return (unsigned)(e >> 48) & 0xff; }
-static inline uintptr_t brisk__pm_index(uint64_t e) { return (uintptr_t)(e >> 56); }
+static inline unsigned brisk__pm_class(uint64_t e) { return (unsigned)(e >> 56); }
+static inline uintptr_t brisk__pm_index(uint64_t e) { return (uintptr_t)(e >> 48) & 0xff; }
 static inline brisk_span_t *brisk__pagemap_get(const void *p) { return brisk__pm_span(brisk__pagemap_entry(p)); }
 
 /* Set the entry of one page whose leaf exists (the page heap ensured the leaves of

@@ -45,9 +45,12 @@ static inline unsigned brisk__size_to_class(size_t size) {
  * product with the odd part's inverse is q << rot, and rotating it back gives
  * q; for any other off the rotated product exceeds 2^64 / size, which is more
  * than span_objs. One multiply, one rotate, one compare in free(). */
+static inline uint64_t brisk__obj_index_by(uint64_t inv, unsigned rot, uintptr_t off) {
+  uint64_t x = (uint64_t)off * inv;
+  return (x >> rot) | (x << ((64 - rot) & 63));
+}
 static inline uint64_t brisk__obj_index(const brisk_class_info_t *ci, uintptr_t off) {
-  uint64_t x = (uint64_t)off * ci->inv;
-  return (x >> ci->rot) | (x << ((64 - ci->rot) & 63));
+  return brisk__obj_index_by(ci->inv, ci->rot, off);
 }
 
 #pragma GCC visibility pop

@@ -161,6 +161,8 @@ static brisk_span_t *span_make(brisk_sheap_t *h, unsigned cls) {
   if (s == NULL) return NULL;
   s->obj_size = ci->size;
   s->capacity = ci->span_objs;
+  s->inv = ci->inv;
+  s->rot = ci->rot;
   s->bump = s->start;
   s->freelist = NULL;
   s->nfree = 0;
