@@ -613,6 +613,21 @@ static brisk_span_t *take_locked(heap_arena_t *a, size_t npages, unsigned slot, 
   return s != NULL ? cut_locked(a, s, npages, slot) : NULL;
 }
 
+/* Whether arena a may hold free pages still backed (a racy peek, no lock). */
+static inline bool has_resident(const heap_arena_t *a) {
+  return counter_read(&a->free_pages) != counter_read(&a->returned_pages);
+}
+
+/* Whether an arena of the slot other than own may hold resident free pages: if
+ * none does, heap_take keeps its own lock and grows, rather than drop it to
+ * look and take it again (two acquisitions for every span a growing heap
+ * cuts). */
+static bool others_resident(const heap_arena_t *base, const heap_arena_t *own, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    if (&base[i] != own && has_resident(&base[i])) return true;
+  return false;
+}
+
 /* A run of npages for slot, and the arena it came from (locked, for the caller
  * to finish the span and unlock); NULL when memory is exhausted. In order: the
  * best fit of the thread's own arena if its pages are resident; else a resident
@@ -620,16 +635,6 @@ static brisk_span_t *take_locked(heap_arena_t *a, size_t npages, unsigned slot, 
  * faulted in beats pages given back or fresh); else the own arena's best fit
  * as it is, or the own arena grown; then, out of memory, whatever any arena
  * has, the slot's first (remote beats failing). */
-/* Whether an arena of the slot other than own may hold resident free pages (a
- * racy peek): if none does, heap_take keeps its own lock and grows, rather
- * than drop it to look and take it again (two acquisitions for every span a
- * growing heap cuts). */
-static bool others_resident(heap_arena_t *base, const heap_arena_t *own, unsigned n) {
-  for (unsigned i = 0; i < n; i++)
-    if (&base[i] != own && counter_read(&base[i].free_pages) != counter_read(&base[i].returned_pages)) return true;
-  return false;
-}
-
 static brisk_span_t *heap_take(unsigned slot, size_t npages, heap_arena_t **where) {
   heap_arena_t *own = home_arena(slot, npages), *base = &arenas[slot * HEAP_SHARDS_MAX];
   unsigned n = shards();
@@ -639,7 +644,7 @@ static brisk_span_t *heap_take(unsigned slot, size_t npages, heap_arena_t **wher
     brisk__unlock(arena_lock(own));
     for (unsigned i = 0; i < n; i++) {
       heap_arena_t *b = &base[i];
-      if (b == own || counter_read(&b->free_pages) == counter_read(&b->returned_pages) || !brisk__trylock(arena_lock(b)))
+      if (b == own || !has_resident(b) || !brisk__trylock(arena_lock(b)))
         continue;
       brisk_span_t *fit = find_locked(b, npages);
       if (fit != NULL && !fit->purged && (s = cut_locked(b, fit, npages, slot)) != NULL) {

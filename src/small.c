@@ -140,15 +140,14 @@ static void heap_del(brisk_sheap_t *h, brisk_span_t *s) {
   h->out[s->cls] -= s->used;
 }
 
-/* A span back to the page heap. Its owner is cleared first: a block of it that
- * reaches an inbox after this was freed twice. */
-/* An empty span leaves its owner for the page heap: a free() that still finds
- * it (a double free) sees no owner and says so. */
+/* An empty span leaves its owner, on its way to the page heap: a block of it
+ * that reaches an inbox after this was freed twice, and says so. */
 static void span_disown(brisk_span_t *s) {
   atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
   s->cls = 0;
 }
 
+/* A span back to the page heap, its owner cleared first. */
 static void span_free(brisk_span_t *s) {
   span_disown(s);
   brisk__heap_free(s); /* clears the page-map entries before anything else */
