@@ -124,6 +124,38 @@ static void test_realloc_grows_in_place_into_a_free_neighbour(void **state) {
   brisk_free(fence);
 }
 
+/* A block above the classes holds whole slices of 64 KiB, so that the blocks cut
+ * one after another from a run start a whole number of slices apart; its usable
+ * size stays its request to the page, and realloc grows into the slack in place
+ * whatever lies after the block. */
+static void test_heap_blocks_are_whole_slices(void **state) {
+  (void)state;
+  const size_t slice = 64 * KiB;
+  unsigned char *a = brisk_malloc(72 * KiB + 1), *b = brisk_malloc(200 * KiB), *c = brisk_malloc(72 * KiB + 1);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_non_null(c);
+  unsigned char *blocks[] = {a, b, c};
+  for (int i = 0; i < 3; i++) {
+    brisk_span_t *s = brisk__pagemap_get(blocks[i]);
+    assert_int_equal(s->state, BRISK_SPAN_LARGE);
+    assert_int_equal(s->npages * BRISK_PAGE_SIZE % slice, 0);
+  }
+  assert_int_equal(brisk__pagemap_get(a)->npages * BRISK_PAGE_SIZE, 2 * slice);
+  assert_int_equal(brisk_usable_size(a), 80 * KiB); /* not the slack */
+  assert_int_equal(brisk_usable_size(b), 200 * KiB);
+  memset(a, 5, 72 * KiB + 1);
+  unsigned char *r = brisk_realloc(a, 2 * slice); /* the slack: no neighbour needed */
+  assert_ptr_equal(r, a);
+  assert_int_equal(brisk_usable_size(r), 2 * slice);
+  for (size_t i = 0; i < 72 * KiB + 1; i++)
+    if (r[i] != 5) fail_msg("byte %zu lost", i);
+  brisk_free(r);
+  brisk_free(b);
+  brisk_free(c);
+  drop_spare();
+}
+
 static void test_realloc_moves_keeping_contents(void **state) {
   (void)state;
   size_t n = MiB;
@@ -175,7 +207,10 @@ static void test_realloc_shrinks_in_place(void **state) {
   assert_ptr_equal(q, p);
   size_t usable = brisk_usable_size(q);
   assert_true(usable >= 300 * KiB && usable < 400 * KiB);
-  brisk_span_t *tail = brisk__pagemap_get(p + usable); /* the tail went back to the heap */
+  /* The block keeps whole 64 KiB slices; the rest went back to the heap. */
+  size_t kept = brisk__pagemap_get(p)->npages * BRISK_PAGE_SIZE;
+  assert_true(kept >= usable && kept <= 320 * KiB);
+  brisk_span_t *tail = brisk__pagemap_get(p + kept);
   assert_non_null(tail);
   assert_int_equal(tail->state, BRISK_SPAN_FREE);
   assert_int_equal(q[(300 * KiB) - 1], 9);
@@ -442,6 +477,7 @@ int main(void) {
     cmocka_unit_test(test_larger_free_run_serves_smaller_request_with_its_pages),
     cmocka_unit_test(test_neighbouring_free_blocks_coalesce),
     cmocka_unit_test(test_realloc_grows_in_place_into_a_free_neighbour),
+    cmocka_unit_test(test_heap_blocks_are_whole_slices),
     cmocka_unit_test(test_realloc_moves_keeping_contents),
     cmocka_unit_test(test_realloc_of_a_block_mapped_alone_uses_mremap),
     cmocka_unit_test(test_realloc_shrinks_in_place),
