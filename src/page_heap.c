@@ -349,6 +349,19 @@ static brisk_span_t *free_neighbour(const heap_arena_t *a, uintptr_t pg) {
   return n;
 }
 
+/* The merge of free run n into s: the result is purged only if both were, and
+ * its age is that of its oldest backed part. A run that keeps absorbing blocks
+ * freed a moment ago thus still ages and goes back on the decay; were the
+ * youngest part's age the whole run's, a heap under steady churn would never
+ * purge its longest runs, and a program that touches its blocks only here and
+ * there would fault in more and more of them (scal/server's RSS grew without
+ * bound, 11 MiB after 1 million replacements, 29 MiB after 20 million). */
+static void merge_age(brisk_span_t *s, const brisk_span_t *n) {
+  if (n->purged) return;
+  if (s->purged || n->idle_since_ms < s->idle_since_ms) s->idle_since_ms = n->idle_since_ms;
+  s->purged = 0;
+}
+
 /* Mark s free, merge it with free neighbours and put it on its list. Page-map
  * entries of pages that become interior are cleared, so a stale pointer into a
  * free span never reaches a descriptor that has been reused. */
@@ -366,8 +379,7 @@ static void insert_coalesced(heap_arena_t *a, brisk_span_t *s, uint64_t now) {
     brisk__pagemap_put(first, NULL);
     s->start = left->start;
     s->npages += left->npages;
-    s->purged = s->purged && left->purged;
-    if (left->idle_since_ms > s->idle_since_ms) s->idle_since_ms = left->idle_since_ms;
+    merge_age(s, left);
     desc_delete_locked(a, left);
   }
   brisk_span_t *right = free_neighbour(a, span_last_page(s) + 1);
@@ -376,8 +388,7 @@ static void insert_coalesced(heap_arena_t *a, brisk_span_t *s, uint64_t now) {
     brisk__pagemap_put(span_last_page(s), NULL);
     brisk__pagemap_put(span_first_page(right), NULL);
     s->npages += right->npages;
-    s->purged = s->purged && right->purged;
-    if (right->idle_since_ms > s->idle_since_ms) s->idle_since_ms = right->idle_since_ms;
+    merge_age(s, right);
     desc_delete_locked(a, right);
   }
   brisk__pagemap_put(span_first_page(s), s);
