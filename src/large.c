@@ -92,13 +92,12 @@ static inline size_t pages_for(size_t size) { return (size ? size + BRISK_PAGE_S
 
 /* A heap block above the classes is a whole number of slices of
  * LARGE_SLICE_PAGES (64 KiB), as mimalloc's segments cut theirs. A program that
- * touches only the first page or the two ends of its buffers (the rest written
- * later, or never) then finds each new block's first page where an earlier
- * block's was, and already resident: cut to the page, the blocks' starts drift
- * over every page of the heap's free runs, and each start faults in a page that
- * stays resident in the free run afterwards (scal/large_threads held 5.0 MiB
- * above the process's base this way, 1.2 MiB in slices; mimalloc 0.8, glibc
- * 2.0). The slack at the end of a block is never touched by brisk: the usable
+ * touches only the first page of its buffers (the rest written later, or
+ * never) then finds each new block's first page where an earlier block's was,
+ * and already resident: cut to the page, the blocks' starts drift over every
+ * page of the heap's free runs, and each start faults in a page that stays
+ * resident in the free run afterwards (scal/large_threads at 1 thread: peak RSS
+ * 7.9 MiB cut to the page, 5.0 MiB in slices; mimalloc 4.9, glibc 6.1). The slack at the end of a block is never touched by brisk: the usable
  * size stays the request rounded to a page (calloc zeroes no more), and realloc
  * grows into the slack in place. Smaller heap blocks (profiled or aligned small
  * requests) keep whole pages. */
