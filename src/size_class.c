@@ -63,15 +63,24 @@ unsigned brisk__size_to_class_aligned(size_t size, size_t align) {
   return aligned_next[63u - (unsigned)__builtin_clzll(align) - ALIGN_MIN_SHIFT][cls];
 }
 
-/* The fewest pages that hold at least a few objects with under 1/8 of the span
- * left over at its end. */
+/* The span's length: of the lengths from the fewest pages that hold a few
+ * objects up to four times that, the shortest that leaves at most 1/32 of the
+ * span unused at its end, or else the one that leaves the least. The tail is
+ * lost for as long as the span lives, in every span of the class: a program
+ * that keeps thousands of blocks of one size (sqlite3's page cache: blocks of
+ * 4368 B in class 4608) paid it on top of the class's rounding, up to 12.5 %
+ * where the rule was the fewest pages under 1/8. A longer span costs no more
+ * memory until its objects are carved, which refills do a batch at a time. */
+#define SPAN_TAIL_MAX_DIV 32
 static uint32_t span_pages_for(size_t size) {
   size_t min_bytes = size * 4 > BRISK_PAGE_SIZE ? size * 4 : BRISK_PAGE_SIZE;
-  size_t pages = (min_bytes + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE;
-  for (;; pages++) {
-    size_t bytes = pages * BRISK_PAGE_SIZE;
-    if (bytes % size <= bytes / 8) return (uint32_t)pages;
+  size_t first = (min_bytes + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE, best = first;
+  for (size_t pages = first; pages <= 4 * first; pages++) {
+    size_t bytes = pages * BRISK_PAGE_SIZE, best_bytes = best * BRISK_PAGE_SIZE;
+    if (bytes % size <= bytes / SPAN_TAIL_MAX_DIV) return (uint32_t)pages;
+    if ((bytes % size) * best_bytes < (best_bytes % size) * bytes) best = pages; /* a smaller share left */
   }
+  return (uint32_t)best;
 }
 
 void brisk__size_class_init(void) {

@@ -53,6 +53,25 @@ static void test_spans_waste_under_an_eighth_and_batches_bounded(void **state) {
   }
 }
 
+/* A span's unused tail: at most 1/32 of it where a length from the fewest pages
+ * that hold four objects (one page at least) up to four times that allows it,
+ * and then the shortest such length. */
+static void test_span_tails_are_short(void **state) {
+  (void)state;
+  unsigned tight = 0;
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
+    const brisk_class_info_t *c = &brisk__classes[cls];
+    size_t four = 4 * (size_t)c->size > BRISK_PAGE_SIZE ? 4 * (size_t)c->size : BRISK_PAGE_SIZE;
+    size_t first = (four + BRISK_PAGE_SIZE - 1) / BRISK_PAGE_SIZE, shortest = 0;
+    for (size_t pages = first; pages <= 4 * first && shortest == 0; pages++)
+      if ((pages * BRISK_PAGE_SIZE) % c->size * 32 <= pages * BRISK_PAGE_SIZE) shortest = pages;
+    if (shortest == 0) continue; /* none: the least tail of them, bounded by the test above */
+    if (c->span_pages != shortest) fail_msg("class %u (%u B): %u pages, %zu would do", cls, c->size, c->span_pages, shortest);
+    tight++;
+  }
+  assert_true(tight >= BRISK_CLASSES - 2); /* every class but 1664 B */
+}
+
 /* free() tests an offset by one multiply and a rotate: an object's start gives
  * its index, every other offset (inside an object, past the span's last, or
  * far beyond, as an address with high bits set gives) an index past the span. */
@@ -93,6 +112,7 @@ int main(void) {
     cmocka_unit_test(test_every_small_size_rounds_within_bound),
     cmocka_unit_test(test_classes_are_16_byte_multiples_and_increasing),
     cmocka_unit_test(test_spans_waste_under_an_eighth_and_batches_bounded),
+    cmocka_unit_test(test_span_tails_are_short),
     cmocka_unit_test(test_object_index_is_exact_over_span),
     cmocka_unit_test(test_aligned_class_gives_aligned_multiples),
   };
