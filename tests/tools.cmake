@@ -17,6 +17,10 @@ if(BRISK_BENCH)
   add_test(NAME tools_compare_runner
            COMMAND ${BRISK_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/tools/runner_test.sh ${PROJECT_BINARY_DIR})
   set_tests_properties(tools_compare_runner PROPERTIES LABELS tools TIMEOUT 120)
+  # tools/callgrind.sh's filter: the names of the runs under a fixed iteration count.
+  add_test(NAME tools_fixed_names
+           COMMAND ${BRISK_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/tools/fixed_names_test.sh ${PROJECT_BINARY_DIR})
+  set_tests_properties(tools_fixed_names PROPERTIES LABELS tools TIMEOUT 60)
 endif()
 
 # tools/install-deps.sh: what is missing, the message to a user who is not root, and

@@ -105,6 +105,24 @@ bench_regex_escape() {
   sed 's/[][\\.*^$+?(){}|]/\\&/g' <<<"$1"
 }
 
+# With a fixed iteration count Google Benchmark names every benchmark with an
+# /iterations:N segment: after the arguments and before /real_time, /process_time or
+# /threads:N (scal/larson/iterations:N/real_time/threads:1), in place of the one a
+# benchmark with its own count lists already (scal/large_churn/iterations:400/...).
+bare_name() {
+  sed -E 's#/iterations:[0-9]+##' <<<"$1"
+}
+
+fixed_name_regex() {
+  local name head tail
+  name=$(bare_name "$1")
+  name=$(sed -E 's#/(real_time|process_time|threads:)#@@&#' <<<"$name")
+  head=${name%%@@*}
+  tail=${name#"$head"}
+  tail=${tail#@@}
+  printf '%s/iterations:[0-9]+%s\n' "$(bench_regex_escape "$head")" "$(bench_regex_escape "$tail")"
+}
+
 # Build libbrisk.so in $1 (configured as Release, without the tests, if not
 # configured yet, or afresh when an earlier configure failed: brisk_configure in
 # tools/install-deps.sh). A brisk that does not build stops the script: a comparison

@@ -78,12 +78,12 @@ mapfile -t benches < <(env -u LD_PRELOAD "$brisk_bench" --benchmark_list_tests=t
   --benchmark_filter="$filter")
 [[ ${#benches[@]} -gt 0 ]] || bench_die "no benchmark matches --filter '$filter'"
 
-# With a fixed iteration count Google Benchmark adds /iterations:N to every name, so
-# the runs below match the listed names plus that suffix.
+# fixed_filter: the runs below, named with their fixed iteration count
+# (fixed_name_regex in tools/bench-common.sh).
 fixed_filter() {
   local alt
-  alt=$(for b in "$@"; do bench_regex_escape "$b"; done | paste -sd'|')
-  printf '^(%s)/iterations:[0-9]+$' "$alt"
+  alt=$(for b in "$@"; do fixed_name_regex "$b"; done | paste -sd'|')
+  printf '^(%s)$' "$alt"
 }
 
 # Items per iteration of each benchmark (a batch benchmark does many operations per
@@ -122,7 +122,7 @@ list="$out/check" rows="$out/rows"
 bases=()
 bench_say "callgrind: ${#benches[@]} benchmarks x ${names[*]}, 2 runs each, $jobs at a time"
 for bench in "${benches[@]}"; do
-  items=${per_iter[$bench]:-}
+  items=${per_iter[$(bare_name "$bench")]:-} # bench_report.py names them without the segment
   [[ -n $items ]] || bench_die "the calibration run did not report $bench"
   n1=$(( (ops / 4 + items - 1) / items ))
   n2=$(( n1 + (ops + items - 1) / items ))
