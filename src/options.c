@@ -125,7 +125,7 @@ static const opt_row_t opt_table[] = {
   OPT("STATS", OPT_STATS, stats, "0", "statistics at exit: 1 or text, json (docs/stats-schema.md)"),
   OPT("STATS_FILE", OPT_PATH, stats_file, "", "write the statistics to this file instead of stderr"),
   OPT("VERBOSE", OPT_BOOL, verbose, "0", "report fallbacks and the NUMA table on stderr"),
-  OPT("TCACHE_BYTES", OPT_SIZE, tcache_bytes, "2M", "one thread cache's budget"),
+  OPT("TCACHE_BYTES", OPT_SIZE, tcache_bytes, "8M", "one thread cache's budget"),
   OPT("TCACHE_TOTAL", OPT_SIZE, tcache_total, "64M", "the budget of all thread caches together"),
   OPT("PURGE_DELAY_MS", OPT_MS, purge_delay_ms, "1000", "idle time before memory goes back to the OS"),
   OPT("PURGE_THREAD", OPT_BOOL, purge_thread, "1", "purge on time from a background thread"),

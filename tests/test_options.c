@@ -119,7 +119,7 @@ static void test_defaults_are_the_rows_defaults(void **state) {
   (void)state;
   brisk_options_t o, from_rows;
   brisk__options_defaults(&o);
-  assert_int_equal(o.tcache_bytes, 2u << 20);
+  assert_int_equal(o.tcache_bytes, 8u << 20);
   assert_int_equal(o.tcache_total, 64u << 20);
   assert_int_equal(o.large_mmap_bytes, 128u << 20);
   assert_int_equal(o.heap_grow, 4u << 20);
