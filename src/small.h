@@ -26,7 +26,7 @@ typedef struct brisk_ring_cell_s {
   uint64_t n;
 } brisk_ring_cell_t;
 
-#define BRISK_REMOTE_SLOTS 128 /* see REMOTE_BATCH in thread_cache.c */
+#define BRISK_REMOTE_SLOTS 128 /* see REMOTE_BATCH in thread_cache.c; a multiple of 64 */
 
 typedef struct brisk_sheap_s {
   /* Written by other threads: the linked inbox and the ring's claim counter. */
@@ -52,11 +52,15 @@ typedef struct brisk_sheap_s {
     void *head, *tail;
     uint32_t n;
   } remote[BRISK_REMOTE_SLOTS];
+  /* Bit i: remote[i] holds blocks (n > 0), so that a flush visits the open
+   * messages only, not all BRISK_REMOTE_SLOTS slots (4 KiB of them). */
+  uint64_t remote_open[BRISK_REMOTE_SLOTS / 64];
   uint32_t remote_count;
   size_t remote_bytes;
   uint64_t remote_sent; /* bytes sent to owners so far (the purge thread's start, thread_cache.c) */
   struct brisk_sheap_s *next_all, *next_retired; /* registry lock */
 } __attribute__((aligned(BRISK_CACHE_LINE))) brisk_sheap_t;
+_Static_assert(BRISK_REMOTE_SLOTS % 64 == 0, "remote_open has a bit per slot");
 
 void brisk__small_init(void);
 bool brisk__small_add_slots(unsigned n); /* discovery: orphans of slots [1, n) */

@@ -266,8 +266,10 @@ static void remote_send(brisk_sheap_t *h, unsigned slot, unsigned i) {
   brisk_span_t *s = h->remote[i].span;
   void *head = h->remote[i].head, *tail = h->remote[i].tail;
   uint32_t n = h->remote[i].n;
+  brisk_assert(n > 0 && (h->remote_open[i / 64] >> (i % 64) & 1));
   h->remote[i].span = NULL;
   h->remote[i].n = 0;
+  h->remote_open[i / 64] &= ~((uint64_t)1 << (i % 64));
   h->remote_count -= n;
   h->remote_sent += (uint64_t)n * s->obj_size;
   brisk__small_send(h, slot, s, head, tail, n);
@@ -275,8 +277,9 @@ static void remote_send(brisk_sheap_t *h, unsigned slot, unsigned i) {
 }
 
 static brisk_noinline void remote_flush(brisk_sheap_t *h, unsigned slot) {
-  for (unsigned i = 0; i < BRISK_REMOTE_SLOTS; i++)
-    if (h->remote[i].n > 0) remote_send(h, slot, i);
+  for (unsigned w = 0; w < BRISK_REMOTE_SLOTS / 64; w++)
+    for (uint64_t m = h->remote_open[w]; m != 0; m &= m - 1) remote_send(h, slot, w * 64 + (unsigned)__builtin_ctzll(m));
+  brisk_assert(h->remote_count == 0);
   h->remote_bytes = 0;
 }
 
@@ -289,37 +292,62 @@ static brisk_noinline void remote_send_gated(brisk_tcache_t *tc, unsigned i) {
   brisk__gate_leave(tc, gate);
 }
 
-void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool suspect) {
-  if (brisk_unlikely(tc->state == BRISK_TC_NEW)) tcache_init(tc); /* a thread that frees first */
+/* The rarer cases of a remote free, out of line, so that the common one (the
+ * block joins its span's open message) calls nothing and saves no registers:
+ * a thread that frees first, one without a small heap, a suspect block. */
+static brisk_noinline void free_remote_rare(brisk_tcache_t *tc, void *p, uint64_t e, bool suspect) {
+  if (tc->state == BRISK_TC_NEW) tcache_init(tc); /* a thread that frees first */
   brisk_span_t *s = brisk__pm_span(e);
   brisk_sheap_t *h = tc->heap;
-  if (brisk_unlikely(suspect)) { /* its owner may be this heap: it reads the span */
+  if (suspect) { /* its owner may be this heap: it reads the span */
     bool gate = brisk__gate_enter(tc);
     brisk__small_send_suspect(h, s, p);
     brisk__gate_leave(tc, gate);
     return;
   }
-  if (brisk_unlikely(h == NULL)) { /* no heap (not LIVE): nothing waits here */
+  if (h == NULL) { /* no heap (not LIVE): nothing waits here */
     brisk__block_push(p, NULL);
     brisk__small_send(h, tc->node, s, p, p, 1);
     return;
   }
+  brisk__tcache_free_remote(tc, p, e, false); /* LIVE now */
+}
+
+/* p's slot i holds no message of its span: the other span's message (if any)
+ * goes, and a message for p's span opens with p. */
+static brisk_noinline void free_remote_open(brisk_tcache_t *tc, void *p, uint64_t e, unsigned i) {
+  brisk_sheap_t *h = tc->heap;
+  if (h->remote[i].n > 0) remote_send_gated(tc, i);
+  h->remote[i].span = brisk__pm_span(e);
+  h->remote[i].head = NULL;
+  h->remote[i].tail = p;
+  h->remote_open[i / 64] |= (uint64_t)1 << (i % 64);
+  brisk__tcache_free_remote(tc, p, e, false);
+}
+
+static brisk_noinline void free_remote_flush(brisk_tcache_t *tc) {
+  bool gate = brisk__gate_enter(tc);
+  remote_flush(tc->heap, tc->node);
+  brisk__gate_leave(tc, gate);
+}
+
+void brisk__tcache_free_remote(brisk_tcache_t *tc, void *p, uint64_t e, bool suspect) {
+  brisk_sheap_t *h = tc->heap; /* NULL in a NEW thread too */
+  if (brisk_unlikely(suspect || h == NULL)) {
+    free_remote_rare(tc, p, e, suspect);
+    return;
+  }
+  brisk_span_t *s = brisk__pm_span(e);
   unsigned i = remote_slot(s);
-  if (h->remote[i].span != s) {
-    if (h->remote[i].n > 0) remote_send_gated(tc, i);
-    h->remote[i].span = s;
-    h->remote[i].head = NULL;
-    h->remote[i].tail = p;
+  if (brisk_unlikely(h->remote[i].span != s)) {
+    free_remote_open(tc, p, e, i);
+    return;
   }
   brisk__block_push(p, h->remote[i].head);
   h->remote[i].head = p;
   h->remote[i].n++;
   h->remote_bytes += brisk__classes[brisk__pm_class(e)].size;
-  if (++h->remote_count >= REMOTE_BATCH || h->remote_bytes >= REMOTE_BYTES) {
-    bool gate = brisk__gate_enter(tc);
-    remote_flush(h, tc->node);
-    brisk__gate_leave(tc, gate);
-  }
+  if (brisk_unlikely(++h->remote_count >= REMOTE_BATCH || h->remote_bytes >= REMOTE_BYTES)) free_remote_flush(tc);
 }
 
 static inline bool remote_waiting(const brisk_tcache_t *tc) { return tc->heap != NULL && tc->heap->remote_count != 0; }
