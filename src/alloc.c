@@ -183,7 +183,7 @@ static brisk_always_inline void *malloc_at(size_t size, const void *site) {
   unsigned cls;
   /* The table's range first: one compare for the commonest sizes. */
   if (brisk_likely(size <= BRISK_CLASS_TABLE_MAX)) cls = brisk__class_table[(size + 15) >> 4];
-  else if (brisk_likely(size <= BRISK_SMALL_MAX)) cls = brisk__size_to_class(size);
+  else if (brisk_likely(size <= BRISK_SMALL_MAX)) cls = brisk__size_to_class_above(size);
   else return brisk__malloc_slow(size);
   if (brisk_unlikely((brisk__tc.sample_left -= (int64_t)size) < 0)) return malloc_sampled(size, site);
   return malloc_small(size, cls);

@@ -11,6 +11,7 @@
 
 brisk_class_info_t brisk__classes[BRISK_CLASSES];
 uint8_t brisk__class_table[BRISK_CLASS_TABLE_MAX / 16 + 1];
+uint8_t brisk__class_table2[(BRISK_SMALL_MAX >> BRISK_CLASS_TABLE2_SHIFT) + 1];
 
 /* Thread caches move objects in batches of about this many bytes: enough to pay
  * for a refill's trip to the spans, little enough that a thread holding one batch of every
@@ -99,9 +100,13 @@ void brisk__size_class_init(void) {
     c->limit = c->span_objs * c->size;
   }
   brisk_assert(class_size_of(BRISK_CLASSES - 1) == BRISK_SMALL_MAX);
+  for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) /* what makes the 128-byte table exact */
+    brisk_assert(class_size_of(cls) <= BRISK_CLASS_TABLE_MAX || class_size_of(cls) % ((size_t)1 << BRISK_CLASS_TABLE2_SHIFT) == 0);
   _Static_assert(sizeof(brisk_class_info_t) == 32, "class info indexed by shift");
   aligned_init();
   /* Written last: the table being non-zero is what lets fast paths hit. */
   for (size_t i = 0; i <= BRISK_CLASS_TABLE_MAX / 16; i++)
     brisk__class_table[i] = (uint8_t)brisk__size_to_class_slow(i * 16);
+  for (size_t i = (BRISK_CLASS_TABLE_MAX >> BRISK_CLASS_TABLE2_SHIFT) + 1; i <= BRISK_SMALL_MAX >> BRISK_CLASS_TABLE2_SHIFT; i++)
+    brisk__class_table2[i] = (uint8_t)brisk__size_to_class_slow(i << BRISK_CLASS_TABLE2_SHIFT);
 }
