@@ -11,8 +11,8 @@
 /* Sizes up to this are classed through a table of 16-byte steps; above, up to
  * BRISK_SMALL_MAX, through one of 128-byte steps, which is exact there since
  * every class above 1 KiB is a multiple of 128 (1152, 1280, ..., 2304, ...):
- * a table read where the arithmetic of the top four bits cost malloc ten
- * instructions more (micro/pair/2048 to 65536 under callgrind). */
+ * a table read where the arithmetic of the top four bits cost malloc seven
+ * instructions more (micro/pair/2048 to 65536 under callgrind: 108.4 -> 101.5). */
 #define BRISK_CLASS_TABLE_MAX 1024
 #define BRISK_CLASS_TABLE2_SHIFT 7
 
