@@ -396,20 +396,26 @@ static void insert_coalesced(heap_arena_t *a, brisk_span_t *s, uint64_t now) {
   list_push(a, s);
 }
 
-/* sbrk first; the break is padded to a brisk page, so that every later chunk
- * that follows on contiguously is aligned too. *bytes: asked for on entry, got
- * on return. Another thread's sbrk between the two calls leaves the chunk off a
- * brisk page: it is lengthened by the missing piece while the break still ends
- * there, or else cut to its whole pages; what the break gave is never dropped,
- * but for less than a page that another user's bytes have made useless. */
-static void *grow_sbrk(size_t *bytes) {
+/* sbrk first; the break is padded to align (BRISK_HEAP_CHUNK_ALIGN, or a brisk
+ * page near a limit) and the chunk rounded up to end on that boundary too, so
+ * that the next one follows on with no pad. *bytes: asked for on entry, got on
+ * return. Another thread's sbrk between the two calls that moves the break past
+ * the pad leaves the chunk on a brisk page only: it is lengthened by the missing
+ * piece while the break still ends there, or else cut to its whole pages; what
+ * the break gave is never dropped, but for the pad (address space, never
+ * touched) and less than a page that another user's bytes have made useless. */
+static void *grow_sbrk(size_t *bytes, size_t align) {
   char *cur = brisk__os_sbrk(0);
   if (cur == NULL) return NULL;
-  size_t want = *bytes, pad = brisk__align_up((uintptr_t)cur, BRISK_PAGE_SIZE) - (uintptr_t)cur;
+  uintptr_t start = brisk__align_up((uintptr_t)cur, align);
+  size_t want = brisk__align_up(start + *bytes, align) - start, pad = start - (uintptr_t)cur;
   char *p = brisk__os_sbrk(pad + want);
   if (p == NULL) return NULL;
-  char *end = p + pad + want, *a = (char *)brisk__align_up((uintptr_t)p, BRISK_PAGE_SIZE);
+  char *end = p + pad + want, *a = (char *)brisk__align_up((uintptr_t)p, align);
+  *bytes = want;
   if (a + want <= end) return a; /* the break was where it was looked at, or moved less than the pad */
+  a = (char *)brisk__align_up((uintptr_t)p, BRISK_PAGE_SIZE); /* moved past the pad: a page boundary will do */
+  if (a + want <= end) return a;
   if (brisk__os_sbrk(0) == end && brisk__os_sbrk((size_t)(a + want - end)) == end) return a;
   size_t whole = (size_t)(end - a) & ~(BRISK_PAGE_SIZE - 1);
   char *keep = whole > 0 ? a + whole : p;
@@ -443,10 +449,10 @@ static void *sbrk_chunk(const heap_arena_t *a, size_t npages, size_t chunk, size
   size_t top = top_free_pages(a);
   size_t need = (npages > top ? npages - top : 1) * BRISK_PAGE_SIZE;
   *bytes = need > chunk ? need : chunk;
-  void *p = grow_sbrk(bytes);
-  if (p == NULL && need < *bytes) { /* near a limit */
+  void *p = grow_sbrk(bytes, BRISK_HEAP_CHUNK_ALIGN);
+  if (p == NULL) { /* near a limit: only what is needed, page-aligned */
     *bytes = need;
-    p = grow_sbrk(bytes);
+    p = grow_sbrk(bytes, BRISK_PAGE_SIZE);
   }
   if (p != NULL) {
     sbrk_failed_at = 0;
@@ -458,10 +464,12 @@ static void *sbrk_chunk(const heap_arena_t *a, size_t npages, size_t chunk, size
   return NULL;
 }
 
+/* A chunk of address space: BRISK_HEAP_CHUNK_ALIGN on both ends, or near the
+ * limit only what is needed, page-aligned. */
 static void *mmap_chunk(size_t want, size_t chunk, size_t *bytes) {
-  *bytes = want > chunk ? want : chunk;
-  void *p = brisk__os_mmap_aligned(*bytes, BRISK_PAGE_SIZE, BRISK_VMA_HEAP);
-  if (p == NULL && *bytes > want) { /* near the limit */
+  *bytes = brisk__align_up(want > chunk ? want : chunk, BRISK_HEAP_CHUNK_ALIGN);
+  void *p = brisk__os_mmap_aligned(*bytes, BRISK_HEAP_CHUNK_ALIGN, BRISK_VMA_HEAP);
+  if (p == NULL) { /* near the limit */
     *bytes = want;
     p = brisk__os_mmap_aligned(want, BRISK_PAGE_SIZE, BRISK_VMA_HEAP);
   }

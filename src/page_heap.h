@@ -11,6 +11,17 @@
 
 /* At most this many arenas per slot (BRISK_HEAP_SHARDS). */
 #define HEAP_SHARDS_MAX 8
+
+/* Chunks start and end on a 2 MiB boundary, so that no transparent huge page
+ * holds pages of two chunks. Two neighbouring chunks may belong to different
+ * nodes, or one may be early (unbound) while the other is bound: a fault in one
+ * that the kernel served with a huge page reaching into the other placed the
+ * other's first pages on the wrong node, and discovery's MPOL_MF_MOVE of the
+ * early range then migrated such a huge page whole, neighbour's pages included
+ * (the main-hop NUMA test lost up to 1 MiB of a thread's span that way). The
+ * pad below a chunk costs address space, never memory: nothing touches it. */
+#define BRISK_HEAP_CHUNK_ALIGN ((size_t)2 << 20)
+
 /* The fork handler's: every arena's lock and grow_lock, and back. */
 void brisk__heap_fork_lock(void);
 void brisk__heap_fork_unlock(void);

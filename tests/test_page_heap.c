@@ -271,22 +271,23 @@ static size_t beyond_free_runs(void) {
   return (size_t)((free_bytes + returned) / BRISK_PAGE_SIZE) + 2 * brisk__opt.heap_grow / BRISK_PAGE_SIZE;
 }
 
-/* The program takes the break to a brisk page plus extra bytes: brisk's last
- * chunk does not end at the break any more. */
+/* The program takes the break to a chunk boundary plus extra bytes: brisk's
+ * last chunk does not end at the break any more. */
 static void program_moves_break(size_t extra) {
   uintptr_t b = brk_now();
-  if (__sbrk((intptr_t)(brisk__align_up(b + 1, BRISK_PAGE_SIZE) - b + extra)) == (void *)-1) _exit(50);
+  if (__sbrk((intptr_t)(brisk__align_up(b + 1, BRISK_HEAP_CHUNK_ALIGN) - b + extra)) == (void *)-1) _exit(50);
 }
 
 /* Memory that the break gave and brisk does not count as its own (the other
- * users' bytes aside): padding below a chunk only, less than a page a chunk. */
+ * users' bytes aside): padding below a chunk only, less than the chunk alignment
+ * a chunk (a lost chunk is BRISK_HEAP_GROW, 4 MiB, or more). */
 static bool nothing_lost(uintptr_t brk0, uint64_t sb0, size_t others, unsigned chunks) {
   uint64_t moved = brk_now() - brk0 - others, counted = sbrk_total() - sb0;
-  return moved >= counted && moved - counted < chunks * BRISK_PAGE_SIZE;
+  return moved >= counted && moved - counted < chunks * BRISK_HEAP_CHUNK_ALIGN;
 }
 
 /* Another thread's sbrk between brisk's look at the break and its growth leaves
- * the chunk off a brisk page: brisk must take the missing piece (or cut the
+ * the chunk off its boundary: brisk must take the missing piece (or cut the
  * chunk) rather than drop the chunk, and go on growing with sbrk (the hardening
  * issue's L3: the chunk was lost and the heap went to mmap for good). */
 static int break_taken_between_brisk_calls(void) {
@@ -412,17 +413,17 @@ static int sbrk_as_last_resort(void) {
   size_t os = (size_t)sysconf(_SC_PAGESIZE);
   program_moves_break(os); /* the new chunk joins no free run below it */
   size_t n = beyond_free_runs(), k = 2 * brisk__opt.heap_grow / BRISK_PAGE_SIZE;
-  uint64_t sb0 = sbrk_total();
+  uint64_t sb0 = sbrk_total(), grown = brisk__align_up(n * BRISK_PAGE_SIZE, BRISK_HEAP_CHUNK_ALIGN);
   brisk_span_t *s1 = brisk__heap_alloc(0, n);
   if (s1 == NULL) return 1;
-  if (sbrk_total() != sb0 + n * BRISK_PAGE_SIZE) return 2;
+  if (sbrk_total() != sb0 + grown) return 2;
   uintptr_t top = s1->start;
-  brisk__heap_free(s1); /* a free run of n pages that ends at the break */
+  brisk__heap_free(s1); /* a free run of n pages or more that ends at the break */
   void *wall = (void *)brk_now();
   if (mmap(wall, os, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != wall) return 3;
   brisk_span_t *s2 = brisk__heap_alloc(0, n + k); /* sbrk fails: mmap */
   if (s2 == NULL) return 4;
-  if (sbrk_total() != sb0 + n * BRISK_PAGE_SIZE) return 5;
+  if (sbrk_total() != sb0 + grown) return 5;
   munmap(wall, os);
   set_as_limit(vm_now() + k * BRISK_PAGE_SIZE + (1u << 20)); /* the k pages, not n + k */
   brisk_span_t *s3 = brisk__heap_alloc(0, n + k);
@@ -440,8 +441,8 @@ static void test_sbrk_is_tried_again_when_mmap_fails(void **state) {
 }
 
 /* The program moves the break between brisk's growths (its own sbrk, in one
- * thread): brisk pads to its page, goes on with sbrk, and neither side's memory
- * overlaps the other's. */
+ * thread): brisk pads to its chunk boundary, goes on with sbrk, and neither
+ * side's memory overlaps the other's. */
 static int break_shared_with_the_program(void) {
   enum { ROUNDS = 4 };
   unsigned char *mine[ROUNDS];

@@ -315,6 +315,8 @@ struct result {
   size_t pages, local, absent, mismatch;
   size_t calloc_dirty; /* calloc'd bytes that were not zero */
   size_t on[MAX_NODES]; /* pages per node id, to show where the others went */
+  uintptr_t stray_lo, stray_hi; /* the lowest and highest page not on the expected node */
+  size_t stray_runs;            /* runs of consecutive such pages, in address order */
 };
 
 /* Every page the blocks cover, deduplicated, is looked up; the blocks have been
@@ -344,8 +346,18 @@ static void check_blocks(struct result *r, const struct block *b, size_t nb)
       r->absent++;
     else
       r->on[status[i]]++;
-    if (status[i] == r->expected)
+    if (status[i] == r->expected) {
       r->local++;
+    } else {
+      uintptr_t a = (uintptr_t)pages[i];
+      if (r->stray_runs == 0 || a < r->stray_lo)
+        r->stray_lo = a;
+      if (r->stray_runs == 0 || a > r->stray_hi)
+        r->stray_hi = a;
+      if (i == 0 || status[i - 1] == r->expected ||
+          (uintptr_t)pages[i - 1] + page_size != a)
+        r->stray_runs++;
+    }
     if (i % SAMPLE_EVERY == 0 && status[i] >= 0 && page_node_mempolicy(pages[i]) != status[i])
       r->mismatch++;
   }
@@ -631,6 +643,9 @@ static void print_result(const struct result *r)
   }
   if (r->absent || r->mismatch)
     printf(" absent=%zu mismatch=%zu", r->absent, r->mismatch);
+  if (r->stray_runs)
+    printf(" strays=%#lx-%#lx runs=%zu", (unsigned long)r->stray_lo,
+           (unsigned long)(r->stray_hi + page_size), r->stray_runs);
   printf("\n");
 }
 
@@ -639,6 +654,20 @@ static void print_new_results(void)
   static int printed;
   while (printed < nresults)
     print_result(&results[printed++]);
+}
+
+/* The kernel's view of every mapping (policy and pages per node), for a failure
+ * report: it shows whether the stray pages sit in a range bound to another node
+ * or were placed by first touch. */
+static void print_numa_maps(void)
+{
+  FILE *f = fopen("/proc/self/numa_maps", "r");
+  if (!f)
+    return;
+  char line[512];
+  while (fgets(line, sizeof line, f))
+    printf("numa_maps: %s", line);
+  fclose(f);
 }
 
 /* ------------------------------------------------------------------------------
@@ -870,6 +899,8 @@ int main(int argc, char **argv)
         failed++;
       }
     }
+    if (failed)
+      print_numa_maps();
     printf("numa_probe: %s\n", failed ? "FAIL" : "PASS");
   }
   return failed ? 1 : 0;
