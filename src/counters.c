@@ -2,6 +2,8 @@
  * atomic, and the peak is raised by a compare-and-swap loop. */
 #include "counters.h"
 
+#include <string.h>
+
 brisk_counters_t brisk__counters;
 
 void brisk__stat_mapped(int64_t delta) {
@@ -12,4 +14,13 @@ void brisk__stat_mapped(int64_t delta) {
          !atomic_compare_exchange_weak_explicit(&brisk__counters.peak_mapped, &peak, now,
                                                 memory_order_relaxed, memory_order_relaxed)) {
   }
+}
+
+void brisk__large_count_fold(brisk_large_counts_t *c) {
+  brisk_large_counts_t *to = &brisk__counters.large;
+  __atomic_fetch_add(&to->bytes, c->bytes, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&to->count, c->count, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < BRISK_MAX_NODES; i++)
+    if (c->node[i] != 0) __atomic_fetch_add(&to->node[i], c->node[i], __ATOMIC_RELAXED);
+  memset(c, 0, sizeof *c);
 }

@@ -13,7 +13,7 @@
  * into the best fit (a copy into pages that are usually resident); it shrinks in
  * place, its tail going back to the heap. A block mapped alone grows with mremap
  * and shrinks by unmapping its tail. No lock of its own: the arena's lock guards the
- * runs, and the counters are atomic.
+ * runs, and the counters are the thread's own or atomic (counters.h).
  *
  * The spare: a thread keeps the last heap block it freed (up to SPARE_MAX_BYTES)
  * and serves its next request of about that size from it without a heap lock,
@@ -55,7 +55,6 @@ static inline size_t large_granule(void) {
 #define SPARE_MAX_BYTES ((size_t)1 << 20)
 #define SPARE_SLACK_SHIFT 3
 
-static _Atomic uint64_t in_use_bytes, in_use_count;
 static brisk_lock_t alone_lock = BRISK_LOCK_INIT(BRISK_RANK_LARGE);
 static brisk_span_t *alone_list;
 
@@ -76,11 +75,17 @@ static void alone_unlink(brisk_span_t *s) {
   s->next = s->prev = NULL;
   brisk__unlock(&alone_lock);
 }
-static _Atomic uint64_t node_in_use[BRISK_MAX_NODES], node_alone[BRISK_MAX_NODES];
+static _Atomic uint64_t node_alone[BRISK_MAX_NODES];
 
-static void count_in_use(const brisk_span_t *s, int64_t bytes) {
-  atomic_fetch_add_explicit(&in_use_bytes, (uint64_t)bytes, memory_order_relaxed);
-  atomic_fetch_add_explicit(&node_in_use[s->node], (uint64_t)bytes, memory_order_relaxed);
+/* Blocks (n) and bytes that came into use (or went, if negative): a heap
+ * block's in the calling thread's record, if it has one (see counters.h). */
+static void count_in_use(const brisk_span_t *s, int64_t bytes, int64_t n) {
+  brisk_large_counts_t *mine = brisk__tc.large_counts;
+  if (!s->alone && mine != NULL) {
+    brisk__large_count_mine(mine, s->node, bytes, n);
+    return;
+  }
+  brisk__large_count_shared(s->node, bytes, n);
   if (s->alone) atomic_fetch_add_explicit(&node_alone[s->node], (uint64_t)bytes, memory_order_relaxed);
 }
 
@@ -148,8 +153,7 @@ static void *alone_alloc(size_t size, size_t align, unsigned slot) {
   }
   alone_link(s);
   brisk__stat_mapped((int64_t)map);
-  count_in_use(s, (int64_t)map);
-  atomic_fetch_add_explicit(&in_use_count, 1, memory_order_relaxed);
+  count_in_use(s, (int64_t)map, 1);
   return p; /* fresh anonymous memory is already zero */
 }
 
@@ -177,8 +181,7 @@ void *brisk__large_alloc(size_t size, size_t align, bool zero) {
       s->state = BRISK_SPAN_LARGE;
       s->req_size = size;
       s->prof = NULL; /* alloc.c hangs a record on it if the block is profiled */
-      count_in_use(s, (int64_t)span_bytes(s));
-      atomic_fetch_add_explicit(&in_use_count, 1, memory_order_relaxed);
+      count_in_use(s, (int64_t)span_bytes(s), 1);
       p = (void *)s->start;
       /* The whole usable size, as malloc_usable_size promises it to the program. */
       if (zero && !zeroed) memset(p, 0, brisk__large_usable(s));
@@ -226,8 +229,7 @@ void brisk__large_free(brisk_span_t *s, void *p, const char *call) {
     brisk__prof_forget(s->prof);
     s->prof = NULL;
   }
-  count_in_use(s, -(int64_t)span_bytes(s));
-  atomic_fetch_sub_explicit(&in_use_count, 1, memory_order_relaxed);
+  count_in_use(s, -(int64_t)span_bytes(s), -1);
   if (s->alone) {
     alone_unmap(s);
     return;
@@ -282,7 +284,7 @@ static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
       brisk__unlock(&alone_lock);
       brisk__os_munmap((char *)p + map, old - map);
       brisk__stat_mapped(-(int64_t)(old - map));
-      count_in_use(s, -(int64_t)(old - map));
+      count_in_use(s, -(int64_t)(old - map), 0);
       s->npages = pages_for(map);
     }
     s->req_size = size;
@@ -312,7 +314,7 @@ static void *alone_realloc(brisk_span_t *s, void *p, size_t size) {
   s->npages = pages_for(map);
   alone_link(s);
   brisk__stat_mapped((int64_t)(map - old));
-  count_in_use(s, (int64_t)(map - old));
+  count_in_use(s, (int64_t)(map - old), 0);
   return q;
 }
 
@@ -327,13 +329,13 @@ void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
   if (npages <= old) { /* shrink in place: the tail goes back to the heap */
     if (npages < old) {
       brisk__heap_shrink_large(s, npages);
-      count_in_use(s, -(int64_t)((old - s->npages) * BRISK_PAGE_SIZE));
+      count_in_use(s, -(int64_t)((old - s->npages) * BRISK_PAGE_SIZE), 0);
     }
     s->req_size = size;
     return p;
   }
   if (!goes_alone(size, BRISK_ALIGN) && brisk__heap_grow_large(s, npages)) {
-    count_in_use(s, (int64_t)((npages - old) * BRISK_PAGE_SIZE));
+    count_in_use(s, (int64_t)((npages - old) * BRISK_PAGE_SIZE), 0);
     s->req_size = size;
     return p;
   }
@@ -346,15 +348,8 @@ void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size) {
   return q;
 }
 
-void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count) {
-  *in_use = atomic_load_explicit(&in_use_bytes, memory_order_relaxed);
-  *cached = 0;
-  *count = atomic_load_explicit(&in_use_count, memory_order_relaxed);
-}
-
-void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone) {
-  *in_use = atomic_load_explicit(&node_in_use[slot], memory_order_relaxed);
-  *alone = atomic_load_explicit(&node_alone[slot], memory_order_relaxed);
+uint64_t brisk__large_node_alone(unsigned slot) {
+  return atomic_load_explicit(&node_alone[slot], memory_order_relaxed);
 }
 
 void brisk__large_regions(brisk_region_fn fn, void *arg) {

@@ -16,12 +16,11 @@ void *brisk__large_realloc(brisk_span_t *s, void *p, size_t size);
 size_t brisk__large_usable(const brisk_span_t *s); /* the block's usable bytes */
 /* Whether sizes a and b of a large block mean the same pages (sized frees). */
 bool brisk__large_same_size(size_t a, size_t b);
-/* cached is always 0: freed large blocks are free runs of the page heap now. */
-void brisk__large_stats(uint64_t *in_use, uint64_t *cached, uint64_t *count);
 /* Give the thread's spare large block back to the heap (thread exit, trim). */
 void brisk__large_spare_release(struct brisk_tcache_s *tc);
-/* A slot's bytes in large blocks in use, and the part of it mapped alone. */
-void brisk__large_node_stats(unsigned slot, uint64_t *in_use, uint64_t *alone);
+/* A slot's bytes in large blocks mapped alone and in use (the blocks in use of
+ * every kind are in counters.h's records, summed by brisk__tcache_large_counts). */
+uint64_t brisk__large_node_alone(unsigned slot);
 void brisk__large_regions(brisk_region_fn fn, void *arg); /* the blocks mapped alone */
 void brisk__large_fork_lock(void);
 void brisk__large_fork_unlock(void);

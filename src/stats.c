@@ -25,6 +25,11 @@ typedef struct class_row_s {
   uint64_t out, free, spans, tc;
 } class_row_t;
 
+/* A sum of the large blocks' records (counters.h), read while threads change
+ * them: a block freed by one thread after another took it may be seen freed
+ * and not yet taken, and a negative sum reads as 0. */
+static inline uint64_t large_figure(uint64_t sum) { return sum > INT64_MAX ? 0 : sum; }
+
 /* guarded (NULL: not wanted): the live guarded blocks' bytes and number. */
 static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES], uint64_t guarded[2]) {
   memset(st, 0, sizeof *st);
@@ -44,7 +49,11 @@ static void collect(brisk_stats_t *st, class_row_t rows[BRISK_CLASSES], uint64_t
     if (rows) rows[cls] = (class_row_t){out - tc, fr, spans, tc};
   }
   brisk__heap_stats(&st->heap_free, &st->returned, &st->sbrk_bytes);
-  brisk__large_stats(&st->large_in_use, &st->large_cached, &st->large_blocks);
+  brisk_large_counts_t large;
+  brisk__tcache_large_counts(&large);
+  st->large_in_use = large_figure(large.bytes);
+  st->large_blocks = large_figure(large.count);
+  st->large_cached = 0; /* freed large blocks are free runs of the page heap */
   st->in_use += st->large_in_use;
   uint64_t g[2];
   brisk__guard_stats(&g[0], &g[1]); /* small blocks all the same, outside the classes */
@@ -68,11 +77,13 @@ void brisk_get_stats(brisk_stats_t *out) {
 size_t brisk_get_node_stats(brisk_node_stats_t *out, size_t max) {
   brisk__ensure_init();
   unsigned nodes = brisk__numa_count();
+  brisk_large_counts_t large;
+  brisk__tcache_large_counts(&large);
   for (unsigned slot = 0; slot < nodes && slot < max; slot++) {
-    uint64_t heap_mapped, heap_free, out_bytes, free_bytes, large_in_use, large_alone;
+    uint64_t heap_mapped, heap_free, out_bytes, free_bytes;
     brisk__heap_node_stats(slot, &heap_mapped, &heap_free);
     brisk__small_node_stats(slot, &out_bytes, &free_bytes);
-    brisk__large_node_stats(slot, &large_in_use, &large_alone);
+    uint64_t large_in_use = large_figure(large.node[slot]), large_alone = brisk__large_node_alone(slot);
     out[slot] = (brisk_node_stats_t){
         .os_node = brisk__numa_slot_os_node(slot),
         .cpus = brisk__numa_slot_cpus(slot),

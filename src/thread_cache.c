@@ -65,6 +65,7 @@
 #include "pagemap.h"
 #include "options.h"
 #include "os.h"
+#include "counters.h"
 #include "init.h" /* upward: brisk__ensure_init, brisk__purge_note_idle, brisk__purge_tick */
 
 #define LIST_MAX_BATCHES 8
@@ -99,6 +100,7 @@ typedef struct brisk_tnode_s {
   brisk_tcache_t *tc;
   brisk_sheap_t *heap;               /* the thread's small heap once LIVE: what a reaper retires */
   brisk_lock_counts_t *locks;
+  brisk_large_counts_t large; /* its thread's large blocks (counters.h); folded when it goes */
   uint64_t seen_acquired, seen_contended; /* its lock counts as the last report read them */
   uint32_t seen_entries;             /* its gate entries as the purge tick last read them */
   uint64_t idle_since_ms;            /* when the purge tick saw them change (0: not yet) */
@@ -171,6 +173,8 @@ static void node_claim(brisk_tnode_t *n, brisk_tcache_t *tc) {
   n->tc = tc;
   n->heap = NULL;
   n->locks = &brisk__lock_counts;
+  brisk_assert(n->large.count == 0 && n->large.bytes == 0 && "a node's large counts were folded");
+  tc->large_counts = &n->large;
   n->seen_acquired = n->seen_contended = 0;
   n->seen_entries = 0;
   n->idle_since_ms = 0;
@@ -374,6 +378,8 @@ static void tcache_unregister(brisk_tcache_t *tc) {
   atomic_fetch_add_explicit(&gone_acquired, brisk__lock_counts.acquired, memory_order_relaxed);
   atomic_fetch_add_explicit(&gone_contended, brisk__lock_counts.contended, memory_order_relaxed);
   brisk__lock_counts.acquired = brisk__lock_counts.contended = 0;
+  tc->large_counts = NULL; /* its later frees (other TLS destructors) count in the shared record */
+  brisk__large_count_fold(&n->large);
   brisk__os_robust_release(&n->alive);
   node_put_locked(n);
   brisk__unlock(&brisk__registry_lock);
@@ -412,6 +418,7 @@ static bool node_reap_locked(brisk_tnode_t *n, brisk_tnode_t **dead) {
   node_unlink_locked(n);
   atomic_fetch_add_explicit(&gone_acquired, n->seen_acquired, memory_order_relaxed);
   atomic_fetch_add_explicit(&gone_contended, n->seen_contended, memory_order_relaxed);
+  brisk__large_count_fold(&n->large); /* not TLS: the node is metadata, and its thread is gone */
   n->next = *dead;
   *dead = n;
   return true;
@@ -830,6 +837,28 @@ void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended, const bri
   *contended = c;
 }
 
+/* The large blocks in use (counters.h): every live thread's record and the
+ * shared one, read under the registry lock, under which records fold into the
+ * shared one, so that a gone thread's counts are seen once. */
+void brisk__tcache_large_counts(brisk_large_counts_t *sum) {
+  brisk_tnode_t *dead = NULL;
+  memset(sum, 0, sizeof *sum);
+  brisk__lock(&brisk__registry_lock);
+  for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
+    next = n->next;
+    if (node_reap_locked(n, &dead)) continue;
+    sum->bytes += __atomic_load_n(&n->large.bytes, __ATOMIC_RELAXED);
+    sum->count += __atomic_load_n(&n->large.count, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < BRISK_MAX_NODES; i++) sum->node[i] += __atomic_load_n(&n->large.node[i], __ATOMIC_RELAXED);
+  }
+  const brisk_large_counts_t *shared = &brisk__counters.large;
+  sum->bytes += __atomic_load_n(&shared->bytes, __ATOMIC_RELAXED);
+  sum->count += __atomic_load_n(&shared->count, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < BRISK_MAX_NODES; i++) sum->node[i] += __atomic_load_n(&shared->node[i], __ATOMIC_RELAXED);
+  brisk__unlock(&brisk__registry_lock);
+  reap_finish(dead);
+}
+
 /* In a forked child only the forking thread exists: the other caches' objects are
  * lost to it (as with every thread-caching allocator), and must not be counted.
  * Their nodes' mutexes name threads that the child's kernel will never mark, so
@@ -841,7 +870,9 @@ void brisk__tcache_after_fork_child(void) {
   brisk_tnode_t *mine = (tc->state == BRISK_TC_LIVE || tc->state == BRISK_TC_UNPLACED) ? tc->reg : NULL;
   for (brisk_tnode_t *n = registry, *next; n != NULL; n = next) {
     next = n->next;
-    if (n != mine) node_put_locked(n);
+    if (n == mine) continue;
+    brisk__large_count_fold(&n->large); /* the child still holds the blocks */
+    node_put_locked(n);
   }
   registry = NULL;
   if (mine != NULL) {

@@ -57,6 +57,8 @@ typedef struct brisk_tcache_s {
   uint8_t booting;    /* this thread is loading the NUMA topology */
   uint8_t active[BRISK_CLASSES]; /* slow-path activity since the last scavenge */
   struct brisk_tnode_s *reg; /* the thread's registry node (thread_cache.c); NULL until registered */
+  /* Its large blocks' counts (counters.h), in reg; NULL while it has no node. */
+  struct brisk_large_counts_s *large_counts;
   /* The gate (see "Idle threads" in thread_cache.c): who may touch the state
    * that only slow paths use: the small heap's spans, inbox and kept spans,
    * and large_spare. Two flags, each with one writer, so that the owner's
@@ -110,6 +112,8 @@ void brisk__tcache_registry_stats(uint64_t *bytes, uint64_t per_class_objs[BRISK
 /* mine: the calling thread's counts when its report began, counted for it instead
  * of its live ones (a report's own locks are not the program's). */
 void brisk__tcache_lock_stats(uint64_t *acquired, uint64_t *contended, const brisk_lock_counts_t *mine);
+/* The large blocks in use, summed over the threads' records and the shared one (counters.h). */
+void brisk__tcache_large_counts(struct brisk_large_counts_s *sum);
 /* Threads that ended without brisk's TLS destructor (see "Registry" in
  * thread_cache.c) are counted out and their small heaps retired: the purge tick's
  * and brisk_trim's part. */

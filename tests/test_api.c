@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -773,6 +774,69 @@ static void test_stats_large_in_use_tracks_large_blocks(void **state) {
          (unsigned long long)s1.large_in_use, (unsigned long long)s2.large_in_use);
 }
 
+/* Heap blocks (256 KiB: below BRISK_LARGE_MMAP) count in the record of the thread
+ * that takes or frees them (counters.h): blocks taken by workers and freed by
+ * main, and the other way round, must add up exactly, while the threads live
+ * and after they have exited (their records folded into the shared one). */
+#define XT_BLOCKS 8
+#define XT_SIZE (256 * KiB)
+
+typedef struct xt_arg_s {
+  void *take[XT_BLOCKS]; /* the worker's, for main to free */
+  void *give[XT_BLOCKS / 2]; /* main's, for the worker to free: its record ends at +XT_BLOCKS / 2 */
+  pthread_barrier_t *bar;
+} xt_arg_t;
+
+static void *xt_worker(void *arg) {
+  xt_arg_t *a = arg;
+  brisk_free(brisk_malloc(16)); /* a thread gets its record with its cache, at its first small request */
+  for (int i = 0; i < XT_BLOCKS; i++) a->take[i] = brisk_malloc(XT_SIZE);
+  for (int i = 0; i < XT_BLOCKS / 2; i++) brisk_free(a->give[i]);
+  pthread_barrier_wait(a->bar); /* main reads the statistics while this thread lives */
+  pthread_barrier_wait(a->bar);
+  return NULL;
+}
+
+static void test_stats_large_blocks_add_up_across_threads(void **state) {
+  (void)state;
+  enum { WORKERS = 3 };
+  xt_arg_t arg[WORKERS];
+  pthread_t t[WORKERS];
+  pthread_barrier_t bar;
+  assert_int_equal(pthread_barrier_init(&bar, NULL, WORKERS + 1), 0);
+  brisk_stats_t s0 = stats_now();
+  for (int w = 0; w < WORKERS; w++) {
+    arg[w].bar = &bar;
+    for (int i = 0; i < XT_BLOCKS / 2; i++) assert_non_null(arg[w].give[i] = brisk_malloc(XT_SIZE));
+  }
+  brisk_stats_t s1 = stats_now();
+  expect(s1.large_blocks == s0.large_blocks + WORKERS * XT_BLOCKS / 2, "large_blocks %llu -> %llu after %d mallocs",
+         (unsigned long long)s0.large_blocks, (unsigned long long)s1.large_blocks, WORKERS * XT_BLOCKS / 2);
+  for (int w = 0; w < WORKERS; w++) assert_int_equal(pthread_create(&t[w], NULL, xt_worker, &arg[w]), 0);
+  pthread_barrier_wait(&bar);
+  brisk_stats_t s2 = stats_now(); /* each worker's record: XT_BLOCKS taken, half as many freed */
+  const uint64_t grew = WORKERS * XT_BLOCKS / 2;
+  expect(s2.large_blocks == s1.large_blocks + grew && s2.large_in_use == s1.large_in_use + grew * XT_SIZE,
+         "with the workers alive: large_blocks %llu -> %llu, large_in_use %llu -> %llu",
+         (unsigned long long)s1.large_blocks, (unsigned long long)s2.large_blocks,
+         (unsigned long long)s1.large_in_use, (unsigned long long)s2.large_in_use);
+  pthread_barrier_wait(&bar);
+  for (int w = 0; w < WORKERS; w++) pthread_join(t[w], NULL);
+  brisk_stats_t s3 = stats_now(); /* folded at their exit */
+  expect(s3.large_blocks == s1.large_blocks + grew && s3.large_in_use == s1.large_in_use + grew * XT_SIZE,
+         "after the workers exited: large_blocks %llu -> %llu, large_in_use %llu -> %llu",
+         (unsigned long long)s1.large_blocks, (unsigned long long)s3.large_blocks,
+         (unsigned long long)s1.large_in_use, (unsigned long long)s3.large_in_use);
+  for (int w = 0; w < WORKERS; w++)
+    for (int i = 0; i < XT_BLOCKS; i++) brisk_free(arg[w].take[i]);
+  brisk_stats_t s4 = stats_now();
+  expect(s4.large_blocks == s0.large_blocks && s4.large_in_use == s0.large_in_use,
+         "after every block was freed: large_blocks %llu -> %llu, large_in_use %llu -> %llu",
+         (unsigned long long)s0.large_blocks, (unsigned long long)s4.large_blocks,
+         (unsigned long long)s0.large_in_use, (unsigned long long)s4.large_in_use);
+  pthread_barrier_destroy(&bar);
+}
+
 /* ------------------------------------------------------------------------------
    ENOMEM under an address-space limit (in a forked child)
 ------------------------------------------------------------------------------ */
@@ -986,6 +1050,7 @@ int main(void) {
       cmocka_unit_test(test_trim_returns_0_or_1_and_live_blocks_stay_valid),
       cmocka_unit_test(test_stats_in_use_grows_with_small_blocks_and_drops_after_free),
       cmocka_unit_test(test_stats_large_in_use_tracks_large_blocks),
+      cmocka_unit_test(test_stats_large_blocks_add_up_across_threads),
       cmocka_unit_test(
           test_allocation_under_an_address_space_limit_fails_with_enomem_and_recovers),
   };
