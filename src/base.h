@@ -116,9 +116,16 @@ _Static_assert(BRISK_VMA_HEAP == (int)BRISK_REGION_HEAP && BRISK_VMA_LARGE == (i
 typedef void (*brisk_region_fn)(void *arg, uintptr_t start, size_t len, brisk_vma_t kind);
 
 /* ------------------------------------------------------------------------------
-   Locks: pthread mutexes, statically initialised, so they need no allocation and
-   sleep under contention instead of spinning on a 2-core machine. Every lock is
-   registered with the fork handler in init.c.
+   Locks: a word of three states on a futex (Drepper's "Futexes are tricky",
+   mutex 2). Taking a free lock is one compare-and-swap and giving it back one
+   exchange, inline, with no call into libc; a thread that finds the lock taken
+   spins a little (the sections these locks guard are short, and the holder is
+   usually running on another core) and then sleeps in the kernel, so that a
+   2-core machine never burns a core on a lock whose holder was preempted. A
+   zero word is a free lock (the arenas and orphans rely on it: they sit in
+   .bss), needs no initialisation and no allocation, and every lock is
+   registered with the fork handler in init.c. The slow paths (the wait and the
+   wake-up: system calls) are in os.c.
 
    The lock order, written once: a thread takes a lock only while it holds none
    of the same or a later rank (so never two orphan class locks at once), and
@@ -139,11 +146,33 @@ typedef enum brisk_lock_rank_e {
   BRISK_RANK_PAGEMAP,      /* page-map leaves (pagemap.c) */
 } brisk_lock_rank_t;
 
+typedef enum brisk_lock_state_e {
+  BRISK_LOCK_FREE = 0, /* a zeroed lock is free */
+  BRISK_LOCK_TAKEN,    /* held, and no thread sleeps on it */
+  BRISK_LOCK_WAITED,   /* held, and threads may sleep on it: its release wakes one */
+} brisk_lock_state_t;
+
 typedef struct brisk_lock_s {
-  pthread_mutex_t mutex;
-  uint8_t rank; /* brisk_lock_rank_t */
+  _Atomic uint32_t state; /* brisk_lock_state_t */
+  uint8_t rank;           /* brisk_lock_rank_t */
 } brisk_lock_t;
-#define BRISK_LOCK_INIT(rank) {PTHREAD_MUTEX_INITIALIZER, (rank)}
+#define BRISK_LOCK_INIT(rank) {BRISK_LOCK_FREE, (rank)}
+
+/* The slow paths (os.c): wait until the lock is ours (it was found taken), and
+ * wake one sleeper (it was released in state WAITED). */
+void brisk__lock_wait(brisk_lock_t *l);
+void brisk__lock_wake(brisk_lock_t *l);
+
+static inline bool brisk__lock_take(brisk_lock_t *l) {
+  uint32_t free_ = BRISK_LOCK_FREE;
+  return atomic_compare_exchange_strong_explicit(&l->state, &free_, BRISK_LOCK_TAKEN, memory_order_acquire,
+                                                 memory_order_relaxed);
+}
+static inline void brisk__lock_give(brisk_lock_t *l) {
+  uint32_t was = atomic_exchange_explicit(&l->state, BRISK_LOCK_FREE, memory_order_release);
+  brisk_assert(was != BRISK_LOCK_FREE && "a lock released that was not held");
+  if (brisk_unlikely(was == BRISK_LOCK_WAITED)) brisk__lock_wake(l);
+}
 
 #ifdef BRISK_DEBUG
 extern __thread uint32_t brisk__locks_held; /* bit r: a lock of rank r is held */
@@ -163,9 +192,9 @@ static inline void brisk__lock(brisk_lock_t *l) {
   brisk_assert((brisk__locks_held >> l->rank) == 0 && "lock order");
   brisk__locks_held |= 1u << l->rank;
 #endif
-  if (brisk_unlikely(pthread_mutex_trylock(&l->mutex) != 0)) {
+  if (brisk_unlikely(!brisk__lock_take(l))) {
     brisk__lock_counts.contended++;
-    pthread_mutex_lock(&l->mutex);
+    brisk__lock_wait(l);
   }
   brisk__lock_counts.acquired++;
 }
@@ -174,7 +203,7 @@ static inline bool brisk__trylock(brisk_lock_t *l) {
 #ifdef BRISK_DEBUG
   brisk_assert((brisk__locks_held >> l->rank) == 0 && "lock order");
 #endif
-  if (pthread_mutex_trylock(&l->mutex) != 0) return false;
+  if (!brisk__lock_take(l)) return false;
 #ifdef BRISK_DEBUG
   brisk__locks_held |= 1u << l->rank;
 #endif
@@ -185,7 +214,7 @@ static inline void brisk__unlock(brisk_lock_t *l) {
 #ifdef BRISK_DEBUG
   brisk__locks_held &= ~(1u << l->rank);
 #endif
-  pthread_mutex_unlock(&l->mutex);
+  brisk__lock_give(l);
 }
 /* Several locks of one rank taken together, in a fixed order (page_heap.c's
  * arenas, through brisk__lock_fork): the check sees them as one. */
@@ -205,8 +234,10 @@ static inline void brisk__lock_rank_leave(brisk_lock_rank_t rank) {
 #endif
 }
 /* The fork handler's: every lock, in rank order, several of one rank. */
-static inline void brisk__lock_fork(brisk_lock_t *l) { pthread_mutex_lock(&l->mutex); }
-static inline void brisk__unlock_fork(brisk_lock_t *l) { pthread_mutex_unlock(&l->mutex); }
+static inline void brisk__lock_fork(brisk_lock_t *l) {
+  if (!brisk__lock_take(l)) brisk__lock_wait(l);
+}
+static inline void brisk__unlock_fork(brisk_lock_t *l) { brisk__lock_give(l); }
 
 #pragma GCC visibility pop
 #endif /* BRISK_BASE_H */

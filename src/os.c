@@ -383,6 +383,40 @@ void brisk__os_wake_all(atomic_int *addr) {
   errno = saved;
 }
 
+/* Locks (base.h): spin this many rounds on a taken lock before sleeping. A
+ * round is a load and a pause; the sections the locks guard are short, so a
+ * holder that is running lets go within a few, and one that was preempted is
+ * waited for in the kernel. */
+#define LOCK_SPINS 100
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+void brisk__lock_wait(brisk_lock_t *l) {
+  for (int i = 0; i < LOCK_SPINS; i++) {
+    cpu_relax();
+    if (atomic_load_explicit(&l->state, memory_order_relaxed) == BRISK_LOCK_FREE && brisk__lock_take(l)) return;
+  }
+  /* From here the lock is left WAITED whenever this thread takes it, since
+   * other sleepers may remain: a release then makes one futex call too many
+   * at worst, never one too few. */
+  int saved = errno;
+  while (atomic_exchange_explicit(&l->state, BRISK_LOCK_WAITED, memory_order_acquire) != BRISK_LOCK_FREE)
+    syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, BRISK_LOCK_WAITED, NULL, NULL, 0);
+  errno = saved;
+}
+
+void brisk__lock_wake(brisk_lock_t *l) {
+  int saved = errno;
+  syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  errno = saved;
+}
+
 int brisk__os_pid(void) { return (int)getpid(); }
 
 /* ------------------------------------------------------------------------------

@@ -112,9 +112,10 @@ typedef struct heap_arena_s {
 /* Arena i is shard i % HEAP_SHARDS_MAX of slot i / HEAP_SHARDS_MAX; its spans carry i + 1. */
 /* In .bss, locks included, so that an arena costs memory only once used: 800 KiB
  * of initialised data would be file-backed pages that the loader's fault-around
- * maps in every process (30 KiB more RSS for the locks alone). glibc's mutex
- * initialiser is all zero bytes; the lock rank, which only BRISK_DEBUG builds
- * read, is set by the first shards() (set_ranks), before any arena is locked. */
+ * maps in every process (30 KiB more RSS for the locks alone). A zeroed lock is
+ * a free one; the lock rank, which only BRISK_DEBUG builds read, is set by the
+ * first shards() (set_ranks), before any arena is locked. */
+_Static_assert(BRISK_LOCK_FREE == 0, "the arenas' locks are zeroed .bss");
 static heap_arena_t arenas[HEAP_ARENAS];
 static brisk_lock_t grow_lock = BRISK_LOCK_INIT(BRISK_RANK_HEAP_GROW);
 static _Atomic unsigned shard_count; /* arenas per slot in use; 0 until the first request */
@@ -142,13 +143,14 @@ static inline uint16_t span_arena(const brisk_span_t *s) { return __atomic_load_
  * last CONTENDED_WINDOW acquisitions moves to another (round robin), up to two
  * arenas per CPU, at most 8. Each arena keeps its own free runs and decay
  * swing, so arenas cost memory; only where threads queue are they worth it.
- * On the 2-CPU development machine (BRISK_HEAP_SHARDS=1, =2 and unset, each
- * with tools/compare.sh --allocators brisk --filter
- * '^scal/(large_threads|realloc)/' -t 16): scal/large_threads ran 1.4-1.6 M
- * replacements/s at 2-8 threads with one arena (0.9 at 16; a third of its
- * lock acquisitions contended) and 4.5-7.1 on demand, at 1.2-1.5x the peak
- * RSS; scal/realloc at 2 threads peaked at 27.9 MiB with one arena, 30.5 on
- * demand and 37.8 with two arenas dealt to every thread. With
+ * On the 2-CPU development machine (BRISK_HEAP_SHARDS=1 and unset, two runs
+ * each of brisk_bench --benchmark_filter='^scal/(large_threads|realloc)/.*threads:(2|4|8)$'
+ * under LD_PRELOAD, taking turns): scal/large_threads ran 1.6-2.5 M
+ * replacements/s at 2-8 threads with one arena (0.95-1.4 M of every million
+ * lock acquisitions contended) and 18-22 M on demand, at peak RSS 5.3-8.6 MiB
+ * and 5.9-9.2; scal/realloc at 2 threads peaked at 27.5 MiB with one arena and
+ * 32.2-34.0 on demand, and ran 10-13 M reallocs/s at 2-8 threads with one
+ * arena and 12-19 M on demand. With
  * BRISK_HEAP_SHARDS=N the threads are dealt N arenas round robin at their
  * first request instead. */
 #define CONTENDED_WINDOW 256
@@ -157,9 +159,6 @@ static inline uint16_t span_arena(const brisk_span_t *s) { return __atomic_load_
 
 static void set_ranks(void) {
 #ifdef BRISK_DEBUG
-  static const pthread_mutex_t init = PTHREAD_MUTEX_INITIALIZER;
-  static const pthread_mutex_t zero;
-  brisk_assert(memcmp(&init, &zero, sizeof init) == 0 && "a zeroed mutex is an initialised one");
   for (unsigned i = 0; i < HEAP_ARENAS; i++) arenas[i].lock.rank = BRISK_RANK_HEAP;
 #endif
 }

@@ -71,8 +71,7 @@ static void orphan_init(orphan_t *o, unsigned slot) {
   o->heap.kind = BRISK_SHEAP_ORPHAN;
   o->heap.slot = slot;
   for (unsigned cls = 1; cls < BRISK_CLASSES; cls++) {
-    pthread_mutex_init(&o->lock[cls].mutex, NULL);
-    o->lock[cls].rank = BRISK_RANK_ORPHAN;
+    o->lock[cls] = (brisk_lock_t)BRISK_LOCK_INIT(BRISK_RANK_ORPHAN);
   }
 }
 

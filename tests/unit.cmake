@@ -3,7 +3,7 @@
 # They check one layer's exact state (a block's span, a thread's lock count, a
 # spare large block): without guarded blocks, which are another layer's
 # (guard.c, tested by test_guard) and would fall at random among theirs.
-foreach(t size_class pagemap thread_cache large options backtrace)
+foreach(t size_class pagemap thread_cache large options backtrace lock)
   brisk_add_test(test_${t} LABEL unit SOURCES test_${t}.c LIBS brisk_api ENV "BRISK_GUARD_SAMPLE=0")
 endforeach()
 # Three arenas dealt round robin, whatever the machine's CPUs; then again with
