@@ -19,8 +19,17 @@
 
 #pragma GCC visibility push(hidden)
 
-extern uintptr_t brisk__list_key;
-extern uint64_t brisk__free_key; /* marks objects on free lists, to see double frees */
+/* The keys: read by every malloc and free, written once at start-up. They fill
+ * a cache line of their own, so that nothing that other threads write (a lock
+ * word, a counter) shares it: next to the registry lock's word they cost free()
+ * a cache miss whenever another thread had taken that lock. */
+typedef struct brisk_block_keys_s {
+  uintptr_t list; /* the links of free lists are stored xor this */
+  uint64_t hint;  /* marks objects on free lists, to see double frees */
+} __attribute__((aligned(BRISK_CACHE_LINE))) brisk_block_keys_t;
+extern brisk_block_keys_t brisk__keys;
+#define brisk__list_key (brisk__keys.list)
+#define brisk__free_key (brisk__keys.hint)
 #define BRISK_BLOCK_ALIGN_MASK ((uintptr_t)BRISK_ALIGN - 1)
 
 static inline void *brisk__block_next_raw(const void *b) {

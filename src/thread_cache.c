@@ -77,8 +77,7 @@
 #define TCACHE_MIN_BUDGET ((size_t)64 * 1024)
 
 __thread brisk_tcache_t brisk__tc;
-uint64_t brisk__free_key;
-uintptr_t brisk__list_key;
+brisk_block_keys_t brisk__keys;
 brisk_lock_t brisk__registry_lock = BRISK_LOCK_INIT(BRISK_RANK_REGISTRY);
 #ifdef BRISK_DEBUG
 __thread uint32_t brisk__locks_held;
