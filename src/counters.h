@@ -12,10 +12,10 @@
 /* Large blocks in use (large.c): bytes, blocks, and bytes by the NUMA slot of
  * the block. A shared atomic on the path of every large block's malloc and
  * free bounces its cache line between the cores of threads that churn large
- * blocks at once (scal/large_threads), so a registered
- * thread counts its heap blocks in a record of its own (in its registry node,
- * thread_cache.c): written by that thread alone, with plain stores, and read by
- * the statistics under the registry lock. Blocks mapped alone (an mmap each),
+ * blocks at once (scal/large_threads), so a registered thread counts its heap
+ * blocks in a record of its own (in its registry node, thread_cache.c):
+ * written by that thread alone, with plain stores, and read by the statistics
+ * under the registry lock. Blocks mapped alone (an mmap each),
  * threads without a record (a thread gets one with its cache, at its first
  * small request), and the records of threads that have gone count in
  * brisk__counters.large, with atomics. Every figure is a sum of deltas: a block
